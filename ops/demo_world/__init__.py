@@ -1,0 +1,1 @@
+"""The demo world: a generated driving dataset in the nuScenes format with exact Occ3D truth (see generate.py)."""

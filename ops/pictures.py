@@ -1,0 +1,72 @@
+"""Small pictures for Dagster metadata and reports: BEV label maps and class histograms (Pillow only)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+from ops.occ3d import CLASS_COLORS, CLASS_NAMES, FREE, UNOBSERVED
+
+
+def bev_image(semantics: np.ndarray, scale: int = 2) -> np.ndarray:
+    """(X, Y, Z) uint8 classes -> (Y*scale, X*scale, 3) RGB: the highest non-free voxel of each column.
+
+    Drawn as seen from above with +x (forward) up and +y (left) to the left. Columns with nothing
+    are white (free) or grey where every voxel is unobserved (255).
+    """
+    sem = np.asarray(semantics)
+    if sem.ndim != 3:
+        raise ValueError(f"expected an (X, Y, Z) volume, got shape {sem.shape}")
+    occupied = (sem != FREE) & (sem != UNOBSERVED)
+    top = sem.shape[2] - 1 - np.argmax(occupied[:, :, ::-1], axis=2)
+    cls = np.take_along_axis(sem, top[:, :, None], 2)[:, :, 0]
+    rgb = CLASS_COLORS[np.where(occupied.any(2), cls, FREE)].copy()
+    rgb[(sem == UNOBSERVED).all(2)] = (128, 128, 128)
+    img = rgb[::-1, ::-1]  # row r shows x index X-1-r (+x up), column c shows y index Y-1-c (+y left)
+    return np.repeat(np.repeat(img, scale, 0), scale, 1)
+
+
+def side_by_side(images: list[np.ndarray], gap: int = 6) -> np.ndarray:
+    h = max(i.shape[0] for i in images)
+    parts = []
+    for k, im in enumerate(images):
+        pad = np.full((h, im.shape[1], 3), 255, np.uint8)
+        pad[: im.shape[0]] = im
+        parts.append(pad)
+        if k + 1 < len(images):
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+    return np.concatenate(parts, 1)
+
+
+def histogram_image(counts: np.ndarray, width: int = 520, bar_h: int = 14) -> np.ndarray:
+    """Horizontal bar chart of per-class counts (log scale), one bar per class with its colour and name."""
+    from PIL import Image, ImageDraw
+
+    counts = np.asarray(counts, dtype=np.float64)
+    n = len(counts)
+    img = Image.new("RGB", (width, bar_h * n + 8), "white")
+    draw = ImageDraw.Draw(img)
+    top = np.log10(counts.max() + 1) if counts.max() > 0 else 1.0
+    label_w, bar_w = 150, width - 150 - 70
+    for i, c in enumerate(counts):
+        y = 4 + i * bar_h
+        draw.text((4, y), CLASS_NAMES[i] if i < len(CLASS_NAMES) else str(i), fill="black")
+        w = int(bar_w * np.log10(c + 1) / top) if c > 0 else 0
+        colour = tuple(int(v) for v in CLASS_COLORS[i % len(CLASS_COLORS)])
+        draw.rectangle([label_w, y + 2, label_w + max(w, 1), y + bar_h - 3], fill=colour, outline="black")
+        draw.text((label_w + w + 4, y), f"{int(c)}", fill="black")
+    return np.asarray(img)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def markdown_image(rgb: np.ndarray, alt: str) -> str:
+    """Markdown embedding the picture as a data URI (the Dagster UI renders it inline)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png_bytes(rgb)).decode()})"

@@ -1,0 +1,1 @@
+"""The Dagster code location: definitions, resources, settings, and the easyocc command line."""

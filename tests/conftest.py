@@ -1,0 +1,40 @@
+import os
+
+import pytest
+
+# Tests never touch the network, and never write outside a temporary data dir.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("easyocc_data")
+    old = os.environ.get("EASYOCC_DATA_DIR")
+    os.environ["EASYOCC_DATA_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("EASYOCC_DATA_DIR", None)
+    else:
+        os.environ["EASYOCC_DATA_DIR"] = old
+
+
+SMALL_WORLD = dict(keyframes=4, image_width=160, image_height=90, lidar_azimuth_steps=540, lidar_mask_views=2)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A two-scene demo world, small enough for tests: (dataroot, config)."""
+    from ops.demo_world.generate import DemoWorldConfig, generate_demo_world
+
+    cfg = DemoWorldConfig(**SMALL_WORLD)
+    root = tmp_path_factory.mktemp("demo") / "world"
+    generate_demo_world(root, cfg)
+    return root, cfg
+
+
+@pytest.fixture(scope="session")
+def small_nusc(small_world):
+    from nuscenes.nuscenes import NuScenes
+
+    root, cfg = small_world
+    return NuScenes(version=cfg.version, dataroot=str(root), verbose=False)

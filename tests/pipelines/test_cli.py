@@ -1,0 +1,123 @@
+"""`easyocc score`: the real console script on Occ3D-layout directories."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ops.io import save_npz
+from ops.metrics import Occ3DAccumulator
+from ops.occ3d import FREE, GRID
+from pipelines.cli import main
+
+EASYOCC = str(Path(sys.executable).parent / "easyocc")
+
+
+@pytest.fixture
+def gt_dir(small_world):
+    root, _ = small_world
+    return root / "gts"
+
+
+def perturbed_copy(gt_dir: Path, out: Path, seed: int = 0) -> Occ3DAccumulator:
+    """Copy of the truth with 10% of voxels relabelled; returns the expected accumulator."""
+    rng = np.random.default_rng(seed)
+    expected = Occ3DAccumulator()
+    for path in sorted(gt_dir.glob("*/*/labels.npz")):
+        with np.load(path) as f:
+            gt = {k: f[k] for k in f.files}
+        pred = gt["semantics"].copy()
+        flip = rng.random(GRID.shape) < 0.1
+        pred[flip] = rng.integers(0, 18, flip.sum())
+        rel = path.relative_to(gt_dir)
+        save_npz(out / rel, semantics=pred)
+        expected.update(pred, gt["semantics"], gt["mask_camera"], gt["mask_lidar"])
+    return expected
+
+
+def test_truth_against_itself_is_perfect_via_console_script(gt_dir, tmp_path):
+    out = tmp_path / "score.json"
+    proc = subprocess.run([EASYOCC, "score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "mIoU-17" in proc.stdout and "camera&lidar" in proc.stdout
+    result = json.loads(out.read_text())
+    for mask in ("camera", "camera&lidar", "none"):
+        m = result["masks"][mask]
+        assert m["miou17"] == 1.0 and m["miou15"] == 1.0 and m["geometric_iou"] == 1.0
+        assert m["per_class"]["others"] is None  # absent from both: null in JSON, skipped in the mean
+
+
+def test_perturbed_copy_scores_as_computed_independently(gt_dir, tmp_path):
+    pred_dir = tmp_path / "pred"
+    expected = perturbed_copy(gt_dir, pred_dir).result()
+    out = tmp_path / "score.json"
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    for mask, exp in expected["masks"].items():
+        assert got["masks"][mask]["miou17"] == pytest.approx(exp["miou17"])
+        assert got["masks"][mask]["geometric_iou"] == pytest.approx(exp["geometric_iou"])
+        assert 0.1 < got["masks"][mask]["miou17"] < 0.95
+    assert got["frames"] == expected["frames"]
+
+
+def test_split_and_scenes_restrict_the_frames(gt_dir, tmp_path, small_world):
+    _, cfg = small_world
+    out = tmp_path / "s.json"
+    assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--split", "mini_val", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["frames"] == cfg.keyframes
+    assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-0061", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["frames"] == cfg.keyframes
+    assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-9999"]) == 2
+
+
+def test_missing_frame_is_named_unless_allowed(gt_dir, tmp_path, capsys):
+    pred_dir = tmp_path / "pred"
+    shutil.copytree(gt_dir, pred_dir)
+    victim = sorted(pred_dir.glob("*/*/labels.npz"))[1]
+    victim.unlink()
+    name = f"{victim.parent.parent.name}/{victim.parent.name}"
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
+    assert name in capsys.readouterr().err
+    out = tmp_path / "s.json"
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--allow-missing", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["skipped"] == 1 and result["skipped_frames"] == [name]
+    assert "skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((200, 200, 17), np.uint8), "shape"),
+    (np.zeros(GRID.shape, np.float32), "dtype"),
+    (np.full(GRID.shape, 255, np.uint8), "class ids"),
+])
+def test_bad_prediction_file_is_named(gt_dir, tmp_path, capsys, array, message):
+    pred_dir = tmp_path / "pred"
+    shutil.copytree(gt_dir, pred_dir)
+    victim = sorted(pred_dir.glob("*/*/labels.npz"))[0]
+    save_npz(victim, semantics=array)
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(victim) in err and message in err
+
+
+def test_corrupt_file_is_named(gt_dir, tmp_path, capsys):
+    pred_dir = tmp_path / "pred"
+    shutil.copytree(gt_dir, pred_dir)
+    victim = sorted(pred_dir.glob("*/*/labels.npz"))[0]
+    victim.write_bytes(b"not a zip")
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir)]) == 2
+    assert str(victim) in capsys.readouterr().err
+
+
+def test_all_free_prediction(gt_dir, tmp_path):
+    pred_dir = tmp_path / "pred"
+    for path in gt_dir.glob("*/*/labels.npz"):
+        save_npz(pred_dir / path.relative_to(gt_dir), semantics=np.full(GRID.shape, FREE, np.uint8))
+    out = tmp_path / "s.json"
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(out)]) == 0
+    m = json.loads(out.read_text())["masks"]["camera"]
+    assert m["geometric_iou"] == 0.0 and m["miou17"] == 0.0
