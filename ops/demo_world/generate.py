@@ -17,6 +17,7 @@ metres to kilometres from the origin with an arbitrary heading. Same config, sam
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ import numpy as np
 
 from ops.demo_world import layout as L
 from ops.demo_world.groundtruth import semantics_volume, visibility_mask
-from ops.demo_world.render import CAMERAS, Camera, camera_rig, lidar_extrinsics, render_camera, scan_lidar
+from ops.demo_world.render import CAMERA_RIG, CAMERAS, Camera, camera_rig, lidar_extrinsics, render_camera, scan_lidar
 from ops.geometry import make_transform, matrix_to_quaternion, rot_z
 from ops.io import npz_bytes, write_bytes_atomic
 
@@ -110,7 +111,6 @@ def _camera_offsets(rng: np.random.Generator) -> dict[str, float]:
     as it passes the camera's heading, so offsets spread over about +-35 ms."""
     out = {}
     for ch in CAMERAS:
-        from ops.demo_world.render import CAMERA_RIG
         phase = ((CAMERA_RIG[ch][1] + 180.0) % 360.0) / 360.0
         out[ch] = (phase - 0.5) * 0.07 + rng.uniform(-0.004, 0.004)
     return out
@@ -346,7 +346,7 @@ def generate_demo_world(dataroot: str | os.PathLike, cfg: DemoWorldConfig = Demo
     staging.mkdir(parents=True)
     n_scenes = len(scene_plan(cfg))
     results = []
-    for i, res in enumerate(map_fn(lambda idx: generate_scene(cfg, idx, staging), range(n_scenes))):
+    for i, res in enumerate(map_fn(functools.partial(generate_scene, cfg, dataroot=staging), range(n_scenes))):
         results.append(res)
         log(f"scene {i + 1}/{n_scenes} rendered ({res.files} files)")
     tables = _static_tables()

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from ops.geometry import invert_transform, quaternion_to_matrix, transform_from_record, transform_points
+from ops.demo_world.verify import backproject_truth, consistency_report
+from ops.geometry import quaternion_to_matrix, transform_from_record, transform_points
 from ops.nuscenes_data import CAMERA_CHANNELS
 from ops.occ3d import CLASS_ID, FREE, GRID, MOVABLE_CLASSES
 
@@ -18,23 +19,6 @@ def keyframes(nusc):
             sample = nusc.get("sample", tok)
             yield scene, sample
             tok = sample["next"]
-
-
-def backproject(nusc, root, scene, sample, channel, frame_sample=None):
-    """Points (N, 3) in the ego frame at the LIDAR_TOP time of `frame_sample` (default: the same
-    keyframe) and their classes, from the truth depth and the written calibration and poses (each
-    camera with its own ego_pose)."""
-    lidar = nusc.get("sample_data", (frame_sample or sample)["data"]["LIDAR_TOP"])
-    T_ego_global = invert_transform(transform_from_record(nusc.get("ego_pose", lidar["ego_pose_token"])))
-    sd = nusc.get("sample_data", sample["data"][channel])
-    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-    T = T_ego_global @ transform_from_record(nusc.get("ego_pose", sd["ego_pose_token"])) @ transform_from_record(cs)
-    truth = np.load(root / "truth" / (sd["filename"].rsplit(".", 1)[0] + ".npz"))
-    depth, sem = truth["depth"], truth["semantics"]
-    assert depth.shape == sem.shape == (sd["height"], sd["width"])
-    v, u = np.nonzero(depth > 0)
-    rays = np.linalg.inv(np.asarray(cs["camera_intrinsic"])) @ np.stack([u, v, np.ones_like(u)]).astype(np.float64)
-    return transform_points(T, (rays * depth[v, u]).T), sem[v, u]
 
 
 def load_gt(root, scene, sample):
@@ -123,37 +107,14 @@ def test_truth_files_have_occ3d_layout_and_many_classes(small_nusc, small_world)
 
 def test_backprojected_depth_lands_on_truth_of_its_class(small_nusc, small_world):
     root, _ = small_world
-    total = exact = near = in_mask = 0
-    for scene, sample in keyframes(small_nusc):
-        gt = load_gt(root, scene, sample)
-        sem, mask = gt["semantics"], gt["mask_camera"].astype(bool)
-        padded = {}
-        for ch in CAMERA_CHANNELS:
-            pts, cls = backproject(small_nusc, root, scene, sample, ch)
-            ijk, inside = GRID.voxel_index(pts)
-            ijk, cls = ijk[inside], cls[inside]
-            hit = sem[ijk[:, 0], ijk[:, 1], ijk[:, 2]] == cls
-            total += len(cls)
-            exact += hit.sum()
-            in_mask += mask[ijk[:, 0], ijk[:, 1], ijk[:, 2]].sum()
-            # Counting the 26 neighbours: a moving object moved up to ~0.35 m between camera and lidar time.
-            found = hit.copy()
-            for c in np.unique(cls[~hit]):
-                if c not in padded:
-                    padded[c] = np.pad(sem == c, 1)
-                sel = np.nonzero(~hit & (cls == c))[0]
-                q = ijk[sel] + 1
-                for dx in (-1, 0, 1):
-                    for dy in (-1, 0, 1):
-                        for dz in (-1, 0, 1):
-                            found[sel] |= padded[c][q[:, 0] + dx, q[:, 1] + dy, q[:, 2] + dz]
-            near += found.sum()
-    print(f"\nback-projected pixels: {total}, same class in hit voxel {exact / total:.4%}, "
-          f"with neighbours {near / total:.4%}, hit voxel in mask_camera {in_mask / total:.4%}")
-    assert total > 100_000
-    assert near / total > 0.999
-    assert exact / total > 0.97
-    assert in_mask / total > 0.9999
+    r = consistency_report(small_nusc, root)
+    print(f"\nback-projected pixels: {r.pixels}, same class in hit voxel {r.same_voxel:.4%}, "
+          f"with neighbours {r.with_neighbours:.4%}, hit voxel in mask_camera {r.in_mask_camera:.4%}")
+    assert r.keyframes == len(small_nusc.sample) and r.pixels > 100_000
+    # Neighbours allow for objects that moved up to ~0.35 m between camera and lidar time.
+    assert r.with_neighbours > 0.999
+    assert r.same_voxel > 0.97
+    assert r.in_mask_camera > 0.9999
 
 
 def test_moving_objects_move_and_static_ones_stay(small_nusc, small_world):
@@ -189,7 +150,7 @@ def test_static_pixels_stay_put_and_movers_do_not(small_nusc, small_world):
     walkers = [CLASS_ID[n] for n in ("pedestrian", "bicycle", "motorcycle")]
     hits = {"static": [], "walkers": []}
     for ch in CAMERA_CHANNELS:
-        pts, cls = backproject(small_nusc, root, scene, first, ch, frame_sample=last)
+        pts, cls = backproject_truth(small_nusc, root, first, ch, frame_sample=last)
         ijk, inside = GRID.voxel_index(pts)
         same = sem[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]] == cls[inside]
         hits["static"].append(same[np.isin(cls[inside], static)])

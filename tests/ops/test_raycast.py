@@ -49,7 +49,7 @@ def test_random_segments_match_brute_force(dtype):
         # Start inside or outside, end anywhere near the grid.
         o = lower - 0.3 * span + rng.random(3) * 1.6 * span
         e = lower - 0.3 * span + rng.random(3) * 1.6 * span
-        got = ids_to_set(ray_voxel_ids(torch.tensor([o], dtype=dtype), torch.tensor([e], dtype=dtype), GRID), GRID)
+        got = ids_to_set(ray_voxel_ids(torch.tensor(o[None], dtype=dtype), torch.tensor(e[None], dtype=dtype), GRID), GRID)
         assert got == reference_crossed(o, e, GRID), (o, e)
 
 

@@ -1,0 +1,50 @@
+"""The real Dagster CLI from the repository root: `dagster dev` serves the code location from workspace.yaml."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_dagster_dev_serves_the_asset_graph(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_MODULE_NAME"}
+    env["DAGSTER_HOME"] = str(tmp_path)
+    proc = subprocess.Popen([DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, nodes = time.time() + 120, None
+        while time.time() < deadline and nodes is None:
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            try:
+                nodes = graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
+            except (OSError, KeyError):
+                time.sleep(1)
+        assert nodes is not None, "dagster dev did not answer on its GraphQL endpoint"
+        assert ["dataset"] in [n["assetKey"]["path"] for n in nodes]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
