@@ -28,9 +28,10 @@ def ray_voxel_ids(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRI
                   include_end: bool = True, chunk: int = 32768) -> torch.Tensor:
     """Flat ids (x * Y * Z + y * Z + z, int64) of every grid voxel each segment crosses, with repeats.
 
-    origins, ends: (N, 3) float tensors in the grid's frame (metres). The voxel containing `ends`
-    is included when `include_end` (the voxel a ray stops in); segments may start or end outside
-    the grid and are clipped to it.
+    origins, ends: (N, 3) float tensors in the grid's frame (metres); segments may start or end
+    outside the grid and are clipped to it. `include_end`: list the voxel containing each segment's
+    end (the voxel a ray stops in, for visibility masks); False leaves it out entirely, as free-space
+    counting needs.
     """
     if origins.shape != ends.shape or origins.ndim != 2 or origins.shape[1] != 3:
         raise ValueError(f"origins and ends must both be (N, 3), got {tuple(origins.shape)} and {tuple(ends.shape)}")
@@ -70,12 +71,14 @@ def _ray_voxel_ids_chunk(origins, ends, grid: OccGrid, include_end: bool) -> tor
         # Clipped segments stay inside the grid; clamping only absorbs rounding on its faces.
         return (i.clamp(0, hi[0]) * sy + j.clamp(0, hi[1])) * sz + k.clamp(0, hi[2])
 
+    end = torch.floor(g1).long()
+    end_inside = ((end >= 0) & (end < shape)).all(1) & (tout >= 1)
+    end_id = torch.where(end_inside, flat_ids(end[:, 0], end[:, 1], end[:, 2]), torch.full_like(end[:, 0], -1))
     start = torch.floor(a).long()
-    pieces = [flat_ids(start[:, 0], start[:, 1], start[:, 2])]
+    start_id = flat_ids(start[:, 0], start[:, 1], start[:, 2])
+    pieces = [start_id if include_end else start_id[start_id != end_id]]
     if include_end:
-        end = torch.floor(g1[tout >= 1]).long()
-        end = end[((end >= 0) & (end < shape)).all(1)]
-        pieces.append(flat_ids(end[:, 0], end[:, 1], end[:, 2]))
+        pieces.append(end_id[end_inside])
     for k in range(3):
         n, first, step = _counts_and_first(a[:, k], b[:, k], d[:, k])
         total = int(n.sum())
@@ -92,7 +95,8 @@ def _ray_voxel_ids_chunk(origins, ends, grid: OccGrid, include_end: bool) -> tor
                 ijk[j] = torch.floor(g0[:, j][ray] + s * d[:, j][ray]).long()
         # The crossed plane itself decides this axis: entering voxel `plane` going up, `plane - 1` going down.
         ijk[k] = (plane - (step_r < 0).to(dtype)).long()
-        pieces.append(flat_ids(*ijk))
+        ids = flat_ids(*ijk)
+        pieces.append(ids if include_end else ids[ids != end_id[ray]])
     return torch.cat(pieces)
 
 

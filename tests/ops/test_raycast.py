@@ -40,8 +40,8 @@ def ids_to_set(ids, grid):
     return {(i // (Y * Z), (i // Z) % Y, i % Z) for i in ids.tolist()}
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_random_segments_match_brute_force(dtype):
+@pytest.mark.parametrize("dtype, include_end", [(torch.float64, True), (torch.float32, True), (torch.float64, False)])
+def test_random_segments_match_brute_force(dtype, include_end):
     rng = np.random.default_rng(0)
     lower, upper = np.asarray(GRID.lower), np.asarray(GRID.upper)
     span = upper - lower
@@ -49,8 +49,12 @@ def test_random_segments_match_brute_force(dtype):
         # Start inside or outside, end anywhere near the grid.
         o = lower - 0.3 * span + rng.random(3) * 1.6 * span
         e = lower - 0.3 * span + rng.random(3) * 1.6 * span
-        got = ids_to_set(ray_voxel_ids(torch.tensor(o[None], dtype=dtype), torch.tensor(e[None], dtype=dtype), GRID), GRID)
-        assert got == reference_crossed(o, e, GRID), (o, e)
+        got = ids_to_set(ray_voxel_ids(torch.tensor(o[None], dtype=dtype), torch.tensor(e[None], dtype=dtype), GRID,
+                                       include_end=include_end), GRID)
+        expected = reference_crossed(o, e, GRID)
+        if not include_end:  # the voxel holding the end point is left out entirely
+            expected.discard(tuple(np.floor((e - np.asarray(GRID.lower)) / GRID.voxel_size).astype(int)))
+        assert got == expected, (o, e)
 
 
 def test_axis_aligned_and_diagonal_through_corners():

@@ -1,0 +1,231 @@
+"""Temporal fusion into Occ3D pseudo-labels (ALGORITHM.md steps 3-6), torch on CPU or GPU.
+
+For keyframe T: the current frame's labelled points plus those of the N previous keyframes (movable
+classes dropped from the past frames only), moved into the ego frame of T's LIDAR_TOP, voted per
+voxel (majority class), then free space:
+  - ``empty_is_free`` (the paper's): every voxel without votes is free (17); the mask is all True;
+  - ``raycast`` (default, beyond the paper): each pixel's ray is walked from its camera to its point;
+    crossed voxels are observed free, voxels never crossed nor voted are unobserved (255), and
+    ``mask_camera`` marks the observed ones. A voxel with votes and free crossings keeps its votes
+    unless free crossings outnumber votes by ``free_over_votes`` (default: votes always win, since a
+    ray grazing a surface crosses the voxel that holds that surface).
+
+Frames are lifted once into a scene-local anchor frame (float64 poses composed once per image,
+float32 points) and reused by every label whose window holds them (`SceneFuser`).
+Ties in the vote go to the lowest class id (objects before stuff).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ops.frames import KeyframeRecord
+from ops.geometry import invert_transform
+from ops.lift import check_rigid, lift_image, remove_outliers
+from ops.occ3d import FREE, GRID, MOVABLE_CLASSES, NUM_CLASSES, UNOBSERVED, OccGrid
+from ops.raycast import ray_voxel_ids
+
+FREE_SPACE_MODES = ("raycast", "empty_is_free")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    history: int = 13                       # previous keyframes fused into each label
+    movable_classes: tuple[int, ...] = MOVABLE_CLASSES  # dropped from past keyframes only
+    free_space: str = "raycast"             # "raycast" or "empty_is_free" (the paper's)
+    stride: int = 1                         # use every stride-th pixel for points
+    ray_stride: int = 1                     # ... and every ray_stride-th of those for free-space rays
+    min_depth: float = 0.1                  # metres; nearer depths are dropped
+    max_depth: float = 80.0                 # metres; farther depths are dropped
+    fill_step: float | None = 0.2           # join neighbouring same-surface pixels every 0.2 m (None: off)
+    fill_max_jump: float = 0.08             # ... if their depths differ by at most 8 %
+    min_points: int = 1                     # votes a voxel needs to be occupied
+    free_over_votes: float = float("inf")   # free crossings per vote that overrule the votes
+    outlier_filter: bool = False            # Open3D statistical outlier removal per frame
+    outlier_neighbors: int = 20
+    outlier_std_ratio: float = 2.0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.free_space not in FREE_SPACE_MODES:
+            raise ValueError(f"free_space must be one of {FREE_SPACE_MODES}, got {self.free_space!r}")
+        if self.history < 0 or self.stride < 1 or self.ray_stride < 1 or self.min_points < 1:
+            raise ValueError("history >= 0, stride >= 1, ray_stride >= 1 and min_points >= 1 are required")
+        if not 0 <= self.min_depth < self.max_depth:
+            raise ValueError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+
+
+@dataclass
+class LiftedFrame:
+    """One keyframe's points in the scene's anchor frame."""
+
+    token: str
+    timestamp: int
+    T_anchor_ego: np.ndarray      # (4, 4) float64: the label frame of this keyframe
+    points: torch.Tensor          # (N, 3) float32
+    classes: torch.Tensor         # (N,) uint8
+    ray_origin: torch.Tensor      # (R, 3) float32: camera centre of each free-space ray
+    ray_end: torch.Tensor         # (R, 3) float32: the ray's point
+    ray_class: torch.Tensor       # (R,) uint8: class of the ray's point
+    dropped_pixels: int = 0
+    outliers: int = 0
+
+
+@dataclass
+class Label:
+    token: str
+    semantics: np.ndarray         # (200, 200, 16) uint8; UNOBSERVED (255) where nothing was seen
+    mask_camera: np.ndarray       # (200, 200, 16) bool: observed voxels
+    stats: dict = field(default_factory=dict)
+
+
+PerceptionFn = Callable[[KeyframeRecord], Sequence[tuple[np.ndarray, np.ndarray]]]
+
+
+def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarray]], T_anchor_global: np.ndarray,
+                  cfg: FusionConfig) -> LiftedFrame:
+    """Lift the (depth, semantics) of each of kf.images into the anchor frame."""
+    if len(maps) != len(kf.images):
+        raise ValueError(f"keyframe {kf.token}: {len(maps)} depth/class maps for {len(kf.images)} images")
+    pts, cls, ro, re, rc, dropped = [], [], [], [], [], 0
+    for img, (depth, sem) in zip(kf.images, maps):
+        name = f"{kf.scene}/{kf.token}/{img.channel} ({img.filename})"
+        if np.shape(depth) != (img.height, img.width):
+            raise ValueError(f"{name}: depth is {np.shape(depth)}, the image is {(img.height, img.width)}")
+        check_rigid(img.T_global_ego, "ego_pose", name)
+        check_rigid(img.T_ego_cam, "calibrated_sensor", name)
+        T = T_anchor_global @ img.T_global_ego @ img.T_ego_cam
+        lp = lift_image(depth, sem, img.K, T, stride=cfg.stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
+                        fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name)
+        pts.append(lp.points)
+        cls.append(lp.classes)
+        ends, end_cls = lp.points[lp.is_ray], lp.classes[lp.is_ray]
+        if cfg.ray_stride > 1:
+            ends, end_cls = ends[::cfg.ray_stride ** 2], end_cls[::cfg.ray_stride ** 2]
+        ro.append(lp.origin.expand(len(ends), 3))
+        re.append(ends)
+        rc.append(end_cls)
+        dropped += lp.dropped
+    points, classes = torch.cat(pts), torch.cat(cls)
+    outliers = 0
+    if cfg.outlier_filter and len(points):
+        keep = remove_outliers(points, cfg.outlier_neighbors, cfg.outlier_std_ratio)
+        outliers = int((~keep).sum())
+        points, classes = points[keep], classes[keep]
+    return LiftedFrame(kf.token, kf.timestamp, T_anchor_global @ kf.T_global_ego, points, classes,
+                       torch.cat(ro), torch.cat(re), torch.cat(rc), dropped, outliers)
+
+
+def _to_ego(T_ego_anchor: np.ndarray, p: torch.Tensor) -> torch.Tensor:
+    R = torch.as_tensor(T_ego_anchor[:3, :3], dtype=torch.float32, device=p.device)
+    t = torch.as_tensor(T_ego_anchor[:3, 3], dtype=torch.float32, device=p.device)
+    return p @ R.T + t
+
+
+def voxel_keys(points: torch.Tensor, grid: OccGrid = GRID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat voxel ids (int64) of points (N, 3) in the grid frame, and the inside-grid mask."""
+    lower = torch.tensor(grid.lower, dtype=points.dtype, device=points.device)
+    ijk = torch.floor((points - lower) / grid.voxel_size).long()
+    shape = torch.tensor(grid.shape, device=points.device)
+    inside = ((ijk >= 0) & (ijk < shape)).all(1)
+    ijk = ijk[inside]
+    return (ijk[:, 0] * grid.shape[1] + ijk[:, 1]) * grid.shape[2] + ijk[:, 2], inside
+
+
+def vote_counts(points: torch.Tensor, classes: torch.Tensor, grid: OccGrid = GRID) -> torch.Tensor:
+    """(V, 18) int64 votes per voxel and class (torch twin of the voting kernel)."""
+    keys, inside = voxel_keys(points, grid)
+    keys = keys * NUM_CLASSES + classes[inside].long()
+    return torch.bincount(keys, minlength=grid.num_voxels * NUM_CLASSES).view(grid.num_voxels, NUM_CLASSES)
+
+
+def majority(counts: torch.Tensor, min_points: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per voxel: the class with most votes (ties: lowest id) and whether it has >= min_points votes."""
+    best = counts.argmax(1)  # first maximum = lowest class id
+    return best.to(torch.uint8), counts.sum(1) >= min_points
+
+
+def free_crossings(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID) -> torch.Tensor:
+    """(V,) int64: how many rays cross each voxel before the voxel they stop in (torch twin)."""
+    ids = ray_voxel_ids(origins, ends, grid, include_end=False)
+    return torch.bincount(ids, minlength=grid.num_voxels)
+
+
+def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid = GRID) -> Label:
+    """The label of frames[-1] from it and the earlier frames in `frames` (oldest first)."""
+    current = frames[-1]
+    T_ego_anchor = invert_transform(current.T_anchor_ego)
+    movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=current.points.device)
+    pts, cls, ro, re = [], [], [], []
+    for f in frames:
+        keep = torch.ones(len(f.classes), dtype=torch.bool, device=f.points.device)
+        rkeep = torch.ones(len(f.ray_class), dtype=torch.bool, device=f.points.device)
+        if f is not current and len(movable):
+            keep = ~torch.isin(f.classes, movable)
+            rkeep = ~torch.isin(f.ray_class, movable)
+        pts.append(f.points[keep])
+        cls.append(f.classes[keep])
+        ro.append(f.ray_origin[rkeep])
+        re.append(f.ray_end[rkeep])
+    points = _to_ego(T_ego_anchor, torch.cat(pts))
+    counts = vote_counts(points, torch.cat(cls), grid)
+    best, voted = majority(counts, cfg.min_points)
+    sem = torch.where(voted, best, torch.full_like(best, FREE))
+    if cfg.free_space == "raycast":
+        free = free_crossings(_to_ego(T_ego_anchor, torch.cat(ro)), _to_ego(T_ego_anchor, torch.cat(re)), grid)
+        votes = counts.sum(1)
+        overruled = voted & (free > cfg.free_over_votes * votes)
+        sem = torch.where(overruled, torch.full_like(sem, FREE), sem)
+        observed = voted | (free > 0)
+        sem = torch.where(observed, sem, torch.full_like(sem, UNOBSERVED))
+        n_rays = sum(len(r) for r in re)
+    else:
+        observed = torch.ones_like(voted)
+        n_rays = 0
+    sem_np = sem.view(grid.shape).cpu().numpy()
+    hist = np.bincount(sem_np.ravel(), minlength=256)
+    stats = {"frames": len(frames), "points": int(len(points)), "points_in_grid": int(counts.sum()),
+             "rays": int(n_rays), "voxels_occupied": int(voted.sum()), "voxels_observed": int(observed.sum()),
+             "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]}}
+    return Label(current.token, sem_np, observed.view(grid.shape).cpu().numpy(), stats)
+
+
+class SceneFuser:
+    """Streams a scene's labels: each keyframe is lifted once and kept while a later label needs it."""
+
+    def __init__(self, keyframes: Sequence[KeyframeRecord], perception: PerceptionFn, cfg: FusionConfig = FusionConfig(),
+                 grid: OccGrid = GRID):
+        if not keyframes:
+            raise ValueError("a scene needs at least one keyframe")
+        for a, b in zip(keyframes, keyframes[1:]):
+            if b.timestamp <= a.timestamp:
+                raise ValueError(f"keyframes out of time order: {b.scene}/{b.token} ({b.timestamp}) comes after "
+                                 f"{a.token} ({a.timestamp})")
+        self.keyframes, self.perception, self.cfg, self.grid = list(keyframes), perception, cfg, grid
+        # Anchor: the first keyframe's ego frame; all per-point arithmetic happens near it.
+        self.T_anchor_global = invert_transform(check_rigid(keyframes[0].T_global_ego, "ego_pose", keyframes[0].token))
+        self._cache: OrderedDict[int, LiftedFrame] = OrderedDict()
+
+    def _lifted(self, i: int) -> LiftedFrame:
+        if i not in self._cache:
+            kf = self.keyframes[i]
+            self._cache[i] = lift_keyframe(kf, self.perception(kf), self.T_anchor_global, self.cfg)
+        return self._cache[i]
+
+    def label(self, i: int) -> Label:
+        first = max(0, i - self.cfg.history)
+        for old in [k for k in self._cache if k < first]:
+            del self._cache[old]  # streaming: nothing older than the window stays in memory
+        frames = [self._lifted(j) for j in range(first, i + 1)]
+        out = fuse_window(frames, self.cfg, self.grid)
+        out.stats["dropped_pixels"] = frames[-1].dropped_pixels
+        out.stats["outliers_removed"] = frames[-1].outliers
+        return out
+
+    def __iter__(self) -> Iterator[Label]:
+        for i in range(len(self.keyframes)):
+            yield self.label(i)

@@ -1,0 +1,146 @@
+"""Lift a depth map and a class map into labelled 3D points (ALGORITHM.md step 3).
+
+    X_frame = T_frame_cam @ [d * K^-1 [u, v, 1]^T; 1]
+
+T_frame_cam is composed in float64 by the caller (global poses are kilometres from the origin) and
+ends in a local frame, so the per-point arithmetic can run in float32 on any device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ops.occ3d import FREE, UNOBSERVED
+
+
+@dataclass
+class LiftedPoints:
+    points: torch.Tensor   # (N, 3) float32, metres, in the target frame
+    classes: torch.Tensor  # (N,) uint8 Occ3D ids
+    is_ray: torch.Tensor   # (N,) bool: True for a pixel's own point (a camera ray ends there),
+    #                        False for a point filled in between two neighbouring pixels
+    origin: torch.Tensor   # (3,) float32 camera centre in the target frame
+    dropped: int           # pixels without a usable depth or class
+
+
+def check_intrinsics(K, name: str = "") -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    where = f"{name}: " if name else ""
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise ValueError(f"{where}camera_intrinsic must be a finite 3x3 matrix, got {K.tolist()}")
+    if abs(np.linalg.det(K)) < 1e-9 or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"{where}camera_intrinsic is not invertible (focal lengths {K[0, 0]}, {K[1, 1]})")
+    return K
+
+
+def check_rigid(T, field: str, name: str = "") -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    where = f"{name}: " if name else ""
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise ValueError(f"{where}{field} must be a finite 4x4 matrix")
+    R = T[:3, :3]
+    if (np.abs(R.T @ R - np.eye(3)).max() > 1e-5 or abs(np.linalg.det(R) - 1) > 1e-5
+            or np.abs(T[3] - [0, 0, 0, 1]).max() > 1e-9):
+        raise ValueError(f"{where}{field} is not a rigid transform (rotation not orthonormal or last row not 0 0 0 1)")
+    return T
+
+
+def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: float = 0.1,
+               max_depth: float = 80.0, fill_step: float | None = None, fill_max_jump: float = 0.08,
+               device: str | torch.device = "cpu", name: str = "") -> LiftedPoints:
+    """Labelled points of one image.
+
+    depth: (H, W) metres along the optical axis; 0, NaN, inf or outside [min_depth, max_depth] is dropped.
+    semantics: (H, W) uint8 Occ3D ids; free/sky (17) and unknown (255) are dropped.
+    K: (3, 3) intrinsics at this resolution; T_frame_cam: (4, 4) camera -> target frame.
+    stride: use every stride-th pixel in both directions.
+    fill_step: if set (metres), neighbouring pixels (right and below, at the stride) of one class whose
+      depths differ by at most fill_max_jump (relative) are joined by extra points every fill_step
+      metres, so that a surface seen at a grazing angle leaves no voxel gaps (beyond the paper). A pair
+      with a larger depth step is joined too when its 3D step continues the neighbouring pair's
+      direction (cosine >= 0.98): one surface, not an edge between two.
+    """
+    where = f"{name}: " if name else ""
+    depth_np = np.asarray(depth)
+    sem_np = np.asarray(semantics)
+    if depth_np.ndim != 2 or depth_np.shape != sem_np.shape:
+        raise ValueError(f"{where}depth {depth_np.shape} and semantics {sem_np.shape} must be the same (H, W)")
+    if sem_np.dtype != np.uint8:
+        raise ValueError(f"{where}semantics must be uint8 Occ3D ids, got {sem_np.dtype}")
+    if stride < 1:
+        raise ValueError(f"{where}stride must be >= 1, got {stride}")
+    K = check_intrinsics(K, name)
+    T = check_rigid(T_frame_cam, "T_frame_cam", name)
+    H, W = depth_np.shape
+    d = torch.as_tensor(np.ascontiguousarray(depth_np[::stride, ::stride]), dtype=torch.float32, device=device)
+    c = torch.as_tensor(np.ascontiguousarray(sem_np[::stride, ::stride]), device=device)
+    vs = torch.arange(0, H, stride, device=device, dtype=torch.float64)
+    us = torch.arange(0, W, stride, device=device, dtype=torch.float64)
+    Kinv = torch.as_tensor(np.linalg.inv(K), device=device)
+    # Ray directions (z = 1) per pixel: x = (u - cx) / fx - skew terms, in float64 then float32.
+    rx = (Kinv[0, 0] * us[None, :] + Kinv[0, 1] * vs[:, None] + Kinv[0, 2]).float()
+    ry = (Kinv[1, 1] * vs[:, None] + Kinv[1, 2]).float().expand_as(rx)
+    valid = torch.isfinite(d) & (d >= min_depth) & (d <= max_depth) & (c != FREE) & (c != UNOBSERVED)
+    dz = torch.where(valid, d, torch.zeros_like(d))
+    cam = torch.stack([rx * dz, ry * dz, dz], -1)  # (Hs, Ws, 3)
+    R = torch.as_tensor(T[:3, :3], dtype=torch.float32, device=device)
+    t = torch.as_tensor(T[:3, 3], dtype=torch.float32, device=device)
+    pts = cam @ R.T + t
+    points, classes = pts[valid], c[valid]
+    is_ray = torch.ones(len(points), dtype=torch.bool, device=device)
+    if fill_step:
+        extra_p, extra_c = [], []
+        for axis in (1, 0):  # neighbours to the right, then below
+            n_ax = pts.shape[axis]
+            if n_ax < 2:
+                continue
+            a = [slice(None), slice(None)]
+            b = [slice(None), slice(None)]
+            a[axis], b[axis] = slice(None, -1), slice(1, None)
+            a, b = tuple(a), tuple(b)
+            da, db = dz[a], dz[b]
+            pair_ok = valid[a] & valid[b] & (c[a] == c[b])
+            gap = pts[b] - pts[a]  # (.., 3) step between neighbours
+            small = (da - db).abs() <= fill_max_jump * torch.minimum(da, db)
+            # A larger step is still one surface if it continues in 3D along its neighbouring step
+            # (a road seen at a grazing angle); a depth edge between two surfaces does not.
+            unit = gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            sl_k = [slice(None), slice(None)]
+            sl_n = [slice(None), slice(None)]
+            sl_k[axis], sl_n[axis] = slice(None, -1), slice(1, None)
+            cos = (unit[tuple(sl_k)] * unit[tuple(sl_n)]).sum(-1)
+            both = pair_ok[tuple(sl_k)] & pair_ok[tuple(sl_n)]
+            cont = torch.zeros_like(pair_ok)
+            cont[tuple(sl_k)] |= both & (cos >= 0.98)
+            cont[tuple(sl_n)] |= both & (cos >= 0.98)
+            ok = pair_ok & (small | cont)
+            pa, pb, cls = pts[a][ok], pts[b][ok], c[a][ok]
+            n = torch.ceil((pb - pa).norm(dim=1) / fill_step).long().clamp(1, 64) - 1
+            if int(n.sum()) == 0:
+                continue
+            pair = torch.repeat_interleave(torch.arange(len(n), device=device), n)
+            k = torch.arange(len(pair), device=device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n) + 1
+            f = (k.float() / (n[pair] + 1).float())[:, None]
+            extra_p.append(pa[pair] + (pb[pair] - pa[pair]) * f)
+            extra_c.append(cls[pair])
+        if extra_p:
+            points = torch.cat([points] + extra_p)
+            classes = torch.cat([classes] + extra_c)
+            is_ray = torch.cat([is_ray, torch.zeros(len(points) - len(is_ray), dtype=torch.bool, device=device)])
+    return LiftedPoints(points, classes, is_ray, t.clone(), int((~valid).sum()))
+
+
+def remove_outliers(points: torch.Tensor, nb_neighbors: int = 20, std_ratio: float = 2.0) -> torch.Tensor:
+    """Bool keep-mask (N,) from Open3D's statistical outlier removal (ALGORITHM.md step 4)."""
+    import open3d as o3d
+
+    keep = torch.zeros(len(points), dtype=torch.bool)
+    if len(points) <= nb_neighbors:
+        keep[:] = True
+        return keep.to(points.device)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.detach().cpu().double().numpy()))
+    _, idx = pcd.remove_statistical_outlier(nb_neighbors=nb_neighbors, std_ratio=std_ratio)
+    keep[torch.as_tensor(np.asarray(idx, dtype=np.int64))] = True
+    return keep.to(points.device)
