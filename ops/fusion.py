@@ -121,9 +121,12 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarra
 
 
 def _to_ego(T_ego_anchor: np.ndarray, p: torch.Tensor) -> torch.Tensor:
-    R = torch.as_tensor(T_ego_anchor[:3, :3], dtype=torch.float32, device=p.device)
-    t = torch.as_tensor(T_ego_anchor[:3, 3], dtype=torch.float32, device=p.device)
-    return p @ R.T + t
+    """Points (N, 3) float32 moved by a 4x4 transform, element by element in a fixed order (the
+    Triton kernels do the same arithmetic, so both agree on points lying on voxel faces)."""
+    T = torch.as_tensor(np.asarray(T_ego_anchor), dtype=torch.float32)
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    rows = [T[i, 0].item() * x + T[i, 1].item() * y + T[i, 2].item() * z + T[i, 3].item() for i in range(3)]
+    return torch.stack(rows, 1)
 
 
 def voxel_keys(points: torch.Tensor, grid: OccGrid = GRID) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,6 +144,11 @@ def vote_counts(points: torch.Tensor, classes: torch.Tensor, grid: OccGrid = GRI
     keys, inside = voxel_keys(points, grid)
     keys = keys * NUM_CLASSES + classes[inside].long()
     return torch.bincount(keys, minlength=grid.num_voxels * NUM_CLASSES).view(grid.num_voxels, NUM_CLASSES)
+
+
+def vote_counts_in_frame(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid = GRID) -> torch.Tensor:
+    """Torch twin of kernels.vote: votes of points moved by T_ego_src (4x4) into the grid frame."""
+    return vote_counts(_to_ego(T_ego_src, points), classes, grid)
 
 
 def majority(counts: torch.Tensor, min_points: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
