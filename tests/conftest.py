@@ -11,14 +11,20 @@ if not os.path.exists("/dev/nvidia0"):
 
 @pytest.fixture(scope="session", autouse=True)
 def _data_dir(tmp_path_factory):
+    """Everything the tests write (easyocc data, Dagster's home and its telemetry log) goes to a temp dir."""
     path = tmp_path_factory.mktemp("easyocc_data")
-    old = os.environ.get("EASYOCC_DATA_DIR")
+    home = path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    saved = {k: os.environ.get(k) for k in ("EASYOCC_DATA_DIR", "DAGSTER_HOME")}
     os.environ["EASYOCC_DATA_DIR"] = str(path)
+    os.environ["DAGSTER_HOME"] = str(home)
     yield path
-    if old is None:
-        os.environ.pop("EASYOCC_DATA_DIR", None)
-    else:
-        os.environ["EASYOCC_DATA_DIR"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 SMALL_WORLD = dict(keyframes=4, image_width=160, image_height=90, lidar_azimuth_steps=540, lidar_mask_views=2)

@@ -30,6 +30,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_MODULE_NAME"}
     env["DAGSTER_HOME"] = str(tmp_path)
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.Popen([DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
