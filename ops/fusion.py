@@ -49,8 +49,11 @@ class FusionConfig:
     outlier_neighbors: int = 20
     outlier_std_ratio: float = 2.0
     device: str = "cpu"
+    backend: str = "auto"                   # "torch", "triton" (kernels/), or "auto": triton on CUDA devices
 
     def __post_init__(self):
+        if self.backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"backend must be auto, torch or triton, got {self.backend!r}")
         if self.free_space not in FREE_SPACE_MODES:
             raise ValueError(f"free_space must be one of {FREE_SPACE_MODES}, got {self.free_space!r}")
         if self.history < 0 or self.stride < 1 or self.ray_stride < 1 or self.min_points < 1:
@@ -164,39 +167,49 @@ def free_crossings(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GR
 
 
 def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid = GRID) -> Label:
-    """The label of frames[-1] from it and the earlier frames in `frames` (oldest first)."""
+    """The label of frames[-1] from it and the earlier frames in `frames` (oldest first).
+
+    Votes and free crossings accumulate frame by frame, so memory stays at one frame's points plus
+    the (V, 18) counters, however long the history.
+    """
     current = frames[-1]
+    dev = current.points.device
     T_ego_anchor = invert_transform(current.T_anchor_ego)
-    movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=current.points.device)
-    pts, cls, ro, re = [], [], [], []
+    movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=dev)
+    use_triton = cfg.backend == "triton" or (cfg.backend == "auto" and str(cfg.device).startswith("cuda"))
+    if use_triton:
+        from kernels.raywalk import free_crossings_triton
+        from kernels.vote import vote_counts_triton
+    counts = torch.zeros((grid.num_voxels, NUM_CLASSES), dtype=torch.int64, device=dev)
+    free = torch.zeros(grid.num_voxels, dtype=torch.int64, device=dev)
+    n_points = n_rays = 0
     for f in frames:
-        keep = torch.ones(len(f.classes), dtype=torch.bool, device=f.points.device)
-        rkeep = torch.ones(len(f.ray_class), dtype=torch.bool, device=f.points.device)
+        points, classes, ro, re = f.points, f.classes, f.ray_origin, f.ray_end
         if f is not current and len(movable):
-            keep = ~torch.isin(f.classes, movable)
+            keep = ~torch.isin(classes, movable)
             rkeep = ~torch.isin(f.ray_class, movable)
-        pts.append(f.points[keep])
-        cls.append(f.classes[keep])
-        ro.append(f.ray_origin[rkeep])
-        re.append(f.ray_end[rkeep])
-    points = _to_ego(T_ego_anchor, torch.cat(pts))
-    counts = vote_counts(points, torch.cat(cls), grid)
+            points, classes, ro, re = points[keep], classes[keep], ro[rkeep], re[rkeep]
+        n_points += len(points)
+        if use_triton:
+            counts += vote_counts_triton(points, classes, T_ego_anchor, grid)
+        else:
+            counts += vote_counts_in_frame(points, classes, T_ego_anchor, grid)
+        if cfg.free_space == "raycast" and len(ro):
+            origins, ends = _to_ego(T_ego_anchor, ro), _to_ego(T_ego_anchor, re)
+            free += free_crossings_triton(origins, ends, grid) if use_triton else free_crossings(origins, ends, grid)
+            n_rays += len(ro)
     best, voted = majority(counts, cfg.min_points)
     sem = torch.where(voted, best, torch.full_like(best, FREE))
     if cfg.free_space == "raycast":
-        free = free_crossings(_to_ego(T_ego_anchor, torch.cat(ro)), _to_ego(T_ego_anchor, torch.cat(re)), grid)
-        votes = counts.sum(1)
-        overruled = voted & (free > cfg.free_over_votes * votes)
+        overruled = voted & (free > cfg.free_over_votes * counts.sum(1))
         sem = torch.where(overruled, torch.full_like(sem, FREE), sem)
         observed = voted | (free > 0)
         sem = torch.where(observed, sem, torch.full_like(sem, UNOBSERVED))
-        n_rays = sum(len(r) for r in re)
     else:
         observed = torch.ones_like(voted)
-        n_rays = 0
     sem_np = sem.view(grid.shape).cpu().numpy()
     hist = np.bincount(sem_np.ravel(), minlength=256)
-    stats = {"frames": len(frames), "points": int(len(points)), "points_in_grid": int(counts.sum()),
+    stats = {"frames": len(frames), "points": int(n_points), "points_in_grid": int(counts.sum()),
              "rays": int(n_rays), "voxels_occupied": int(voted.sum()), "voxels_observed": int(observed.sum()),
              "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]}}
     return Label(current.token, sem_np, observed.view(grid.shape).cpu().numpy(), stats)

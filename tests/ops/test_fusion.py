@@ -138,3 +138,15 @@ def test_empty_frame_is_all_unobserved_not_an_error():
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         FusionConfig(**kwargs)
+
+
+def test_triton_backend_gives_the_same_labels():
+    pytest.importorskip("triton")
+    kfs, maps = keyframes(3)
+    base = FusionConfig(history=2)
+    from dataclasses import replace
+
+    a = list(SceneFuser(kfs, lambda kf: [maps], replace(base, backend="torch")))
+    b = list(SceneFuser(kfs, lambda kf: [maps], replace(base, backend="triton")))
+    for la, lb in zip(a, b):
+        assert np.array_equal(la.semantics, lb.semantics) and np.array_equal(la.mask_camera, lb.mask_camera)
