@@ -106,8 +106,8 @@ def main():
     cpu = cpu_model()
     print(f"Occ3D metrics, {args.frames} frames of 200x200x16 ({voxels / 1e6:.0f} M voxels), 3 masks, CPU: {cpu}, "
           f"{__import__('os').cpu_count()} cores")
-    print(f"| case | voxels/s (ours) | baseline | voxels/s (baseline) | ratio |")
-    print(f"|---|---|---|---|---|")
+    print("| case | voxels/s (ours) | baseline | voxels/s (baseline) | ratio |")
+    print("|---|---|---|---|---|")
     print(f"| in memory | {voxels / t_ours / 1e6:.0f} M | per-class numpy loops | {voxels / t_naive / 1e6:.1f} M | {t_naive / t_ours:.1f}x |")
     print(f"| in memory | {voxels / t_ours / 1e6:.0f} M | masked bincount per mask (Occ3D script) | {voxels / t_off / 1e6:.0f} M | {t_off / t_ours:.1f}x |")
     print(f"| from .npz files (score CLI, 4 threads) | {voxels / t_files / 1e6:.0f} M | | | |")

@@ -167,10 +167,8 @@ def voxel_keys(points: torch.Tensor, grid: OccGrid = GRID) -> tuple[torch.Tensor
 
 
 def vote_counts(points: torch.Tensor, classes: torch.Tensor, grid: OccGrid = GRID) -> torch.Tensor:
-    """(V, 18) int64 votes per voxel and class (torch twin of the voting kernel)."""
-    keys, inside = voxel_keys(points, grid)
-    keys = keys * NUM_CLASSES + classes[inside].long()
-    return torch.bincount(keys, minlength=grid.num_voxels * NUM_CLASSES).view(grid.num_voxels, NUM_CLASSES)
+    """(V, 18) int64 votes per voxel and class of points (N, 3) already in the grid frame."""
+    return vote_counts_in_frame(points, classes, np.eye(4), grid)
 
 
 def vote_counts_in_frame(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid = GRID,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops.demo_world import layout as L
-from ops.demo_world.solids import KINDS, RAY_FUNCS, Solids, surface_normals
+from ops.demo_world.solids import RAY_FUNCS, Solids, surface_normals
 from ops.geometry import make_transform, rot_x, rot_z, rotate_vectors, scale_intrinsics
 from ops.occ3d import CLASS_ID, FREE
 

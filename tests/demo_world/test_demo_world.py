@@ -9,7 +9,7 @@ import pytest
 from ops.demo_world.verify import backproject_truth, consistency_report
 from ops.geometry import quaternion_to_matrix, transform_from_record, transform_points
 from ops.nuscenes_data import CAMERA_CHANNELS
-from ops.occ3d import CLASS_ID, FREE, GRID, MOVABLE_CLASSES
+from ops.occ3d import CLASS_ID, FREE, GRID
 
 
 def keyframes(nusc):

@@ -5,7 +5,6 @@ import torch
 
 from ops.fusion import vote_counts_in_frame
 from ops.geometry import make_transform, rot_z
-from ops.occ3d import GRID
 
 kernels_vote = pytest.importorskip("kernels.vote")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
