@@ -38,7 +38,7 @@ class FusionConfig:
     movable_classes: tuple[int, ...] = MOVABLE_CLASSES  # dropped from past keyframes only
     free_space: str = "raycast"             # "raycast" or "empty_is_free" (the paper's)
     stride: int = 1                         # use every stride-th pixel for points
-    ray_stride: int = 1                     # ... and every ray_stride-th of those for free-space rays
+    ray_stride: int = 1                     # free-space rays: every (ray_stride**2)-th lifted pixel, row-major
     min_depth: float = 0.1                  # metres; nearer depths are dropped
     max_depth: float = 80.0                 # metres; farther depths are dropped
     fill_step: float | None = 0.2           # join neighbouring same-surface pixels every 0.2 m (None: off)
