@@ -65,18 +65,24 @@ class FusionConfig:
 
 @dataclass
 class LiftedFrame:
-    """One keyframe's points in the scene's anchor frame."""
+    """One keyframe's points in the scene's anchor frame (about 14 bytes a point)."""
 
     token: str
     timestamp: int
     T_anchor_ego: np.ndarray      # (4, 4) float64: the label frame of this keyframe
     points: torch.Tensor          # (N, 3) float32
     classes: torch.Tensor         # (N,) uint8
-    ray_origin: torch.Tensor      # (R, 3) float32: camera centre of each free-space ray
-    ray_end: torch.Tensor         # (R, 3) float32: the ray's point
-    ray_class: torch.Tensor       # (R,) uint8: class of the ray's point
+    is_ray: torch.Tensor          # (N,) bool: a pixel's own point, where its camera ray ends (used
+    #                               for free space); False for surface-fill points and skipped rays
+    camera: torch.Tensor          # (N,) uint8: index into `origins` of the point's camera
+    origins: torch.Tensor         # (C, 3) float32 camera centres
     dropped_pixels: int = 0
     outliers: int = 0
+
+    def rays(self, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(origins, ends) (R, 3) of the free-space rays, of the points `keep` selects."""
+        sel = self.is_ray if keep is None else self.is_ray & keep
+        return self.origins[self.camera[sel].long()], self.points[sel]
 
 
 @dataclass
@@ -95,8 +101,8 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarra
     """Lift the (depth, semantics) of each of kf.images into the anchor frame."""
     if len(maps) != len(kf.images):
         raise ValueError(f"keyframe {kf.token}: {len(maps)} depth/class maps for {len(kf.images)} images")
-    pts, cls, ro, re, rc, dropped = [], [], [], [], [], 0
-    for img, (depth, sem) in zip(kf.images, maps):
+    pts, cls, rays, cams, origins, dropped = [], [], [], [], [], 0
+    for i, (img, (depth, sem)) in enumerate(zip(kf.images, maps)):
         name = f"{kf.scene}/{kf.token}/{img.channel} ({img.filename})"
         if np.shape(depth) != (img.height, img.width):
             raise ValueError(f"{name}: depth is {np.shape(depth)}, the image is {(img.height, img.width)}")
@@ -105,23 +111,25 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarra
         T = T_anchor_global @ img.T_global_ego @ img.T_ego_cam
         lp = lift_image(depth, sem, img.K, T, stride=cfg.stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
                         fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name)
+        is_ray = lp.is_ray.clone()
+        if cfg.ray_stride > 1:  # keep every (ray_stride**2)-th pixel ray of this image
+            idx = torch.nonzero(is_ray).squeeze(1)
+            is_ray[idx] = False
+            is_ray[idx[::cfg.ray_stride ** 2]] = True
         pts.append(lp.points)
         cls.append(lp.classes)
-        ends, end_cls = lp.points[lp.is_ray], lp.classes[lp.is_ray]
-        if cfg.ray_stride > 1:
-            ends, end_cls = ends[::cfg.ray_stride ** 2], end_cls[::cfg.ray_stride ** 2]
-        ro.append(lp.origin.expand(len(ends), 3))
-        re.append(ends)
-        rc.append(end_cls)
+        rays.append(is_ray)
+        cams.append(torch.full((len(lp.points),), i, dtype=torch.uint8, device=lp.points.device))
+        origins.append(lp.origin)
         dropped += lp.dropped
-    points, classes = torch.cat(pts), torch.cat(cls)
+    points, classes, is_ray, camera = torch.cat(pts), torch.cat(cls), torch.cat(rays), torch.cat(cams)
     outliers = 0
     if cfg.outlier_filter and len(points):
         keep = remove_outliers(points, cfg.outlier_neighbors, cfg.outlier_std_ratio)
         outliers = int((~keep).sum())
-        points, classes = points[keep], classes[keep]
-    return LiftedFrame(kf.token, kf.timestamp, T_anchor_global @ kf.T_global_ego, points, classes,
-                       torch.cat(ro), torch.cat(re), torch.cat(rc), dropped, outliers)
+        points, classes, is_ray, camera = points[keep], classes[keep], is_ray[keep], camera[keep]
+    return LiftedFrame(kf.token, kf.timestamp, T_anchor_global @ kf.T_global_ego, points, classes, is_ray, camera,
+                       torch.stack(origins) if origins else torch.zeros((0, 3)), dropped, outliers)
 
 
 def _to_ego(T_ego_anchor: np.ndarray, p: torch.Tensor) -> torch.Tensor:
@@ -215,20 +223,22 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     free = torch.zeros(grid.num_voxels, dtype=torch.int64, device=dev)
     n_points = n_rays = 0
     for f in frames:
-        points, classes, ro, re = f.points, f.classes, f.ray_origin, f.ray_end
+        keep = None
         if f is not current and len(movable):
-            keep = ~torch.isin(classes, movable)
-            rkeep = ~torch.isin(f.ray_class, movable)
-            points, classes, ro, re = points[keep], classes[keep], ro[rkeep], re[rkeep]
+            keep = ~torch.isin(f.classes, movable)
+        points = f.points if keep is None else f.points[keep]
+        classes = f.classes if keep is None else f.classes[keep]
         n_points += len(points)
         if use_triton:
             counts += vote_counts_triton(points, classes, T_ego_anchor, grid)
         else:
             counts += vote_counts_in_frame(points, classes, T_ego_anchor, grid, compiled=cfg.compile_cpu)
-        if cfg.free_space == "raycast" and len(ro):
-            origins, ends = _to_ego(T_ego_anchor, ro), _to_ego(T_ego_anchor, re)
-            free += free_crossings_triton(origins, ends, grid) if use_triton else free_crossings(origins, ends, grid)
-            n_rays += len(ro)
+        if cfg.free_space == "raycast":
+            ro, re = f.rays(keep)
+            if len(ro):
+                origins, ends = _to_ego(T_ego_anchor, ro), _to_ego(T_ego_anchor, re)
+                free += free_crossings_triton(origins, ends, grid) if use_triton else free_crossings(origins, ends, grid)
+                n_rays += len(ro)
     best, voted = majority(counts, cfg.min_points)
     sem = torch.where(voted, best, torch.full_like(best, FREE))
     if cfg.free_space == "raycast":

@@ -36,7 +36,7 @@ def test_empty_input():
 def test_points_on_voxel_faces_and_outside():
     # Faces at multiples of 0.4 from the lower corner, the upper faces (outside), and beyond.
     xs = torch.tensor([-40.0, -39.6, 0.0, 0.4, 39.6, 40.0, 41.0, -40.01])
-    pts = torch.stack(torch.meshgrid(xs, xs, torch.tensor([-1.0, 0.2, 5.0, 5.4])), -1).reshape(-1, 3)
+    pts = torch.stack(torch.meshgrid(xs, xs, torch.tensor([-1.0, 0.2, 5.0, 5.4]), indexing="ij"), -1).reshape(-1, 3)
     cls = torch.arange(len(pts), dtype=torch.int64).remainder(18).to(torch.uint8)
     counts = compare(pts.float(), cls, np.eye(4))
     assert counts.sum() == 5 * 5 * 3  # x, y in 5 valid faces; z = 5.4 is the upper face
