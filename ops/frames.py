@@ -40,6 +40,8 @@ def scene_keyframes(nusc, scene_name: str, channels=CAMERA_CHANNELS) -> list[Key
     tok = scenes[0]["first_sample_token"]
     while tok:
         sample = nusc.get("sample", tok)
+        if LIDAR_CHANNEL not in sample["data"]:
+            raise ValueError(f"scene {scene_name}, sample {tok}: no {LIDAR_CHANNEL} sample_data (its ego pose is the label frame)")
         lidar = nusc.get("sample_data", sample["data"][LIDAR_CHANNEL])
         kf = KeyframeRecord(scene_name, tok, lidar["timestamp"],
                             transform_from_record(nusc.get("ego_pose", lidar["ego_pose_token"])))

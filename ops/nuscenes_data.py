@@ -54,25 +54,14 @@ class SceneSummary:
 
 
 def check_and_summarise(nusc, gts_dir: str | Path, split: dict[str, str]) -> list[SceneSummary]:
-    """Walk every scene's keyframes: each must have the six cameras and LIDAR_TOP with calibration."""
+    """Walk every scene's keyframes (each must have the six cameras, with calibration, and LIDAR_TOP)."""
+    from ops.frames import scene_keyframes
+
     gts_dir = Path(gts_dir)
     out = []
     for scene in nusc.scene:
-        tok, n, truth = scene["first_sample_token"], 0, 0
-        while tok:
-            sample = nusc.get("sample", tok)
-            for ch in CAMERA_CHANNELS + (LIDAR_CHANNEL,):
-                if ch not in sample["data"]:
-                    raise ValueError(f"scene {scene['name']}, sample {tok}: no {ch} sample_data")
-                if ch != LIDAR_CHANNEL:
-                    sd = nusc.get("sample_data", sample["data"][ch])
-                    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-                    if len(cs.get("camera_intrinsic") or []) != 3:
-                        raise ValueError(f"scene {scene['name']}, {sd['filename']}: calibrated_sensor "
-                                         f"{cs['token']} has no 3x3 camera_intrinsic")
-            truth += (gts_dir / scene["name"] / tok / "labels.npz").is_file()
-            n += 1
-            tok = sample["next"]
-        out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), n,
-                                n * len(CAMERA_CHANNELS), truth))
+        kfs = scene_keyframes(nusc, scene["name"])
+        truth = sum((gts_dir / scene["name"] / kf.token / "labels.npz").is_file() for kf in kfs)
+        out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), len(kfs),
+                                sum(len(kf.images) for kf in kfs), truth))
     return out

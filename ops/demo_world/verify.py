@@ -17,11 +17,7 @@ import numpy as np
 from ops.geometry import invert_transform, transform_from_record, transform_points
 from ops.nuscenes_data import CAMERA_CHANNELS
 from ops.occ3d import GRID
-
-
-def truth_path(dataroot: str | Path, filename: str) -> Path:
-    """`truth/<image filename without its extension>.npz` beside a sample_data file."""
-    return Path(dataroot) / "truth" / (filename.rsplit(".", 1)[0] + ".npz")
+from ops.simulated_perception import load_truth, truth_file
 
 
 def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: dict | None = None):
@@ -32,10 +28,9 @@ def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: 
     sd = nusc.get("sample_data", sample["data"][channel])
     cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     T = T_ego_global @ transform_from_record(nusc.get("ego_pose", sd["ego_pose_token"])) @ transform_from_record(cs)
-    with np.load(truth_path(dataroot, sd["filename"])) as truth:
-        depth, sem = truth["depth"], truth["semantics"]
+    depth, sem = load_truth(dataroot, sd["filename"])
     if depth.shape != (sd["height"], sd["width"]):
-        raise ValueError(f"{truth_path(dataroot, sd['filename'])}: depth is {depth.shape}, image is "
+        raise ValueError(f"{truth_file(dataroot, sd['filename'])}: depth is {depth.shape}, image is "
                          f"{(sd['height'], sd['width'])}")
     v, u = np.nonzero(depth > 0)
     rays = np.linalg.inv(np.asarray(cs["camera_intrinsic"])) @ np.stack([u, v, np.ones_like(u)]).astype(np.float64)

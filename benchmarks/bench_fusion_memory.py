@@ -1,0 +1,77 @@
+"""Peak memory and time of streaming a real-size scene through the fusion (CPU).
+
+    python benchmarks/bench_fusion_memory.py [--keyframes 40] [--width 1600 --height 900] [--free-space empty_is_free]
+
+Depth and class maps are synthesised analytically for the nuScenes rig (flat road, sidewalks and
+building walls 12 m either side, the ego driving 3 m per keyframe), so the measure is the fusion's
+own: each keyframe lifted once, 14-keyframe windows, per-frame accumulation. Peak resident memory
+is read from the kernel (ru_maxrss) after the run.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from ops.demo_world.render import camera_rig
+from ops.fusion import FusionConfig, SceneFuser
+from ops.frames import ImageRecord, KeyframeRecord
+from ops.geometry import make_transform, rot_z
+from ops.occ3d import CLASS_ID, FREE
+
+
+def street_maps(cam, T_ego_cam):
+    """z-depth and classes of a straight street seen by one camera (ego frame geometry)."""
+    v, u = np.mgrid[0:cam.height, 0:cam.width].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(cam.K).T  # camera frame, z = 1
+    d = rays @ T_ego_cam[:3, :3].T
+    o = T_ego_cam[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_ground = np.where(d[..., 2] < -1e-9, -o[2] / d[..., 2], np.inf)
+        t_wall = np.where(np.abs(d[..., 1]) > 1e-9, (np.sign(d[..., 1]) * 12.0 - o[1]) / d[..., 1], np.inf)
+    t_wall = np.where(o[2] + t_wall * d[..., 2] < 15.0, t_wall, np.inf)
+    t = np.minimum(t_ground, t_wall)
+    depth = np.where(np.isfinite(t) & (t < 200), t, 0).astype(np.float32)  # z-depth: rays have z = 1
+    y = o[1] + t * d[..., 1]
+    cls = np.where(t_wall < t_ground, CLASS_ID["manmade"],
+                   np.where(np.abs(y) < 7, CLASS_ID["driveable_surface"], CLASS_ID["sidewalk"]))
+    return depth, np.where(depth > 0, cls, FREE).astype(np.uint8)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keyframes", type=int, default=40)
+    ap.add_argument("--width", type=int, default=1600)
+    ap.add_argument("--height", type=int, default=900)
+    ap.add_argument("--free-space", default="empty_is_free")
+    ap.add_argument("--ray-stride", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the voting keys")
+    args = ap.parse_args()
+    rig = camera_rig(args.width, args.height)
+    maps = {ch: street_maps(cam, cam.T_ego_cam) for ch, cam in rig.items()}
+    kfs = []
+    for k in range(args.keyframes):
+        pose = make_transform(rot_z(0.6), (1500.0 + 3.0 * k * np.cos(0.6), 900.0 + 3.0 * k * np.sin(0.6), 0.0))
+        ts = 1_000_000 + 500_000 * k
+        imgs = [ImageRecord(ch, f"{ch}/{k}.jpg", ts, cam.width, cam.height, cam.K, cam.T_ego_cam, pose)
+                for ch, cam in rig.items()]
+        kfs.append(KeyframeRecord("scene-synth", f"k{k}", ts, pose, imgs))
+    cfg = FusionConfig(free_space=args.free_space, ray_stride=args.ray_stride, compile_cpu=args.compile)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    start = time.perf_counter()
+    points = 0
+    for label in SceneFuser(kfs, lambda kf: [maps[img.channel] for img in kf.images], cfg):
+        points += label.stats["points"]
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"| {args.keyframes} keyframes x 6 x {args.width}x{args.height} | {cfg.free_space}, ray_stride {cfg.ray_stride}, "
+          f"compiled {cfg.compile_cpu} | {points / args.keyframes / 1e6:.1f} M points a label | "
+          f"{seconds / args.keyframes:.2f} s a label | peak RSS {peak:.2f} GiB (maps and rig {base_rss:.2f} GiB) | "
+          f"torch threads {torch.get_num_threads()} |")
+
+
+if __name__ == "__main__":
+    main()
