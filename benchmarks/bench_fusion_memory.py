@@ -10,11 +10,17 @@ is read from the kernel (ru_maxrss) after the run.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
 import numpy as np
 import torch
+
+from pipelines.settings import default_data_dir
+
+# torch.compile's cache goes to the data dir, like everything else easyocc writes.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_data_dir() / "torch_compile_cache"))
 
 from ops.demo_world.render import camera_rig
 from ops.fusion import FusionConfig, SceneFuser

@@ -21,6 +21,11 @@ import time
 import numpy as np
 import torch
 
+from pipelines.settings import default_data_dir
+
+# torch.compile's cache goes to the data dir, like everything else easyocc writes.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_data_dir() / "torch_compile_cache"))
+
 from ops.fusion import majority, vote_counts_in_frame
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import GRID, NUM_CLASSES
