@@ -147,7 +147,7 @@ def _vote_keys(p: torch.Tensor, c: torch.Tensor, T: list, lower: list, vs: float
     ix = torch.floor((T[0][0] * x + T[0][1] * y + T[0][2] * z + T[0][3] - lower[0]) / vs).long()
     iy = torch.floor((T[1][0] * x + T[1][1] * y + T[1][2] * z + T[1][3] - lower[1]) / vs).long()
     iz = torch.floor((T[2][0] * x + T[2][1] * y + T[2][2] * z + T[2][3] - lower[2]) / vs).long()
-    inside = (ix >= 0) & (ix < shape[0]) & (iy >= 0) & (iy < shape[1]) & (iz >= 0) & (iz < shape[2])
+    inside = (ix >= 0) & (ix < shape[0]) & (iy >= 0) & (iy < shape[1]) & (iz >= 0) & (iz < shape[2]) & (c < C)
     key = ((ix * shape[1] + iy) * shape[2] + iz) * C + c.long()
     return torch.where(inside, key, torch.full_like(key, shape[0] * shape[1] * shape[2] * C))
 
@@ -165,13 +165,13 @@ def _vote_keys_fn(compiled: bool):
 
 
 def voxel_keys(points: torch.Tensor, grid: OccGrid = GRID) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat voxel ids (int64) of points (N, 3) in the grid frame, and the inside-grid mask."""
-    lower = torch.tensor(grid.lower, dtype=points.dtype, device=points.device)
-    ijk = torch.floor((points - lower) / grid.voxel_size).long()
-    shape = torch.tensor(grid.shape, device=points.device)
-    inside = ((ijk >= 0) & (ijk < shape)).all(1)
-    ijk = ijk[inside]
-    return (ijk[:, 0] * grid.shape[1] + ijk[:, 1]) * grid.shape[2] + ijk[:, 2], inside
+    """Flat voxel ids (int64) of the points (N, 3) that lie in the grid (grid frame), and the inside mask."""
+    zeros = torch.zeros(len(points), dtype=torch.uint8, device=points.device)
+    identity = np.eye(4, dtype=np.float32)[:3].tolist()
+    keys = _vote_keys(points, zeros, identity, [float(np.float32(v)) for v in grid.lower],
+                      float(np.float32(grid.voxel_size)), list(grid.shape), 1)
+    inside = keys < grid.num_voxels
+    return keys[inside], inside
 
 
 def vote_counts(points: torch.Tensor, classes: torch.Tensor, grid: OccGrid = GRID) -> torch.Tensor:

@@ -52,3 +52,10 @@ def test_contention_thousands_of_points_in_one_voxel():
 def test_bad_input():
     with pytest.raises(ValueError, match="float32"):
         kernels_vote.vote_counts_triton(torch.zeros((3, 3), dtype=torch.float64), torch.zeros(3, dtype=torch.uint8), np.eye(4))
+
+
+def test_out_of_range_classes_are_ignored_by_both():
+    pts = torch.tensor([[0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [0.5, 0.1, 0.1]], dtype=torch.float32)
+    cls = torch.tensor([4, 200, 18], dtype=torch.uint8)
+    counts = compare(pts, cls, np.eye(4))
+    assert counts.sum() == 1
