@@ -60,7 +60,7 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
       depths differ by at most fill_max_jump (relative) are joined by extra points every fill_step
       metres, so that a surface seen at a grazing angle leaves no voxel gaps (beyond the paper). A pair
       with a larger depth step is joined too when its 3D step continues the neighbouring pair's
-      direction (cosine >= 0.98): one surface, not an edge between two.
+      direction (cosine >= 0.98): one surface, not an edge between two. At most 63 points fill a pair.
     """
     where = f"{name}: " if name else ""
     depth_np = np.asarray(depth)
@@ -106,15 +106,12 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
             small = (da - db).abs() <= fill_max_jump * torch.minimum(da, db)
             # A larger step is still one surface if it continues in 3D along its neighbouring step
             # (a road seen at a grazing angle); a depth edge between two surfaces does not.
+            # (The same slices a, b pair each step with the next one along the axis.)
             unit = gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-            sl_k = [slice(None), slice(None)]
-            sl_n = [slice(None), slice(None)]
-            sl_k[axis], sl_n[axis] = slice(None, -1), slice(1, None)
-            cos = (unit[tuple(sl_k)] * unit[tuple(sl_n)]).sum(-1)
-            both = pair_ok[tuple(sl_k)] & pair_ok[tuple(sl_n)]
+            straight = pair_ok[a] & pair_ok[b] & ((unit[a] * unit[b]).sum(-1) >= 0.98)
             cont = torch.zeros_like(pair_ok)
-            cont[tuple(sl_k)] |= both & (cos >= 0.98)
-            cont[tuple(sl_n)] |= both & (cos >= 0.98)
+            cont[a] |= straight
+            cont[b] |= straight
             ok = pair_ok & (small | cont)
             pa, pb, cls = pts[a][ok], pts[b][ok], c[a][ok]
             n = torch.ceil((pb - pa).norm(dim=1) / fill_step).long().clamp(1, 64) - 1
