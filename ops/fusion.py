@@ -44,6 +44,9 @@ class FusionConfig:
     fill_step: float | None = 0.2           # join neighbouring same-surface pixels every 0.2 m (None: off)
     fill_max_jump: float = 0.08             # ... if their depths differ by at most 8 %
     min_points: int = 1                     # votes a voxel needs to be occupied
+    thing_share: float = 1.0                # an object class (ids 1-10) wins a voxel with this share of its
+    #                                         votes (1.0: plain majority; small objects lose to the ground
+    #                                         points in their voxels otherwise)
     free_over_votes: float = float("inf")   # free crossings per vote that overrule the votes
     outlier_filter: bool = False            # Open3D statistical outlier removal per frame
     outlier_neighbors: int = 20
@@ -59,6 +62,8 @@ class FusionConfig:
             raise ValueError(f"free_space must be one of {FREE_SPACE_MODES}, got {self.free_space!r}")
         if self.history < 0 or self.stride < 1 or self.ray_stride < 1 or self.min_points < 1:
             raise ValueError("history >= 0, stride >= 1, ray_stride >= 1 and min_points >= 1 are required")
+        if not 0 < self.thing_share <= 1:
+            raise ValueError(f"thing_share must be in (0, 1], got {self.thing_share}")
         if not 0 <= self.min_depth < self.max_depth:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
 
@@ -193,10 +198,22 @@ def vote_counts_in_frame(points: torch.Tensor, classes: torch.Tensor, T_ego_src,
     return torch.bincount(keys, minlength=n + 1)[:n].view(grid.num_voxels, NUM_CLASSES)
 
 
-def majority(counts: torch.Tensor, min_points: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per voxel: the class with most votes (ties: lowest id) and whether it has >= min_points votes."""
-    best = counts.argmax(1)  # first maximum = lowest class id
-    return best.to(torch.uint8), counts.sum(1) >= min_points
+THING_CLASSES = slice(1, 11)  # barrier ... truck: objects, as opposed to surfaces and `others`
+
+
+def majority(counts: torch.Tensor, min_points: int = 1, thing_share: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per voxel: the class with most votes (ties: lowest id) and whether it has >= min_points votes.
+
+    With thing_share < 1, the best-voted object class wins wherever it holds at least that share
+    of the voxel's votes.
+    """
+    best = counts.argmax(1).to(torch.uint8)  # first maximum = lowest class id
+    total = counts.sum(1)
+    if thing_share < 1:
+        thing_votes, thing = counts[:, THING_CLASSES].max(1)
+        wins = (thing_votes > 0) & (thing_votes >= thing_share * total)
+        best = torch.where(wins, (thing + THING_CLASSES.start).to(torch.uint8), best)
+    return best, total >= min_points
 
 
 def free_crossings(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID) -> torch.Tensor:
@@ -239,7 +256,7 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
                 origins, ends = _to_ego(T_ego_anchor, ro), _to_ego(T_ego_anchor, re)
                 free += free_crossings_triton(origins, ends, grid) if use_triton else free_crossings(origins, ends, grid)
                 n_rays += len(ro)
-    best, voted = majority(counts, cfg.min_points)
+    best, voted = majority(counts, cfg.min_points, cfg.thing_share)
     sem = torch.where(voted, best, torch.full_like(best, FREE))
     if cfg.free_space == "raycast":
         overruled = voted & (free > cfg.free_over_votes * counts.sum(1))

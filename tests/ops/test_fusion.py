@@ -150,3 +150,16 @@ def test_triton_backend_gives_the_same_labels():
     b = list(SceneFuser(kfs, lambda kf: [maps], replace(base, backend="triton")))
     for la, lb in zip(a, b):
         assert np.array_equal(la.semantics, lb.semantics) and np.array_equal(la.mask_camera, lb.mask_camera)
+
+
+def test_thing_share_lets_small_objects_keep_their_voxel():
+    counts = torch.zeros((3, 18), dtype=torch.int64)
+    counts[0, 11], counts[0, 8] = 8, 2   # road 8, cone 2: a cone's base voxel
+    counts[1, 11], counts[1, 8] = 9, 1
+    counts[2, 15] = 4                    # manmade only
+    best, voted = majority(counts)
+    assert best.tolist() == [11, 11, 15] and voted.all()
+    best, _ = majority(counts, thing_share=0.2)
+    assert best.tolist() == [8, 11, 15]
+    with pytest.raises(ValueError, match="thing_share"):
+        FusionConfig(thing_share=0)
