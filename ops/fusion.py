@@ -10,6 +10,7 @@ voxel (majority class), then free space:
     unless free crossings outnumber votes by ``free_over_votes`` (default: votes always win, since a
     ray grazing a surface crosses the voxel that holds that surface).
 
+Optionally, `future` later keyframes join the window too (movables dropped, as from the past).
 Frames are lifted once into a scene-local anchor frame (float64 poses composed once per image,
 float32 points) and reused by every label whose window holds them (`SceneFuser`).
 Ties in the vote go to the lowest class id (objects before stuff).
@@ -35,6 +36,7 @@ FREE_SPACE_MODES = ("raycast", "empty_is_free")
 @dataclass(frozen=True)
 class FusionConfig:
     history: int = 13                       # previous keyframes fused into each label
+    future: int = 0                         # later keyframes fused too (movables dropped, like the past's)
     movable_classes: tuple[int, ...] = MOVABLE_CLASSES  # dropped from past keyframes only
     free_space: str = "raycast"             # "raycast" or "empty_is_free" (the paper's)
     stride: int = 1                         # use every stride-th pixel for points
@@ -60,8 +62,8 @@ class FusionConfig:
             raise ValueError(f"backend must be auto, torch or triton, got {self.backend!r}")
         if self.free_space not in FREE_SPACE_MODES:
             raise ValueError(f"free_space must be one of {FREE_SPACE_MODES}, got {self.free_space!r}")
-        if self.history < 0 or self.stride < 1 or self.ray_stride < 1 or self.min_points < 1:
-            raise ValueError("history >= 0, stride >= 1, ray_stride >= 1 and min_points >= 1 are required")
+        if self.history < 0 or self.future < 0 or self.stride < 1 or self.ray_stride < 1 or self.min_points < 1:
+            raise ValueError("history >= 0, future >= 0, stride >= 1, ray_stride >= 1 and min_points >= 1 are required")
         if not 0 < self.thing_share <= 1:
             raise ValueError(f"thing_share must be in (0, 1], got {self.thing_share}")
         if not 0 <= self.min_depth < self.max_depth:
@@ -222,13 +224,13 @@ def free_crossings(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GR
     return torch.bincount(ids, minlength=grid.num_voxels)
 
 
-def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid = GRID) -> Label:
-    """The label of frames[-1] from it and the earlier frames in `frames` (oldest first).
+def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid = GRID, current_index: int = -1) -> Label:
+    """The label of frames[current_index] from it and the other frames in `frames` (in time order).
 
     Votes and free crossings accumulate frame by frame, so memory stays at one frame's points plus
     the (V, 18) counters, however long the history.
     """
-    current = frames[-1]
+    current = frames[current_index]
     dev = current.points.device
     T_ego_anchor = invert_transform(current.T_anchor_ego)
     movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=dev)
@@ -296,13 +298,13 @@ class SceneFuser:
         return self._cache[i]
 
     def label(self, i: int) -> Label:
-        first = max(0, i - self.cfg.history)
+        first, last = max(0, i - self.cfg.history), min(len(self.keyframes) - 1, i + self.cfg.future)
         for old in [k for k in self._cache if k < first]:
             del self._cache[old]  # streaming: nothing older than the window stays in memory
-        frames = [self._lifted(j) for j in range(first, i + 1)]
-        out = fuse_window(frames, self.cfg, self.grid)
-        out.stats["dropped_pixels"] = frames[-1].dropped_pixels
-        out.stats["outliers_removed"] = frames[-1].outliers
+        frames = [self._lifted(j) for j in range(first, last + 1)]
+        out = fuse_window(frames, self.cfg, self.grid, current_index=i - first)
+        out.stats["dropped_pixels"] = frames[i - first].dropped_pixels
+        out.stats["outliers_removed"] = frames[i - first].outliers
         return out
 
     def __iter__(self) -> Iterator[Label]:

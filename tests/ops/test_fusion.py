@@ -163,3 +163,17 @@ def test_thing_share_lets_small_objects_keep_their_voxel():
     assert best.tolist() == [8, 11, 15]
     with pytest.raises(ValueError, match="thing_share"):
         FusionConfig(thing_share=0)
+
+
+def test_future_keyframes_add_static_surfaces_ahead_but_no_movables():
+    kfs, (depth, sem) = keyframes(3)
+    wall_x = {ahead: int((ahead + 40) / 0.4) for ahead in (20.0, 22.0, 24.0)}
+    now = next(iter(SceneFuser(kfs, lambda kf: [(depth, sem)], FusionConfig(history=0)))).semantics
+    ahead = next(iter(SceneFuser(kfs, lambda kf: [(depth, sem)], FusionConfig(history=0, future=2)))).semantics
+    assert not (now[wall_x[22.0], 100, 3:12] == CLASS_ID["manmade"]).any()
+    for x in wall_x.values():  # later frames saw the (static) wall 2 and 4 m further on
+        assert (ahead[x, 100, 3:12] == CLASS_ID["manmade"]).all()
+    car = np.where(sem == CLASS_ID["manmade"], CLASS_ID["car"], sem).astype(np.uint8)
+    ahead_car = next(iter(SceneFuser(kfs, lambda kf: [(depth, car)], FusionConfig(history=0, future=2)))).semantics
+    assert (ahead_car[wall_x[20.0], 100, 3:12] == CLASS_ID["car"]).all()
+    assert not (ahead_car[wall_x[22.0], 100, 3:12] == CLASS_ID["car"]).any()
