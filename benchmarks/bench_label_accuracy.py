@@ -22,7 +22,7 @@ from ops.frames import scene_keyframes
 from ops.fusion import FusionConfig, SceneFuser, _to_ego, voxel_keys
 from ops.geometry import invert_transform
 from ops.metrics import Occ3DAccumulator
-from ops.occ3d import FREE, GRID, UNOBSERVED
+from ops.occ3d import FREE, GRID, as_occ3d_semantics
 from ops.simulated_perception import SimpleNoise, TruthPerception
 
 
@@ -44,8 +44,7 @@ def evaluate(nusc, root: Path, scenes, cfg: FusionConfig, noise=None, oracle=Fal
                 sem = np.where(reached.view(GRID.shape).numpy(), gt, FREE).astype(np.uint8)
             else:
                 sem = fuser.label(i).semantics
-            pred = np.where(sem == UNOBSERVED, FREE, sem).astype(np.uint8)
-            acc.update(pred, gt, mc, ml)
+            acc.update(as_occ3d_semantics(sem), gt, mc, ml)
             asserted_free += int((sem == FREE).sum())
             wrong_free += int(((sem == FREE) & (gt != FREE)).sum())
             n += 1
@@ -78,7 +77,7 @@ def main():
         ("noisy", "empty_is_free instead of raycast", replace(base, free_space="empty_is_free"), noise, False),
         ("noisy", "outlier removal on (Open3D, 20 nn, 2 std)", replace(base, outlier_filter=True), noise, False),
     ]
-    print(f"demo world {root} ({', '.join(scenes)}); noisy = SimpleNoise{noise.__dict__ if hasattr(noise, '__dict__') else noise}")
+    print(f"demo world {root} ({', '.join(scenes)}); noisy = {noise}")
     print("| perception | labels | mIoU-17 (camera) | IoU (camera) | mIoU-17 (full scene) | wrong free | s/label |")
     print("|---|---|---|---|---|---|---|")
     for perception, name, cfg, nz, oracle in rows:

@@ -72,6 +72,11 @@ class OccGrid:
 GRID = OccGrid()
 
 
+def as_occ3d_semantics(semantics: np.ndarray) -> np.ndarray:
+    """Our labels in Occ3D's value range: unobserved (255) becomes free (17); the mask says what was seen."""
+    return np.where(np.asarray(semantics) == UNOBSERVED, FREE, semantics).astype(np.uint8)
+
+
 def check_volume(name: str, volume: np.ndarray, dtype=np.uint8, shape=GRID.shape, where: str = "") -> None:
     """Raise ValueError naming `name` (and `where`, e.g. a file) unless `volume` has the shape and dtype."""
     loc = f" in {where}" if where else ""
