@@ -1,6 +1,7 @@
 """Peak memory and time of streaming a real-size scene through the fusion (CPU).
 
     python benchmarks/bench_fusion_memory.py [--keyframes 40] [--width 1600 --height 900] [--free-space empty_is_free]
+        [--compile auto|on|off]
 
 Depth and class maps are synthesised analytically for the nuScenes rig (flat road, sidewalks and
 building walls 12 m either side, the ego driving 3 m per keyframe), so the measure is the fusion's
@@ -54,7 +55,8 @@ def main():
     ap.add_argument("--height", type=int, default=900)
     ap.add_argument("--free-space", default="empty_is_free")
     ap.add_argument("--ray-stride", type=int, default=1)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the voting keys")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                    help="torch.compile the voting and ray walk (auto: when a C++ compiler is found)")
     args = ap.parse_args()
     rig = camera_rig(args.width, args.height)
     maps = {ch: street_maps(cam, cam.T_ego_cam) for ch, cam in rig.items()}
@@ -65,7 +67,7 @@ def main():
         imgs = [ImageRecord(ch, f"{ch}/{k}.jpg", ts, cam.width, cam.height, cam.K, cam.T_ego_cam, pose)
                 for ch, cam in rig.items()]
         kfs.append(KeyframeRecord("scene-synth", f"k{k}", ts, pose, imgs))
-    cfg = FusionConfig(free_space=args.free_space, ray_stride=args.ray_stride, compile_cpu=args.compile)
+    cfg = FusionConfig(free_space=args.free_space, ray_stride=args.ray_stride, compile_cpu={'auto': None, 'on': True, 'off': False}[args.compile])
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()
     points = 0
@@ -74,7 +76,7 @@ def main():
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"| {args.keyframes} keyframes x 6 x {args.width}x{args.height} | {cfg.free_space}, ray_stride {cfg.ray_stride}, "
-          f"compiled {cfg.compile_cpu} | {points / args.keyframes / 1e6:.1f} M points a label | "
+          f"compile {args.compile} | {points / args.keyframes / 1e6:.1f} M points a label | "
           f"{seconds / args.keyframes:.2f} s a label | peak RSS {peak:.2f} GiB (maps and rig {base_rss:.2f} GiB) | "
           f"torch threads {torch.get_num_threads()} |")
 

@@ -1,6 +1,6 @@
 """Pseudo-label accuracy on the demo world: the fusion's ablation table against the Occ3D truth.
 
-    python benchmarks/bench_label_accuracy.py [--dataroot data/demo_world] [--scenes 2]
+    python benchmarks/bench_label_accuracy.py [--dataroot data/demo_world] [--scenes 2] [--rows noisy,oracle]
 
 Labels are scored like predictions (unobserved 255 counts as free) under the truth's camera mask and
 over the full scene. `wrong free` is the share of voxels a label asserts to be free that the truth
@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--dataroot", default="data/demo_world")
     ap.add_argument("--version", default="v1.0-mini")
     ap.add_argument("--scenes", type=int, default=2)
+    ap.add_argument("--rows", default="", help="comma-separated substrings: run only the rows that contain one")
     args = ap.parse_args()
     from nuscenes.nuscenes import NuScenes
 
@@ -76,7 +77,12 @@ def main():
         ("noisy", "movable filtering off", replace(base, movable_classes=()), noise, False),
         ("noisy", "empty_is_free instead of raycast", replace(base, free_space="empty_is_free"), noise, False),
         ("noisy", "outlier removal on (Open3D, 20 nn, 2 std)", replace(base, outlier_filter=True), noise, False),
+        ("noisy", "thing_share 0.3 (objects win a voxel with 30 % of its votes)", replace(base, thing_share=0.3), noise, False),
+        ("noisy", "thing_share 0.15", replace(base, thing_share=0.15), noise, False),
+        ("perfect", "default, eager torch (compile off): timing only", replace(base, compile_cpu=False), None, False),
     ]
+    if args.rows:
+        rows = [r for r in rows if any(k in f"{r[0]} {r[1]}" for k in args.rows.split(","))]
     print(f"demo world {root} ({', '.join(scenes)}); noisy = {noise}")
     print("| perception | labels | mIoU-17 (camera) | IoU (camera) | mIoU-17 (full scene) | wrong free | s/label |")
     print("|---|---|---|---|---|---|---|")

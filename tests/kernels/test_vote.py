@@ -10,11 +10,13 @@ kernels_vote = pytest.importorskip("kernels.vote")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def compare(points, classes, T):
-    got = kernels_vote.vote_counts_triton(points.to(DEVICE), classes.to(DEVICE), T).cpu()
+def compare(points, classes, T, block=1024):
     want = vote_counts_in_frame(points, classes, T)
-    assert got.dtype == torch.int32
-    assert torch.equal(got.long(), want)
+    for aggregate in (True, False):
+        got = kernels_vote.vote_counts_triton(points.to(DEVICE), classes.to(DEVICE), T, block=block,
+                                              aggregate=aggregate).cpu()
+        assert got.dtype == torch.int32
+        assert torch.equal(got.long(), want), f"aggregate={aggregate}"
     return want
 
 
@@ -59,3 +61,23 @@ def test_out_of_range_classes_are_ignored_by_both():
     cls = torch.tensor([4, 200, 18], dtype=torch.uint8)
     counts = compare(pts, cls, np.eye(4))
     assert counts.sum() == 1
+
+
+def test_runs_of_equal_keys_across_blocks_and_outside_points():
+    # Pixel-ordered input: runs of one voxel and class, of irregular lengths, some crossing block
+    # boundaries, broken by points outside the grid and by a class change inside one voxel.
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 300, 60)
+    centres = rng.uniform(-39, 39, (60, 3)).astype(np.float32) * [1, 1, 0.1]
+    classes = rng.integers(0, 18, 60)
+    pts, cls = [], []
+    for length, centre, c in zip(lengths, centres, classes):
+        run = np.repeat(centre[None], length, 0)
+        run[length // 2:, 0] += rng.choice([0.0, 100.0])  # half the run may leave the grid
+        pts.append(run)
+        cls.append(np.where(np.arange(length) < length * 3 // 4, c, (c + 1) % 18))
+    pts = torch.tensor(np.concatenate(pts), dtype=torch.float32)
+    cls = torch.tensor(np.concatenate(cls), dtype=torch.uint8)
+    for block in (16, 128, 1024):
+        counts = compare(pts, cls, np.eye(4), block=block)
+    assert counts.max() > 100
