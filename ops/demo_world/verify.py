@@ -17,7 +17,7 @@ import numpy as np
 from ops.geometry import invert_transform, transform_from_record, transform_points
 from ops.nuscenes_data import CAMERA_CHANNELS
 from ops.occ3d import GRID
-from ops.simulated_perception import load_truth, truth_file
+from ops.perception.simulated import load_truth, truth_file
 
 
 def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: dict | None = None):

@@ -6,14 +6,14 @@ from ops.frames import scene_keyframes
 from ops.fusion import FusionConfig, SceneFuser
 from ops.metrics import Occ3DAccumulator
 from ops.occ3d import as_occ3d_semantics
-from ops.simulated_perception import SimpleNoise, TruthPerception
+from ops.perception.runner import simulated_perception
 
 
-def score(nusc, root, cfg, noise=None):
+def score(nusc, root, cfg, preset="perfect"):
     acc = Occ3DAccumulator()
     for scene in nusc.scene:
         kfs = scene_keyframes(nusc, scene["name"])
-        for kf, label in zip(kfs, SceneFuser(kfs, TruthPerception(root, noise), cfg)):
+        for kf, label in zip(kfs, SceneFuser(kfs, simulated_perception(root, preset), cfg)):
             with np.load(root / "gts" / scene["name"] / kf.token / "labels.npz") as g:
                 acc.update(as_occ3d_semantics(label.semantics), g["semantics"], g["mask_camera"], g["mask_lidar"])
     return acc.result()["masks"]["camera"]
@@ -25,7 +25,7 @@ def results(small_nusc, small_world):
     return {
         "default": score(small_nusc, root, FusionConfig()),
         "no_fill": score(small_nusc, root, FusionConfig(fill_step=None, free_space="empty_is_free")),
-        "noisy": score(small_nusc, root, FusionConfig(), SimpleNoise()),
+        "noisy": score(small_nusc, root, FusionConfig(), "simple"),
     }
 
 

@@ -1,0 +1,196 @@
+"""The two perception interfaces (ALGORITHM.md steps 1-2) and the registry that builds them by name.
+
+    Segmenter:       RGB images                -> Occ3D class id per pixel, (H, W) uint8
+                     (0-16 objects and surfaces, 17 sky/free, 255 unknown: not lifted)
+    DepthEstimator:  RGB images + intrinsics   -> z-depth per pixel, (H, W) float32 metres (0 = none)
+
+Both take an `ImageBatch`: the images of one call with their intrinsics and names (the path relative
+to the dataroot; errors name it, and the simulated backends read the truth files by it). A backend
+that does not look at pixels (the simulation) sets `needs_pixels = False`, so callers need not decode
+JPEGs for it.
+
+Backends register a builder under a name (`register_segmenter("grounded_sam")`); the pipeline picks one
+by name from config (`EASYOCC_SEGMENTER`, `EASYOCC_DEPTH`) with `build_segmenter(name, **options)`.
+Builders import their heavy libraries when called, so importing this module stays cheap.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ops.lift import check_intrinsics
+from ops.occ3d import FREE, UNOBSERVED
+
+
+class PerceptionError(ValueError):
+    """Bad input to, or bad output from, a perception backend; the message names the image."""
+
+
+@dataclass
+class ImageBatch:
+    names: list[str]                                   # image paths relative to the dataroot (or any id)
+    intrinsics: list[np.ndarray]                       # (3, 3) each, pixels of the image as given
+    images: list[np.ndarray] | None = None             # (H, W, 3) uint8 RGB each; None if no backend needs them
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (H, W) each; taken from images when given
+
+    def __post_init__(self):
+        n = len(self.names)
+        if len(self.intrinsics) != n:
+            raise PerceptionError(f"batch of {n} images has {len(self.intrinsics)} intrinsics")
+        if self.images is not None:
+            if len(self.images) != n:
+                raise PerceptionError(f"batch of {n} names has {len(self.images)} images")
+            for name, img in zip(self.names, self.images):
+                check_rgb(img, name)
+            sizes = [tuple(img.shape[:2]) for img in self.images]
+            if self.sizes and [tuple(s) for s in self.sizes] != sizes:
+                raise PerceptionError(f"batch sizes {self.sizes} do not match the images' {sizes}")
+            self.sizes = sizes
+        elif len(self.sizes) != n:
+            raise PerceptionError(f"batch of {n} images without pixels needs {n} (H, W) sizes, got {len(self.sizes)}")
+        self.intrinsics = [check_intrinsics(K, name) for K, name in zip(self.intrinsics, self.names)]
+        for name, (h, w), K in zip(self.names, self.sizes, self.intrinsics):
+            cx, cy = K[0, 2], K[1, 2]
+            if not (0 <= cx <= w and 0 <= cy <= h):
+                raise PerceptionError(f"{name}: principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} image: "
+                                      f"intrinsics for another resolution?")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def require_images(self, backend: str) -> list[np.ndarray]:
+        if self.images is None:
+            raise PerceptionError(f"{backend} needs the RGB images, but the batch ({self.names[:3]}...) carries none")
+        return self.images
+
+
+def check_rgb(img, name: str) -> np.ndarray:
+    if not isinstance(img, np.ndarray):
+        raise PerceptionError(f"{name}: expected an RGB image as a numpy array, got {type(img).__name__}")
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise PerceptionError(f"{name}: expected an RGB image (H, W, 3), got shape {img.shape} "
+                              f"({'grayscale' if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1) else 'not RGB'})")
+    if img.dtype != np.uint8:
+        raise PerceptionError(f"{name}: expected uint8 RGB pixels 0-255, got dtype {img.dtype}")
+    if img.shape[0] < 2 or img.shape[1] < 2:
+        raise PerceptionError(f"{name}: image of {img.shape[1]}x{img.shape[0]} pixels is too small")
+    return img
+
+
+def check_semantics(sem: np.ndarray, name: str, size: tuple[int, int], backend: str) -> np.ndarray:
+    if sem.shape != tuple(size) or sem.dtype != np.uint8:
+        raise PerceptionError(f"{backend} returned a class map of {sem.shape} {sem.dtype} for {name}, expected {size} uint8")
+    bad = (sem > FREE) & (sem != UNOBSERVED)
+    if bad.any():
+        raise PerceptionError(f"{backend} returned class ids {sorted(set(np.unique(sem[bad]).tolist()))} for {name}; "
+                              f"valid are 0-{FREE} and {UNOBSERVED}")
+    return sem
+
+
+def check_depth(depth: np.ndarray, name: str, size: tuple[int, int], backend: str) -> np.ndarray:
+    if depth.shape != tuple(size) or depth.dtype != np.float32:
+        raise PerceptionError(f"{backend} returned depth of {depth.shape} {depth.dtype} for {name}, expected {size} float32")
+    if not np.isfinite(depth).all():
+        raise PerceptionError(f"{backend} returned {int((~np.isfinite(depth)).sum())} NaN/inf depth pixels for {name}")
+    if (depth < 0).any():
+        raise PerceptionError(f"{backend} returned negative depth for {name}")
+    return depth
+
+
+class Segmenter(abc.ABC):
+    """RGB images -> Occ3D class ids per pixel."""
+
+    name = "segmenter"
+    needs_pixels = True
+
+    def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
+        if self.needs_pixels:
+            batch.require_images(self.name)
+        out = self.segment(batch)
+        if len(out) != len(batch):
+            raise PerceptionError(f"{self.name} returned {len(out)} class maps for {len(batch)} images")
+        return [check_semantics(s, n, hw, self.name) for s, n, hw in zip(out, batch.names, batch.sizes)]
+
+    @abc.abstractmethod
+    def segment(self, batch: ImageBatch) -> list[np.ndarray]:
+        """(H, W) uint8 per image."""
+
+
+class DepthEstimator(abc.ABC):
+    """RGB images + intrinsics -> z-depth in metres per pixel (0 where there is none)."""
+
+    name = "depth"
+    needs_pixels = True
+
+    def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
+        if self.needs_pixels:
+            batch.require_images(self.name)
+        out = self.estimate(batch)
+        if len(out) != len(batch):
+            raise PerceptionError(f"{self.name} returned {len(out)} depth maps for {len(batch)} images")
+        return [check_depth(d, n, hw, self.name) for d, n, hw in zip(out, batch.names, batch.sizes)]
+
+    @abc.abstractmethod
+    def estimate(self, batch: ImageBatch) -> list[np.ndarray]:
+        """(H, W) float32 metres per image."""
+
+
+# --- registry ---------------------------------------------------------------------------------------
+# name -> "module:function"; the module is imported when the backend is built.
+_SEGMENTERS: dict[str, str | Callable] = {
+    "simulated": "ops.perception.simulated:build_simulated_segmenter",
+    "grounded_sam": "ops.perception.grounded_sam:build_grounded_sam",
+}
+_DEPTHS: dict[str, str | Callable] = {
+    "simulated": "ops.perception.simulated:build_simulated_depth",
+    "metric3d": "ops.perception.metric3d:build_metric3d",
+    "depth_anything_v2": "ops.perception.hf_depth:build_depth_anything_v2",
+    "depth_pro": "ops.perception.hf_depth:build_depth_pro",
+    "zoedepth": "ops.perception.hf_depth:build_zoedepth",
+}
+
+
+def register_segmenter(name: str, builder: str | Callable) -> None:
+    """Add a segmentation backend: `builder(**options) -> Segmenter`, or "module:function"."""
+    _SEGMENTERS[name] = builder
+
+
+def register_depth(name: str, builder: str | Callable) -> None:
+    """Add a depth backend: `builder(**options) -> DepthEstimator`, or "module:function"."""
+    _DEPTHS[name] = builder
+
+
+def segmenter_names() -> list[str]:
+    return sorted(_SEGMENTERS)
+
+
+def depth_names() -> list[str]:
+    return sorted(_DEPTHS)
+
+
+def _resolve(table: dict, kind: str, name: str) -> Callable:
+    if name not in table:
+        raise KeyError(f"unknown {kind} backend {name!r}; registered: {', '.join(sorted(table))}")
+    builder = table[name]
+    if isinstance(builder, str):
+        module, func = builder.split(":")
+        builder = getattr(importlib.import_module(module), func)
+    return builder
+
+
+def build_segmenter(name: str, **options) -> Segmenter:
+    seg = _resolve(_SEGMENTERS, "segmenter", name)(**options)
+    if not isinstance(seg, Segmenter):
+        raise TypeError(f"segmenter builder {name!r} returned {type(seg).__name__}, not a Segmenter")
+    return seg
+
+
+def build_depth(name: str, **options) -> DepthEstimator:
+    est = _resolve(_DEPTHS, "depth", name)(**options)
+    if not isinstance(est, DepthEstimator):
+        raise TypeError(f"depth builder {name!r} returned {type(est).__name__}, not a DepthEstimator")
+    return est

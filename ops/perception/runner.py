@@ -1,0 +1,64 @@
+"""Running a segmenter and a depth estimator over the camera images of keyframes, in-process.
+
+`KeyframePerception(segmenter, depth, dataroot)` is the perception the fusion asks for
+(`SceneFuser(keyframes, perception, cfg)`: keyframe -> [(depth, classes)] per camera image). Images
+are decoded only when a backend looks at pixels. Ray serving (many images, actor pools) is in
+`ops/perception/serving.py`; both call the same backends.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ops.frames import ImageRecord, KeyframeRecord
+from ops.perception.base import DepthEstimator, ImageBatch, PerceptionError, Segmenter
+
+
+def load_rgb(dataroot: str | Path, filename: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of `<dataroot>/<filename>`; errors name the file and what was expected."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(dataroot) / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} is missing (sample_data filename {filename})")
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA", "P", "L"):
+                raise PerceptionError(f"{path}: image mode {im.mode}, expected an 8-bit RGB image")
+            if im.mode == "L":
+                raise PerceptionError(f"{path}: grayscale image, expected RGB (3 channels)")
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise PerceptionError(f"{path}: corrupt or unreadable image ({exc})") from exc
+    if size is not None and rgb.shape[:2] != tuple(size):
+        raise PerceptionError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the dataset says {size[1]}x{size[0]}")
+    return rgb
+
+
+def image_batch(dataroot: str | Path, images: list[ImageRecord], with_pixels: bool) -> ImageBatch:
+    return ImageBatch(
+        names=[im.filename for im in images],
+        intrinsics=[im.K for im in images],
+        images=[load_rgb(dataroot, im.filename, (im.height, im.width)) for im in images] if with_pixels else None,
+        sizes=[(im.height, im.width) for im in images])
+
+
+class KeyframePerception:
+    """keyframe -> [(depth (H, W) float32 metres, classes (H, W) uint8)] for its camera images."""
+
+    def __init__(self, segmenter: Segmenter, depth: DepthEstimator, dataroot: str | Path):
+        self.segmenter, self.depth, self.dataroot = segmenter, depth, Path(dataroot)
+
+    def __call__(self, kf: KeyframeRecord) -> list[tuple[np.ndarray, np.ndarray]]:
+        batch = image_batch(self.dataroot, kf.images, self.segmenter.needs_pixels or self.depth.needs_pixels)
+        sems, depths = self.segmenter(batch), self.depth(batch)
+        return list(zip(depths, sems))
+
+
+def simulated_perception(dataroot: str | Path, preset: str = "realistic", **overrides) -> KeyframePerception:
+    """SIMULATED perception of a dataroot with truth files (see ops/perception/simulated.py)."""
+    from ops.perception.simulated import SimulatedDepth, SimulatedSegmenter
+
+    return KeyframePerception(SimulatedSegmenter(dataroot, preset, **overrides),
+                              SimulatedDepth(dataroot, preset, **overrides), dataroot)

@@ -1,0 +1,162 @@
+"""Perception served by Ray Data: any registered segmenter and depth backend over a list of images.
+
+    ray.data.from_items(images) -> map_batches(PerceptionActor, compute=ActorPoolStrategy(size=n),
+                                               num_gpus=g, batch_size=b) -> rows {name, semantics, depth}
+
+Each row comes back with an `error` (empty when the image went through): a failure is the image's,
+not the run's. Each actor builds its backends once (loads the models) and serves many batches; with GPUs in the
+cluster each actor gets `num_gpus` of one (default 1) and the backends run on it, otherwise on the CPU.
+Actors read the images themselves from the dataroot (on a cluster it must be on a shared filesystem),
+so only names and intrinsics travel to them and only the maps travel back. Ray connects to the
+cluster at `address` (or `RAY_ADDRESS`), or starts a local one. The same backends run in-process
+through `ops.perception.runner`; results are identical.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ops.frames import ImageRecord
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend by registry name and its builder's options (checkpoints, device, thresholds...)."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None          # None: $RAY_ADDRESS, else a local Ray started here
+    num_actors: int | None = None       # None: one per GPU in the cluster, else one per `num_cpus` CPUs
+    num_gpus: float | None = None       # per actor; None: 1 when the cluster has GPUs, else 0
+    num_cpus: float = 1.0               # per actor
+    batch_size: int = 6                 # images per call of a backend (one keyframe of six cameras)
+    local_cpus: int | None = None       # CPUs of a local Ray (None: all)
+
+
+def ensure_ray(settings: RaySettings = RaySettings()):
+    """Connect to the cluster (or start a local Ray) once per process; returns the ray module."""
+    import ray
+
+    if not ray.is_initialized():
+        address = settings.address or os.environ.get("RAY_ADDRESS") or None
+        kwargs = dict(address=address, include_dashboard=False, log_to_driver=True)
+        if address is None and settings.local_cpus is not None:
+            kwargs["num_cpus"] = settings.local_cpus
+        ray.init(**kwargs)
+    return ray
+
+
+class PerceptionActor:
+    """A Ray actor (also usable in-process): builds the backends once, then serves batches of rows.
+
+    It never raises: an image that cannot be read, or a backend that fails, comes back as that row's
+    `error` (with empty maps), so one bad image does not take down the other images of the run."""
+
+    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None):
+        from ops.perception.base import build_depth, build_segmenter
+
+        self.dataroot, self.init_error = Path(dataroot), ""
+        self.segmenter = self.depth = None
+        try:
+            self.segmenter = build_segmenter(segmenter.name, **_with_root(segmenter, dataroot)) if segmenter else None
+            self.depth = build_depth(depth.name, **_with_root(depth, dataroot)) if depth else None
+        except Exception as exc:  # reported with every row this actor is given
+            self.init_error = f"building the perception backends failed: {type(exc).__name__}: {exc}"
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
+        from ops.perception.base import ImageBatch
+        from ops.perception.runner import load_rgb
+
+        names = [str(n) for n in rows["name"]]
+        sizes = [(int(h), int(w)) for h, w in zip(rows["height"], rows["width"])]
+        errors = [self.init_error] * len(names)
+        pixels: list = [None] * len(names)
+        backends = [b for b in (self.segmenter, self.depth) if b is not None]
+        if not self.init_error and any(b.needs_pixels for b in backends):
+            for i, (n, hw) in enumerate(zip(names, sizes)):
+                try:
+                    pixels[i] = load_rgb(self.dataroot, n, hw)
+                except Exception as exc:
+                    errors[i] = f"{type(exc).__name__}: {exc}"
+        good = [i for i in range(len(names)) if not errors[i]]
+        sems = [np.zeros(hw, np.uint8) for hw in sizes]
+        depths = [np.zeros(hw, np.float32) for hw in sizes]
+        if good:
+            try:
+                batch = ImageBatch([names[i] for i in good],
+                                   [np.asarray(rows["K"][i], np.float64).reshape(3, 3) for i in good],
+                                   [pixels[i] for i in good] if pixels[good[0]] is not None else None,
+                                   [sizes[i] for i in good])
+                if self.segmenter is not None:
+                    for i, m in zip(good, self.segmenter(batch)):
+                        sems[i] = m
+                if self.depth is not None:
+                    for i, d in zip(good, self.depth(batch)):
+                        depths[i] = d
+            except Exception as exc:
+                for i in good:
+                    errors[i] = f"{type(exc).__name__}: {exc}"
+        out: dict[str, list] = {"name": names, "error": errors}
+        if self.segmenter is not None or self.init_error:
+            out["semantics"] = sems
+        if self.depth is not None or self.init_error:
+            out["depth"] = depths
+        return out
+
+
+def _with_root(spec: BackendSpec, dataroot: str) -> dict:
+    opts = dict(spec.options)
+    if spec.name == "simulated":
+        opts.setdefault("dataroot", dataroot)
+    return opts
+
+
+def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None, depth: BackendSpec | None,
+          settings: RaySettings = RaySettings()) -> Iterator[dict]:
+    """Run the backends over the images on Ray; yields {name, semantics?, depth?} per image as they finish."""
+    if segmenter is None and depth is None:
+        raise ValueError("serve: give a segmenter, a depth backend or both")
+    if not images:
+        return
+    ray = ensure_ray(settings)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    num_gpus = settings.num_gpus if settings.num_gpus is not None else (1.0 if gpus > 0 else 0.0)
+    if settings.num_actors is not None:
+        actors = settings.num_actors
+    elif num_gpus > 0:
+        actors = max(1, int(gpus / num_gpus))
+    else:
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1) / settings.num_cpus))
+    actors = max(1, min(actors, -(-len(images) // settings.batch_size)))
+    items = [{"name": im.filename, "K": np.asarray(im.K, np.float64).reshape(9), "height": im.height, "width": im.width}
+             for im in images]
+    ds = ray.data.from_items(items).map_batches(
+        PerceptionActor, fn_constructor_kwargs=dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth),
+        compute=ray.data.ActorPoolStrategy(size=actors), batch_size=settings.batch_size, batch_format="numpy",
+        num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
+    for row in ds.iter_rows():
+        yield {k: (np.asarray(v) if k not in ("name", "error") else str(v)) for k, v in row.items()}
+
+
+class PerceptionServingError(RuntimeError):
+    """Images whose perception failed on Ray, each with the backend's own message."""
+
+
+def run_perception(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None,
+                   depth: BackendSpec | None, settings: RaySettings = RaySettings()) -> dict[str, dict]:
+    """All results of `serve`, keyed by image name; raises naming every image that failed."""
+    results = {r["name"]: r for r in serve(dataroot, images, segmenter, depth, settings)}
+    failed = {n: r["error"] for n, r in results.items() if r["error"]}
+    if failed:
+        listing = "; ".join(f"{n}: {e}" for n, e in sorted(failed.items())[:5])
+        raise PerceptionServingError(f"perception failed for {len(failed)} of {len(results)} images: {listing}"
+                                     + (" ..." if len(failed) > 5 else ""))
+    return results

@@ -1,0 +1,332 @@
+"""SIMULATED perception: a stand-in for Grounded-SAM and Metric3Dv2 on datasets that carry per-image
+truth (the demo world, or any dataroot with `truth/<image path without extension>.npz` holding `depth`
+and `semantics`, ARCHITECTURE.md). It is not a model and never looks at pixels: it reads the true depth
+and classes and degrades them with a seeded noise model of the errors foundation models make.
+
+Depth (`SimulatedDepth`), in this order:
+  - flying pixels: near a depth edge (neighbours within `flying_px` differ by more than `edge_ratio`),
+    with probability `flying_pixels` a pixel takes a depth between the foreground's and the background's;
+  - per-image scale bias: depth *= exp(N(0, depth_scale_std));
+  - a smooth, low-frequency relative error field of std `depth_smooth_noise`;
+  - per-pixel relative noise of std `depth_rel_noise * (1 + d / depth_noise_growth_m)`: grows with distance;
+  - missing far depth: beyond `dropout_start_m` depth is dropped (0) with a probability rising linearly
+    to 1 at `dropout_end_m`;
+  - sky (true depth 0) gets `sky_depth_m` (real models return a far depth there; 0 keeps none).
+Classes (`SimulatedSegmenter`), in this order:
+  - classes no prompt can find (`unknown_classes`, e.g. `others`) become unknown (255);
+  - per connected segment of a class: confusions (`confusions`: (true, predicted, probability)),
+    small objects missed (object segments under `small_object_px` pixels, probability `small_object_miss`);
+  - false detections: Poisson(`false_detections`) blobs per image of an object class painted onto a surface;
+  - boundaries shifted by a smooth random warp of up to about `boundary_shift_px` pixels (the class map
+    no longer lines up with the depth edges, as with a real segmenter);
+  - boundaries eroded into unknown by `erode_px` (the gaps between SAM masks).
+Pixel sizes are given for a 1600-pixel-wide image (nuScenes) and scale with the image's width.
+The random numbers of an image depend only on the seed and the image's name: the same image always
+gets the same noise, whichever batch or process it comes in.
+
+Presets: `perfect` (the truth, unchanged), `simple` (the noise of the fusion ablation in
+benchmarks/RESULTS.md), `realistic` (the default).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from ops.occ3d import CLASS_ID, FREE, UNOBSERVED
+from ops.perception.base import DepthEstimator, ImageBatch, PerceptionError, Segmenter
+
+OBJECT_CLASSES = tuple(range(1, 11))   # barrier .. truck: the countable things
+SURFACE_CLASSES = tuple(range(11, 17))  # driveable_surface .. vegetation
+REFERENCE_WIDTH = 1600
+
+
+def truth_file(dataroot: str | Path, filename: str) -> Path:
+    return Path(dataroot) / "truth" / (filename.rsplit(".", 1)[0] + ".npz")
+
+
+def load_truth(dataroot: str | Path, filename: str) -> tuple[np.ndarray, np.ndarray]:
+    """(depth float32 (H, W) metres, semantics uint8 (H, W)) of one image, with errors naming the file."""
+    path = truth_file(dataroot, filename)
+    if not path.is_file():
+        raise FileNotFoundError(f"no truth file {path} for image {filename} (the simulated perception needs "
+                                f"<dataroot>/truth/<image path without extension>.npz)")
+    try:
+        with np.load(path) as f:
+            depth, sem = f["depth"], f["semantics"]
+    except (KeyError, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: unreadable truth file, expected arrays 'depth' and 'semantics' ({exc})") from exc
+    if depth.shape != sem.shape or depth.ndim != 2:
+        raise ValueError(f"{path}: depth {depth.shape} and semantics {sem.shape} must be the same (H, W)")
+    if not np.isfinite(depth).all():
+        raise ValueError(f"{path}: depth holds NaN or inf (expected metres, 0 for sky)")
+    return depth.astype(np.float32, copy=False), sem.astype(np.uint8, copy=False)
+
+
+def _c(name: str) -> int:
+    return CLASS_ID[name]
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    # depth
+    depth_scale_std: float = 0.0
+    depth_smooth_noise: float = 0.0
+    depth_rel_noise: float = 0.0
+    depth_noise_growth_m: float = float("inf")
+    flying_pixels: float = 0.0
+    flying_px: float = 3.0
+    edge_ratio: float = 1.2
+    dropout_start_m: float = float("inf")
+    dropout_end_m: float = float("inf")
+    sky_depth_m: float = 0.0
+    # classes
+    unknown_classes: tuple[int, ...] = ()
+    confusions: tuple[tuple[int, int, float], ...] = ()
+    small_object_px: float = 0.0
+    small_object_miss: float = 0.0
+    false_detections: float = 0.0
+    false_detection_classes: tuple[int, ...] = (_c("pedestrian"), _c("traffic_cone"), _c("car"), _c("barrier"))
+    false_detection_radius_px: tuple[float, float] = (8.0, 30.0)
+    boundary_shift_px: float = 0.0
+    erode_px: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and (v < 0 or v != v):
+                raise ValueError(f"noise parameter {f.name} = {v}: must be >= 0")
+        for t, p, prob in self.confusions:
+            if not (0 <= t <= FREE and 0 <= p <= FREE and 0 <= prob <= 1):
+                raise ValueError(f"confusion ({t}, {p}, {prob}): classes 0-{FREE} and a probability 0-1 expected")
+        if self.dropout_end_m < self.dropout_start_m:
+            raise ValueError("dropout_end_m must be >= dropout_start_m")
+
+    @property
+    def touches_depth(self) -> bool:
+        return any(getattr(self, n) != getattr(PERFECT, n) for n in (
+            "depth_scale_std", "depth_smooth_noise", "depth_rel_noise", "flying_pixels", "dropout_start_m", "sky_depth_m"))
+
+    @property
+    def touches_classes(self) -> bool:
+        return bool(self.unknown_classes or self.confusions or self.small_object_miss or self.false_detections
+                    or self.boundary_shift_px or self.erode_px)
+
+
+PERFECT = NoiseModel()
+PRESETS: dict[str, NoiseModel] = {
+    "perfect": PERFECT,
+    # The fusion ablation's noise (benchmarks/RESULTS.md): 3 % scale bias, 2 % jitter, 1 px erosion at 320 px.
+    "simple": NoiseModel(depth_scale_std=0.03, depth_rel_noise=0.02, erode_px=5.0),
+    # Errors of the size reported for Metric3Dv2 / Grounded-SAM on driving scenes (AbsRel ~0.05-0.1;
+    # stuff classes confused, far and small objects missed).
+    "realistic": NoiseModel(
+        depth_scale_std=0.04, depth_smooth_noise=0.03, depth_rel_noise=0.015, depth_noise_growth_m=25.0,
+        flying_pixels=0.7, flying_px=3.0, dropout_start_m=60.0, dropout_end_m=120.0, sky_depth_m=300.0,
+        unknown_classes=(_c("others"),),
+        confusions=(
+            (_c("terrain"), _c("vegetation"), 0.15), (_c("vegetation"), _c("terrain"), 0.10),
+            (_c("sidewalk"), _c("driveable_surface"), 0.10), (_c("driveable_surface"), _c("sidewalk"), 0.03),
+            (_c("other_flat"), _c("driveable_surface"), 0.30),
+            (_c("car"), _c("truck"), 0.05), (_c("truck"), _c("car"), 0.15), (_c("bus"), _c("truck"), 0.10),
+            (_c("trailer"), _c("truck"), 0.20), (_c("construction_vehicle"), _c("truck"), 0.20),
+            (_c("motorcycle"), _c("bicycle"), 0.10), (_c("bicycle"), _c("motorcycle"), 0.10),
+            (_c("barrier"), _c("manmade"), 0.10),
+        ),
+        small_object_px=400.0, small_object_miss=0.5, false_detections=0.3,
+        boundary_shift_px=4.0, erode_px=2.0),
+}
+
+
+def noise_model(preset: str | NoiseModel = "realistic", **overrides) -> NoiseModel:
+    """A preset by name (perfect, simple, realistic) with any field overridden."""
+    if isinstance(preset, NoiseModel):
+        base = preset
+    elif preset in PRESETS:
+        base = PRESETS[preset]
+    else:
+        raise ValueError(f"unknown simulated-perception preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(NoiseModel)}
+    bad = set(overrides) - known
+    if bad:
+        raise ValueError(f"unknown noise parameter(s) {sorted(bad)}; known: {sorted(known)}")
+    conv = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+            for k, v in overrides.items()}
+    return replace(base, **conv)
+
+
+def image_rng(model: NoiseModel, name: str, part: int) -> np.random.Generator:
+    return np.random.default_rng([model.seed, zlib.crc32(name.encode()), part])
+
+
+def _px(value: float, width: int) -> int:
+    """A pixel size given at 1600 px width, at this width (at least 1 when nonzero)."""
+    if value <= 0:
+        return 0
+    return max(1, int(round(value * width / REFERENCE_WIDTH)))
+
+
+def smooth_field(rng: np.random.Generator, shape: tuple[int, int], std: float, cells: tuple[int, int] = (5, 8)) -> np.ndarray:
+    """A random field of std about `std`, smooth over a (cells) control grid, bilinear-interpolated."""
+    from scipy.ndimage import map_coordinates
+
+    grid = rng.standard_normal((cells[0] + 1, cells[1] + 1)) * std
+    h, w = shape
+    yy = np.linspace(0, cells[0], h)[:, None] * np.ones((1, w))
+    xx = np.ones((h, 1)) * np.linspace(0, cells[1], w)[None, :]
+    return map_coordinates(grid, [yy, xx], order=1).astype(np.float32)
+
+
+# --- depth ------------------------------------------------------------------------------------------
+
+def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    """Apply the depth part of the noise model to a true z-depth map (0 = sky)."""
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    d = depth.astype(np.float32, copy=True)
+    valid = d > 0
+    h, w = d.shape
+    if m.flying_pixels > 0:
+        k = 2 * _px(m.flying_px, w) + 1
+        hi = maximum_filter(d, size=k)                            # sky (0) never wins a max
+        lo = minimum_filter(np.where(valid, d, np.inf), size=k)
+        edge = valid & (hi > lo * m.edge_ratio)
+        hit = edge & (rng.random(d.shape) < m.flying_pixels)
+        d[hit] = lo[hit] + rng.random(int(hit.sum()), np.float32) * (hi[hit] - lo[hit])
+    factor = np.full(d.shape, np.exp(m.depth_scale_std * rng.standard_normal()), np.float32)
+    if m.depth_smooth_noise > 0:
+        factor *= 1 + smooth_field(rng, d.shape, m.depth_smooth_noise)
+    if m.depth_rel_noise > 0:
+        sigma = m.depth_rel_noise * (1 + d / m.depth_noise_growth_m)
+        factor *= 1 + sigma * rng.standard_normal(d.shape, np.float32)
+    d = np.where(valid, d * np.maximum(factor, 0.05), 0).astype(np.float32)
+    if np.isfinite(m.dropout_start_m):
+        span = max(m.dropout_end_m - m.dropout_start_m, 1e-6)
+        p = np.clip((d - m.dropout_start_m) / span, 0, 1)
+        d[valid & (rng.random(d.shape) < p)] = 0
+    if m.sky_depth_m > 0:
+        d[~valid] = m.sky_depth_m
+    return d
+
+
+# --- classes ----------------------------------------------------------------------------------------
+
+def degrade_semantics(sem: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    """Apply the class part of the noise model to a true class map (17 = sky)."""
+    from scipy.ndimage import binary_dilation, label, map_coordinates
+
+    out = sem.copy()
+    h, w = sem.shape
+    for c in m.unknown_classes:
+        out[sem == c] = UNOBSERVED
+    # per segment: confusions and misses, decided on the truth's connected segments
+    by_source: dict[int, list[tuple[int, float]]] = {}
+    for t, p, prob in m.confusions:
+        by_source.setdefault(t, []).append((p, prob))
+    small = m.small_object_px * (w / REFERENCE_WIDTH) ** 2
+    for c in np.unique(sem):
+        c = int(c)
+        targets = by_source.get(c, [])
+        misses = m.small_object_miss > 0 and c in OBJECT_CLASSES
+        if not targets and not misses:
+            continue
+        seg, n = label(sem == c)
+        new = np.full(n + 1, c, np.uint8)
+        if targets:
+            u = rng.random(n)
+            edge = 0.0
+            for target, prob in targets:
+                pick = (u >= edge) & (u < edge + prob)
+                new[1:][pick] = target
+                edge += prob
+        if misses:
+            sizes = np.bincount(seg.ravel(), minlength=n + 1)[1:]
+            gone = (sizes < small) & (rng.random(n) < m.small_object_miss)
+            new[1:][gone] = UNOBSERVED
+        mask = seg > 0
+        out[mask] = np.where(out[mask] == UNOBSERVED, UNOBSERVED, new[seg[mask]])
+    # false detections on surfaces
+    if m.false_detections > 0:
+        surf = np.flatnonzero(np.isin(sem, SURFACE_CLASSES))
+        yy, xx = np.mgrid[0:h, 0:w]
+        for _ in range(rng.poisson(m.false_detections) if len(surf) else 0):
+            centre = surf[rng.integers(len(surf))]
+            cy, cx = divmod(int(centre), w)
+            r = rng.uniform(*m.false_detection_radius_px) * w / REFERENCE_WIDTH
+            ry = r * rng.uniform(1.0, 2.5)
+            blob = ((yy - cy) / max(ry, 0.5)) ** 2 + ((xx - cx) / max(r, 0.5)) ** 2 <= 1
+            out[blob] = m.false_detection_classes[rng.integers(len(m.false_detection_classes))]
+    # boundary shift: a smooth random warp of the class map
+    if m.boundary_shift_px > 0:
+        amp = m.boundary_shift_px * w / REFERENCE_WIDTH
+        dy, dx = smooth_field(rng, (h, w), amp, (6, 10)), smooth_field(rng, (h, w), amp, (6, 10))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        out = map_coordinates(out, [np.clip(yy + dy, 0, h - 1), np.clip(xx + dx, 0, w - 1)], order=0).astype(np.uint8)
+    if m.erode_px > 0:
+        k = _px(m.erode_px, w)
+        edge = np.zeros(out.shape, bool)
+        edge[:, 1:] |= out[:, 1:] != out[:, :-1]
+        edge[:, :-1] |= out[:, 1:] != out[:, :-1]
+        edge[1:] |= out[1:] != out[:-1]
+        edge[:-1] |= out[1:] != out[:-1]
+        if k > 1:
+            edge = binary_dilation(edge, iterations=k - 1)
+        out[edge] = UNOBSERVED
+    return out
+
+
+# --- the backends -----------------------------------------------------------------------------------
+
+class _Simulated:
+    needs_pixels = False
+
+    def __init__(self, dataroot: str | Path, preset: str | NoiseModel = "realistic", **overrides):
+        self.dataroot = Path(dataroot)
+        self.model = noise_model(preset, **overrides)
+        self.preset = preset if isinstance(preset, str) else "custom"
+
+    def _truth(self, batch: ImageBatch, i: int) -> tuple[np.ndarray, np.ndarray]:
+        depth, sem = load_truth(self.dataroot, batch.names[i])
+        if depth.shape != tuple(batch.sizes[i]):
+            raise PerceptionError(f"{truth_file(self.dataroot, batch.names[i])}: truth of {depth.shape[::-1]} pixels "
+                                  f"for image {batch.names[i]} of {tuple(batch.sizes[i])[::-1]}")
+        return depth, sem
+
+
+class SimulatedSegmenter(_Simulated, Segmenter):
+    """SIMULATED segmenter: the true classes, degraded (see the module doc)."""
+
+    name = "simulated"
+
+    def segment(self, batch: ImageBatch) -> list[np.ndarray]:
+        out = []
+        for i, name in enumerate(batch.names):
+            sem = self._truth(batch, i)[1]
+            out.append(degrade_semantics(sem, self.model, image_rng(self.model, name, 1))
+                       if self.model.touches_classes else sem.copy())
+        return out
+
+
+class SimulatedDepth(_Simulated, DepthEstimator):
+    """SIMULATED depth estimator: the true z-depth, degraded (see the module doc)."""
+
+    name = "simulated"
+
+    def estimate(self, batch: ImageBatch) -> list[np.ndarray]:
+        out = []
+        for i, name in enumerate(batch.names):
+            depth = self._truth(batch, i)[0]
+            out.append(degrade_depth(depth, self.model, image_rng(self.model, name, 0))
+                       if self.model.touches_depth else depth.copy())
+        return out
+
+
+def build_simulated_segmenter(dataroot: str | Path, preset: str = "realistic", **overrides) -> SimulatedSegmenter:
+    return SimulatedSegmenter(dataroot, preset, **overrides)
+
+
+def build_simulated_depth(dataroot: str | Path, preset: str = "realistic", **overrides) -> SimulatedDepth:
+    return SimulatedDepth(dataroot, preset, **overrides)

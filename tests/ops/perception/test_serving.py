@@ -1,0 +1,89 @@
+"""Perception served by a local Ray (Ray Data actor pool): the same maps as in-process, for the simulated
+backends and for real adapters (tiny random Grounded-SAM, Metric3D through a stand-in hub repo)."""
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from ops.frames import scene_keyframes
+from ops.perception.runner import KeyframePerception, simulated_perception
+from ops.perception.serving import BackendSpec, PerceptionServingError, RaySettings, run_perception, serve
+
+SETTINGS = RaySettings(local_cpus=2, num_actors=2, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def keyframes(small_nusc):
+    return scene_keyframes(small_nusc, small_nusc.scene[0]["name"])[:2]
+
+
+def test_simulated_perception_on_ray_equals_in_process(ray_local, small_world, keyframes):
+    root, _ = small_world
+    images = [im for kf in keyframes for im in kf.images]
+    spec = BackendSpec("simulated", {"preset": "realistic"})
+    res = run_perception(root, images, spec, spec, SETTINGS)
+    assert sorted(res) == sorted(im.filename for im in images)
+    local = simulated_perception(root, "realistic")
+    for kf in keyframes:
+        for im, (depth, sem) in zip(kf.images, local(kf)):
+            np.testing.assert_array_equal(res[im.filename]["depth"], depth)
+            np.testing.assert_array_equal(res[im.filename]["semantics"], sem)
+
+
+@pytest.fixture(scope="module")
+def real_specs(tmp_path_factory):
+    """Tiny random Grounded-SAM checkpoints in folders and a stand-in Metric3D hub repository."""
+    from ops.perception.random_models import grounding_dino, sam
+    from tests.ops.perception.test_metric3d import HUBCONF
+
+    path = tmp_path_factory.mktemp("checkpoints")
+    (d, dp), (s, sp) = grounding_dino("test"), sam("test")
+    for obj, where in ((d, "gd"), (dp, "gd"), (s, "sam"), (sp, "sam")):
+        obj.save_pretrained(path / where)
+    (path / "metric3d").mkdir()
+    (path / "metric3d" / "hubconf.py").write_text(HUBCONF)
+    return (BackendSpec("grounded_sam", dict(detector=str(path / "gd"), sam=str(path / "sam"), box_threshold=0.0,
+                                             text_threshold=0.0)),
+            BackendSpec("metric3d", dict(repo=str(path / "metric3d"), variant="vit_small")))
+
+
+def test_real_adapters_on_ray(ray_local, small_world, keyframes, real_specs):
+    from ops.perception import build_depth, build_segmenter
+
+    root, _ = small_world
+    seg, dep = real_specs
+    images = keyframes[0].images
+    res = run_perception(root, images, seg, dep, SETTINGS)
+    local = KeyframePerception(build_segmenter(seg.name, **seg.options), build_depth(dep.name, **dep.options), root)(keyframes[0])
+    for im, (depth, sem) in zip(images, local):
+        r = res[im.filename]
+        assert r["semantics"].dtype == np.uint8 and r["semantics"].shape == (im.height, im.width)
+        assert (r["semantics"] == sem).mean() > 0.99       # same models, other threads: ties may break otherwise
+        np.testing.assert_allclose(r["depth"], depth, rtol=1e-5)
+
+
+def test_a_missing_image_fails_naming_it(ray_local, small_world, keyframes, real_specs, tmp_path):
+    root, _ = small_world
+    copy = tmp_path / "world"
+    shutil.copytree(root, copy)
+    im = keyframes[0].images[2]
+    (copy / im.filename).unlink()
+    with pytest.raises(PerceptionServingError, match=f"failed for 1 of 6 images: {re.escape(im.filename)}: "
+                                                     f"FileNotFoundError: image .* is missing"):
+        run_perception(copy, keyframes[0].images, None, real_specs[1], SETTINGS)
+    rows = {r["name"]: r for r in serve(copy, keyframes[0].images, None, real_specs[1], SETTINGS)}
+    assert [n for n, r in rows.items() if r["error"]] == [im.filename]          # the other five went through
+    assert all(r["depth"].shape == (90, 160) and r["depth"].max() > 0 for n, r in rows.items() if n != im.filename)
+    broken = BackendSpec("metric3d", {"repo": str(tmp_path / "nowhere")})
+    with pytest.raises(PerceptionServingError, match="failed for 6 of 6 images: .*building the perception backends "
+                                                     "failed: CheckpointError: metric3d: no hubconf.py"):
+        run_perception(root, keyframes[0].images, None, broken, SETTINGS)
