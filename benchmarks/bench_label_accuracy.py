@@ -88,7 +88,7 @@ def main():
     if args.rows:
         rows = [r for r in rows if any(k in f"{r[0]} {r[1]}" for k in args.rows.split(","))]
     print(f"demo world {root} ({', '.join(scenes)}); simulated perception presets: "
-          + "; ".join(f"{p} = {noise_model(p)}" for p in ["perfect"] + args.noise.split(",")))
+          + "; ".join(f"{p} = {noise_model(p).describe()}" for p in ["perfect"] + args.noise.split(",")))
     print("| perception | labels | mIoU-17 (camera) | IoU (camera) | mIoU-17 (full scene) | wrong free | s/label |")
     print("|---|---|---|---|---|---|---|")
     for perception, name, cfg, oracle in rows:

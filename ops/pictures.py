@@ -70,3 +70,20 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 def markdown_image(rgb: np.ndarray, alt: str) -> str:
     """Markdown embedding the picture as a data URI (the Dagster UI renders it inline)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png_bytes(rgb)).decode()})"
+
+
+def class_map_image(semantics: np.ndarray) -> np.ndarray:
+    """(H, W) Occ3D classes -> RGB in the class colours; unknown (255) is grey, sky (17) white."""
+    sem = np.asarray(semantics)
+    rgb = CLASS_COLORS[np.where(sem == UNOBSERVED, FREE, sem) % len(CLASS_COLORS)].copy()
+    rgb[sem == UNOBSERVED] = (128, 128, 128)
+    return rgb
+
+
+def depth_image(depth: np.ndarray, max_depth: float = 80.0) -> np.ndarray:
+    """(H, W) metres -> RGB: near dark blue to far yellow (log scale), black where there is no depth."""
+    d = np.asarray(depth, dtype=np.float32)
+    t = np.clip(np.log1p(np.clip(d, 0, max_depth)) / np.log1p(max_depth), 0, 1)
+    rgb = np.stack([255 * t, 255 * (0.2 + 0.7 * t), 255 * (0.6 - 0.5 * t)], -1)
+    rgb[d <= 0] = 0
+    return np.clip(rgb, 0, 255).astype(np.uint8)

@@ -1,7 +1,9 @@
-"""The `easyocc` command line: `easyocc score ...` and `easyocc demo-world ...`.
+"""The `easyocc` command line.
 
     easyocc score --pred PRED_DIR --gt GT_DIR [--json OUT.json] [--split mini_val | --scenes a,b] [--allow-missing]
     easyocc demo-world [--dataroot DIR] [--seed 0] [--keyframes 20] [--force]
+    easyocc perceive --scene NAME [--dataroot DIR] [--segmenter simulated] [--depth simulated]
+                     [--seg-opt KEY=VALUE ...] [--depth-opt KEY=VALUE ...] [--keyframes 0:1] [--ray] --out DIR
 """
 from __future__ import annotations
 
@@ -75,6 +77,75 @@ def cmd_demo_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(pairs: list[str] | None) -> dict:
+    """KEY=VALUE pairs; a VALUE that parses as JSON (numbers, true, lists, {...}) is taken as such."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"backend option {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_perceive(args: argparse.Namespace) -> int:
+    """Run a segmenter and a depth backend over a scene's camera images; write maps and previews."""
+    import numpy as np
+
+    from ops.frames import scene_keyframes
+    from ops.io import save_npz, write_bytes_atomic
+    from ops.nuscenes_data import open_nuscenes
+    from ops.perception.serving import BackendSpec, PerceptionActor, RaySettings, run_perception
+    from ops.perception.simulated import load_truth, truth_file
+    from ops.pictures import class_map_image, depth_image, png_bytes, side_by_side
+
+    root = Path(args.dataroot) if args.dataroot else default_data_dir() / "demo_world"
+    nusc = open_nuscenes(root, args.version)
+    kfs = scene_keyframes(nusc, args.scene)
+    start, _, stop = args.keyframes.partition(":")
+    kfs = kfs[int(start or 0): int(stop) if stop else None]
+    images = [im for kf in kfs for im in kf.images]
+    seg = BackendSpec(args.segmenter, _options(args.seg_opt))
+    dep = BackendSpec(args.depth, _options(args.depth_opt))
+    t0 = time.perf_counter()
+    if args.ray:
+        results = run_perception(root, images, seg, dep, RaySettings(batch_size=args.batch_size))
+    else:
+        actor = PerceptionActor(str(root), seg, dep)
+        results = {}
+        for i in range(0, len(images), args.batch_size):
+            part = images[i:i + args.batch_size]
+            rows = actor({"name": [im.filename for im in part], "height": [im.height for im in part],
+                          "width": [im.width for im in part], "K": [im.K.reshape(9) for im in part]})
+            for j, name in enumerate(rows["name"]):
+                if rows["error"][j]:
+                    raise ValueError(f"{name}: {rows['error'][j]}")
+                results[name] = {k: rows[k][j] for k in ("semantics", "depth")}
+            print(f"{min(i + args.batch_size, len(images))}/{len(images)} images", flush=True)
+    seconds = time.perf_counter() - t0
+    out = Path(args.out)
+    acc, absrel = [], []
+    for im in images:
+        r = results[im.filename]
+        base = im.filename.rsplit(".", 1)[0]
+        save_npz(out / f"{base}.npz", semantics=r["semantics"], depth=r["depth"])
+        write_bytes_atomic(out / f"{base}.png", png_bytes(side_by_side([class_map_image(r["semantics"]),
+                                                                        depth_image(r["depth"])])))
+        if truth_file(root, im.filename).is_file():
+            td, ts = load_truth(root, im.filename)
+            acc.append(float((r["semantics"] == ts).mean()))
+            ok = (td > 0) & (r["depth"] > 0)
+            absrel.append(float(np.mean(np.abs(r["depth"][ok] / td[ok] - 1))) if ok.any() else float("nan"))
+    print(f"{len(images)} images of {args.scene} in {seconds:.1f} s ({len(images) / max(seconds, 1e-9):.2f} images/s); "
+          f"maps and previews in {out}")
+    if acc:
+        print(f"against the per-image truth: class accuracy {100 * np.mean(acc):.1f} %, depth AbsRel {np.nanmean(absrel):.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="easyocc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -95,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(DemoWorldConfig):
         d.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
     d.set_defaults(func=cmd_demo_world)
+    q = sub.add_parser("perceive", help="run perception backends over a scene's camera images (maps + previews)")
+    q.add_argument("--dataroot", help="nuScenes dataroot (default: the demo world in $EASYOCC_DATA_DIR)")
+    q.add_argument("--version", default="v1.0-mini")
+    q.add_argument("--scene", required=True)
+    q.add_argument("--keyframes", default="0:1", help="a slice of the scene's keyframes, e.g. 0:3 or 5: (default 0:1)")
+    q.add_argument("--segmenter", default="simulated", help="segmenter backend by registry name")
+    q.add_argument("--depth", default="simulated", help="depth backend by registry name")
+    q.add_argument("--seg-opt", action="append", help="segmenter option KEY=VALUE (repeatable), e.g. preset=perfect")
+    q.add_argument("--depth-opt", action="append", help="depth option KEY=VALUE (repeatable), e.g. checkpoint=DIR")
+    q.add_argument("--batch-size", type=int, default=6)
+    q.add_argument("--ray", action="store_true", help="serve on Ray (RAY_ADDRESS or a local Ray) instead of in-process")
+    q.add_argument("--out", required=True, help="writes <out>/<image path>.npz (semantics, depth) and .png previews")
+    q.set_defaults(func=cmd_perceive)
     return p
 
 
@@ -102,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as exc:
         print(f"easyocc {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -74,7 +74,8 @@ def grounding_dino(size: str = "tiny", vocab: Vocabulary | None = None, max_text
 
 
 def sam(size: str = "test", seed: int = 0, image_size: int | None = None):
-    """(SamModel, SamProcessor) with random weights: 'test' (64 px input), 'base', 'large' or 'huge' (1024 px)."""
+    """(SamModel, SamProcessor) with random weights: 'test' (64 px input), 'base', 'large' or 'huge' (1024 px;
+    `image_size` gives a smaller input for CPU benchmarks)."""
     from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
                               SamPromptEncoderConfig, SamVisionConfig)
 
@@ -88,12 +89,13 @@ def sam(size: str = "test", seed: int = 0, image_size: int | None = None):
             mask_decoder_config=SamMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
                                                      iou_head_hidden_dim=32))
     elif size in ("base", "large", "huge"):
-        side = 1024
+        side = image_size or 1024
         vision = dict(base={}, large=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                           global_attn_indexes=[5, 11, 17, 23]),
                       huge=dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16,
                                 global_attn_indexes=[7, 15, 23, 31]))[size]
-        cfg = SamConfig(vision_config=SamVisionConfig(**vision))
+        cfg = SamConfig(vision_config=SamVisionConfig(**vision, image_size=side),
+                        prompt_encoder_config=SamPromptEncoderConfig(image_size=side))
     else:
         raise ValueError(f"sam size {size!r}: expected test, base, large or huge")
     torch.manual_seed(seed)

@@ -105,6 +105,12 @@ class NoiseModel:
         if self.dropout_end_m < self.dropout_start_m:
             raise ValueError("dropout_end_m must be >= dropout_start_m")
 
+    def describe(self) -> str:
+        """The fields that differ from `perfect`, e.g. for logs and tables."""
+        diff = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                if f.name != "seed" and getattr(self, f.name) != getattr(PERFECT, f.name)]
+        return ", ".join(diff) or "no noise"
+
     @property
     def touches_depth(self) -> bool:
         return any(getattr(self, n) != getattr(PERFECT, n) for n in (

@@ -121,3 +121,22 @@ def test_all_free_prediction(gt_dir, tmp_path):
     assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--json", str(out)]) == 0
     m = json.loads(out.read_text())["masks"]["camera"]
     assert m["geometric_iou"] == 0.0 and m["miou17"] == 0.0
+
+
+def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path, capsys):
+    root, _ = small_world
+    out = tmp_path / "maps"
+    rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--keyframes", "1:2",
+               "--seg-opt", "preset=perfect", "--depth-opt", "preset=realistic", "--depth-opt", "depth_scale_std=0.0",
+               "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "6 images of scene-0061" in text and "class accuracy 100.0 %" in text
+    maps = sorted(out.rglob("*.npz"))
+    assert len(maps) == 6 and len(list(out.rglob("*.png"))) == 6
+    with np.load(maps[0]) as f:
+        assert f["semantics"].dtype == np.uint8 and f["depth"].dtype == np.float32 and f["depth"].shape == (90, 160)
+    rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--segmenter", "nope", "--out", str(out)])
+    assert rc == 2 and "unknown segmenter backend 'nope'" in capsys.readouterr().err
+    rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--seg-opt", "preset", "--out", str(out)])
+    assert rc == 2 and "expected KEY=VALUE" in capsys.readouterr().err
