@@ -4,6 +4,11 @@ an unset or empty variable means the built-in default.
     EASYOCC_DATA_DIR   where everything easyocc writes goes (default: data/ in the repository)
     EASYOCC_DATAROOT   a nuScenes dataroot to read (default: the demo world, generated under the data dir)
     EASYOCC_VERSION    its table version, e.g. v1.0-mini or v1.0-trainval (default v1.0-mini)
+    EASYOCC_SEGMENTER  segmentation backend by registry name (default: simulated, the demo world's)
+    EASYOCC_DEPTH      depth backend by registry name (default: simulated)
+    EASYOCC_SEGMENTER_OPTIONS / EASYOCC_DEPTH_OPTIONS   the backend's options as JSON, e.g.
+                       '{"detector": "/models/grounding-dino-base", "box_threshold": 0.3}'
+    RAY_ADDRESS        Ray's own: a cluster to join (default: a local Ray started by the pipeline)
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import dagster as dg
 
 from pipelines.settings import DEMO_VERSION, default_data_dir
 
-ENV_VARS = ("EASYOCC_DATA_DIR", "EASYOCC_DATAROOT", "EASYOCC_VERSION")
+ENV_VARS = ("EASYOCC_DATA_DIR", "EASYOCC_DATAROOT", "EASYOCC_VERSION", "EASYOCC_SEGMENTER", "EASYOCC_DEPTH",
+            "EASYOCC_SEGMENTER_OPTIONS", "EASYOCC_DEPTH_OPTIONS", "RAY_ADDRESS")
 for _name in ENV_VARS:
     # An EnvVar that is unset fails config resolution; empty means "use the default" here.
     os.environ.setdefault(_name, "")
@@ -57,9 +63,72 @@ class DatasetResource(dg.ConfigurableResource):
                                image_width=self.demo_image_width, image_height=self.demo_image_height)
 
 
+class PerceptionResource(dg.ConfigurableResource):
+    """Which segmenter and depth backend run, with their options (checkpoints, device, thresholds)."""
+
+    segmenter: str = ""           # EASYOCC_SEGMENTER; empty = simulated
+    depth: str = ""               # EASYOCC_DEPTH; empty = simulated
+    segmenter_options: str = ""   # EASYOCC_SEGMENTER_OPTIONS: JSON object; empty = the backend's defaults
+    depth_options: str = ""       # EASYOCC_DEPTH_OPTIONS
+    batch_size: int = 6           # images per backend call
+
+    def spec(self, which: str, dataroot: str):
+        """The BackendSpec of 'segmenter' or 'depth' (the simulated one reads the dataroot's truth)."""
+        import json
+
+        from ops.perception.serving import BackendSpec
+
+        name = getattr(self, which) or "simulated"
+        raw = getattr(self, f"{which}_options")
+        try:
+            options = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"perception {which}_options is not valid JSON ({exc}): {raw!r}") from exc
+        if not isinstance(options, dict):
+            raise ValueError(f"perception {which}_options must be a JSON object, got {raw!r}")
+        if name == "simulated":
+            options.setdefault("dataroot", dataroot)
+        return BackendSpec(name, options)
+
+
+class RayResource(dg.ConfigurableResource):
+    """Where work runs: a Ray cluster (address) or a local Ray started here."""
+
+    address: str = ""             # RAY_ADDRESS; empty = a local Ray
+    num_actors: int = 0           # perception actors; 0 = one per GPU, else one per cpus_per_actor CPUs
+    gpus_per_actor: float = -1.0  # -1 = 1 when the cluster has GPUs, else 0
+    cpus_per_actor: float = 1.0
+    local_cpus: int = 0           # CPUs of a local Ray; 0 = all
+
+    def settings(self, batch_size: int):
+        from ops.perception.serving import RaySettings
+
+        return RaySettings(address=self.address or None, num_actors=self.num_actors or None,
+                           num_gpus=None if self.gpus_per_actor < 0 else self.gpus_per_actor,
+                           num_cpus=self.cpus_per_actor, batch_size=batch_size, local_cpus=self.local_cpus or None)
+
+
+class StorageResource(dg.ConfigurableResource):
+    """The Zarr store of per-scene results."""
+
+    data_dir: str = ""            # EASYOCC_DATA_DIR; empty = data/ in the repository
+    zarr_path: str = ""           # empty = <data dir>/easyocc.zarr
+
+    def store(self):
+        from ops.store import SceneStore
+
+        base = Path(self.data_dir) if self.data_dir else default_data_dir()
+        return SceneStore(self.zarr_path or base / "easyocc.zarr")
+
+
 def default_resources() -> dict:
     return {
         "nuscenes": DatasetResource(data_dir=dg.EnvVar("EASYOCC_DATA_DIR"), dataroot=dg.EnvVar("EASYOCC_DATAROOT"),
                                    version=dg.EnvVar("EASYOCC_VERSION")),
+        "perception": PerceptionResource(segmenter=dg.EnvVar("EASYOCC_SEGMENTER"), depth=dg.EnvVar("EASYOCC_DEPTH"),
+                                         segmenter_options=dg.EnvVar("EASYOCC_SEGMENTER_OPTIONS"),
+                                         depth_options=dg.EnvVar("EASYOCC_DEPTH_OPTIONS")),
+        "ray": RayResource(address=dg.EnvVar("RAY_ADDRESS")),
+        "storage": StorageResource(data_dir=dg.EnvVar("EASYOCC_DATA_DIR")),
         "io_manager": dg.FilesystemIOManager(base_dir=str(default_data_dir() / "dagster_storage")),
     }
