@@ -11,9 +11,10 @@ from assets.dataset import dataset
 from assets.frames import frames
 from assets.labels import occ_labels
 from assets.perception import metric_depth, semantic_maps
+from assets.quality import label_quality, occ3d_export, occ_labels_checks
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
-ASSETS = [dataset, frames, semantic_maps, metric_depth, occ_labels]
+ASSETS = [dataset, frames, semantic_maps, metric_depth, occ_labels, label_quality, occ3d_export]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +36,7 @@ def resources(root, tmp, **perception):
 def run(root, tmp, force=False, selection=None, labels=None, **perception):
     cfg = {"ops": {a: {"config": {"force": force}} for a in ("semantic_maps", "metric_depth")}}
     cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
-    return dg.materialize(ASSETS, resources=resources(root, tmp, **perception), run_config=cfg,
+    return dg.materialize([*ASSETS, occ_labels_checks], resources=resources(root, tmp, **perception), run_config=cfg,
                           selection=selection, raise_on_error=False)
 
 
@@ -72,6 +73,27 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert labels.attrs["tokens"] == [k.token for k in kfs] and labels.attrs["fusion"]["history"] == 13
     meta = table(first, "occ_labels")
     assert "data:image/png" in meta["bev_label"].value and meta["scenes"].value.count("| stored |") == 2
+    # quality against the demo world's truth, equal to scoring the stored labels directly
+    from ops.metrics import Occ3DAccumulator
+    from ops.occ3d import as_occ3d_semantics
+
+    acc = Occ3DAccumulator()
+    for scene in ("scene-0061", "scene-0103"):
+        g = store.open(scene, "occ_labels")
+        for i, token in enumerate(g.attrs["tokens"]):
+            with np.load(root / "gts" / scene / token / "labels.npz") as t:
+                acc.update(as_occ3d_semantics(g["semantics"][i]), t["semantics"], t["mask_camera"], t["mask_lidar"])
+    quality = first.output_for_node("label_quality")
+    assert quality["all"]["masks"]["camera"]["miou17"] == acc.result()["masks"]["camera"]["miou17"]
+    assert table(first, "label_quality")["miou17_camera"].value == round(100 * acc.result()["masks"]["camera"]["miou17"], 2)
+    assert "data:image/png" in table(first, "label_quality")["label_vs_truth"].value
+    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert checks == {"volumes_well_formed": True, "demo_quality_floor": True}
+    # the Occ3D export: same volumes, Occ3D values (unobserved -> free), loadable by the score CLI's reader
+    exported = tmp_path / "occ3d_export" / "gts" / "scene-0103" / kfs[1].token / "labels.npz"
+    with np.load(exported) as e:
+        np.testing.assert_array_equal(e["semantics"], as_occ3d_semantics(labels["semantics"][1]))
+        np.testing.assert_array_equal(e["mask_camera"], labels["mask_camera"][1])
     # unchanged: skipped, bytes untouched
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "easyocc.zarr").rglob("*") if p.is_file()}
     again = run(root, tmp_path)
