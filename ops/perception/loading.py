@@ -34,7 +34,6 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return table[precision]
 
 
-
 def from_pretrained(cls, spec: str, what: str, **kwargs):
     """`cls.from_pretrained(spec)` for a hub id or a local folder, with a clear error when it is missing."""
     path = Path(os.path.expanduser(spec))
