@@ -34,6 +34,12 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> dic
     nusc = open_nuscenes(root, version)
     split = scene_split(nusc, version, nuscenes.train_scenes, nuscenes.val_scenes)
     scenes = check_and_summarise(nusc, nuscenes.gts_dir(), split)
+    if nuscenes.scenes:
+        unknown = sorted(set(nuscenes.scenes) - {s.name for s in scenes})
+        if unknown:
+            raise ValueError(f"scenes {unknown} (nuscenes resource, `scenes`) are not in {root} ({version}); "
+                             f"it has {', '.join(s.name for s in scenes)}")
+        scenes = [s for s in scenes if s.name in set(nuscenes.scenes)]
     context.log.info(f"{root} ({version}): {len(scenes)} scenes, {sum(s.samples for s in scenes)} keyframes")
 
     rows = ["| scene | split | keyframes | images | Occ3D truth |", "|---|---|---|---|---|"]

@@ -32,6 +32,7 @@ class DatasetResource(dg.ConfigurableResource):
     data_dir: str = ""        # EASYOCC_DATA_DIR; empty = data/ in the repository
     dataroot: str = ""        # EASYOCC_DATAROOT; empty = the demo world under the data dir
     version: str = ""         # EASYOCC_VERSION; empty = v1.0-mini
+    scenes: list[str] = []    # only these scenes (empty: all of them)
     gts_subdir: str = "gts"   # Occ3D truth at <dataroot>/<gts_subdir>/<scene>/<token>/labels.npz, if present
     train_scenes: list[str] = []  # for versions the devkit has no split for: the training scenes
     val_scenes: list[str] = []    # ... and the validation scenes

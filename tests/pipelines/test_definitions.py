@@ -52,3 +52,18 @@ def test_wrong_version_is_a_clear_error(tmp_path, small_world):
     assert not result.success
     err = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "v1.0-trainval" in err and "v1.0-mini" in err
+
+
+def test_a_scene_selection_restricts_the_dataset(tmp_path, small_world):
+    from assets.dataset import dataset
+    from pipelines.resources import DatasetResource
+
+    root, _ = small_world
+    io = {"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "io"))}
+    one = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
+                                                                           scenes=["scene-0103"]), **io})
+    assert [s["name"] for s in one.output_for_node("dataset")["scenes"]] == ["scene-0103"]
+    bad = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
+                                                                           scenes=["scene-9999"]), **io}, raise_on_error=False)
+    err = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "scene-9999" in err and "scene-0061" in err
