@@ -30,7 +30,7 @@ def _run_stage(context, stage: str, which: str, array: str, dtype: str, config: 
     from ops.store import fingerprint
 
     store = storage.store()
-    spec = perception.spec(which, frames["dataroot"])
+    spec = perception.spec(which)
     code = code_version("ops/perception", "ops/frames.py")
     failed = dict(frames["failed"])
     done, todo = {}, {}

@@ -73,8 +73,8 @@ class PerceptionResource(dg.ConfigurableResource):
     depth_options: str = ""       # EASYOCC_DEPTH_OPTIONS
     batch_size: int = 6           # images per backend call
 
-    def spec(self, which: str, dataroot: str):
-        """The BackendSpec of 'segmenter' or 'depth' (the simulated one reads the dataroot's truth)."""
+    def spec(self, which: str):
+        """The BackendSpec of 'segmenter' or 'depth'."""
         import json
 
         from ops.perception.serving import BackendSpec
@@ -87,9 +87,7 @@ class PerceptionResource(dg.ConfigurableResource):
             raise ValueError(f"perception {which}_options is not valid JSON ({exc}): {raw!r}") from exc
         if not isinstance(options, dict):
             raise ValueError(f"perception {which}_options must be a JSON object, got {raw!r}")
-        if name == "simulated":
-            options.setdefault("dataroot", dataroot)
-        return BackendSpec(name, options)
+        return BackendSpec(name, options)   # the serving layer gives `simulated` its dataroot
 
 
 class RayResource(dg.ConfigurableResource):

@@ -101,6 +101,16 @@ def check_depth(depth: np.ndarray, name: str, size: tuple[int, int], backend: st
     return depth
 
 
+def _run_checked(backend, batch: ImageBatch, compute, check, what: str) -> list[np.ndarray]:
+    """The backend's maps for the batch, one per image, each checked by `check`."""
+    if backend.needs_pixels:
+        batch.require_images(backend.name)
+    out = compute(batch)
+    if len(out) != len(batch):
+        raise PerceptionError(f"{backend.name} returned {len(out)} {what} for {len(batch)} images")
+    return [check(m, n, hw, backend.name) for m, n, hw in zip(out, batch.names, batch.sizes)]
+
+
 class Segmenter(abc.ABC):
     """RGB images -> Occ3D class ids per pixel."""
 
@@ -108,12 +118,7 @@ class Segmenter(abc.ABC):
     needs_pixels = True
 
     def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
-        if self.needs_pixels:
-            batch.require_images(self.name)
-        out = self.segment(batch)
-        if len(out) != len(batch):
-            raise PerceptionError(f"{self.name} returned {len(out)} class maps for {len(batch)} images")
-        return [check_semantics(s, n, hw, self.name) for s, n, hw in zip(out, batch.names, batch.sizes)]
+        return _run_checked(self, batch, self.segment, check_semantics, "class maps")
 
     @abc.abstractmethod
     def segment(self, batch: ImageBatch) -> list[np.ndarray]:
@@ -127,12 +132,7 @@ class DepthEstimator(abc.ABC):
     needs_pixels = True
 
     def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
-        if self.needs_pixels:
-            batch.require_images(self.name)
-        out = self.estimate(batch)
-        if len(out) != len(batch):
-            raise PerceptionError(f"{self.name} returned {len(out)} depth maps for {len(batch)} images")
-        return [check_depth(d, n, hw, self.name) for d, n, hw in zip(out, batch.names, batch.sizes)]
+        return _run_checked(self, batch, self.estimate, check_depth, "depth maps")
 
     @abc.abstractmethod
     def estimate(self, batch: ImageBatch) -> list[np.ndarray]:

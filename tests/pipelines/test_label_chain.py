@@ -33,11 +33,11 @@ def resources(root, tmp, **perception):
             "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "io"))}
 
 
-def run(root, tmp, force=False, selection=None, labels=None, **perception):
+def run(root, tmp, force=False, labels=None, **perception):
     cfg = {"ops": {a: {"config": {"force": force}} for a in ("semantic_maps", "metric_depth")}}
     cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
     return dg.materialize([*ASSETS, occ_labels_checks], resources=resources(root, tmp, **perception), run_config=cfg,
-                          selection=selection, raise_on_error=False)
+                          raise_on_error=False)
 
 
 def table(result, asset):
