@@ -42,7 +42,7 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: d
 
     from ops.fingerprints import code_version
     from ops.occ3d import NUM_CLASSES
-    from ops.pictures import bev_image, histogram_image, markdown_image
+    from ops.pictures import bar_image, bev_image, histogram_image, markdown_image
     from ops.scene_labels import STAGE, fuse_scene
     from ops.store import fingerprint
 
@@ -99,6 +99,11 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: d
     meta = {"scenes": dg.MetadataValue.md("\n".join(rows)), "failed_scenes": len(failed),
             "seconds": round(time.time() - start, 2), "store": dg.MetadataValue.path(str(store.path)),
             "class_histogram": dg.MetadataValue.md(markdown_image(histogram_image(hist), "voxels per class, all labels"))}
+    steps = _stage_seconds(semantic_maps, metric_depth, results)
+    if steps:
+        meta["stage_seconds"] = dg.MetadataValue.md(
+            "| step | seconds |\n|---|---|\n" + "\n".join(f"| {k} | {v:.2f} |" for k, v in steps.items()) + "\n\n"
+            + markdown_image(bar_image(list(steps), list(steps.values())), "seconds per step"))
     if done:
         first = sorted(done)[0]
         sem = store.open(first, STAGE)["semantics"]
@@ -110,3 +115,17 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: d
                          + "; ".join(f"{s}: {e}" for s, e in sorted(failed.items())),
                          metadata={"failed_scenes": dg.MetadataValue.json(failed)})
     return {"store": str(store.path), "scenes": done, "failed": failed}
+
+
+def _stage_seconds(semantic_maps: dict, metric_depth: dict, results: dict) -> dict:
+    """Seconds per step for the scenes computed in these runs: the perception stages (summed over the
+    scenes they stored, whenever that was) and the fusion steps of this run, summed over scenes."""
+    out = {}
+    for name, stage in (("semantic_maps", semantic_maps), ("metric_depth", metric_depth)):
+        secs = [d["seconds"] for d in stage["scenes"].values() if "seconds" in d]
+        if secs:
+            out[name] = round(sum(secs), 2)
+    for r in results.values():
+        for k, v in r.get("step_seconds", {}).items():
+            out[f"fusion: {k}"] = round(out.get(f"fusion: {k}", 0.0) + v, 2)
+    return out

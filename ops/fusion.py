@@ -17,6 +17,7 @@ Ties in the vote go to the lowest class id (objects before stuff).
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -101,6 +102,26 @@ class Label:
     semantics: np.ndarray         # (200, 200, 16) uint8; UNOBSERVED (255) where nothing was seen
     mask_camera: np.ndarray       # (200, 200, 16) bool: observed voxels
     stats: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)   # wall time per step (read+lift, vote, free_space, label); not stored
+
+
+class _Clock:
+    """Adds wall time per step; on a GPU it synchronises first, so the time is the kernels' and not the queueing."""
+
+    def __init__(self, device, into: dict):
+        self.cuda = str(device).startswith("cuda")
+        self.into = into
+        self.t = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, step: str):
+        t = self._now()
+        self.into[step] = self.into.get(step, 0.0) + t - self.t
+        self.t = t
 
 
 PerceptionFn = Callable[[KeyframeRecord], Sequence[tuple[np.ndarray, np.ndarray]]]
@@ -232,6 +253,8 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     if use_triton:
         from kernels.raywalk import free_crossings_triton
         from kernels.vote import vote_counts_triton
+    seconds: dict = {}
+    clock = _Clock(dev, seconds)
     counts = torch.zeros((grid.num_voxels, NUM_CLASSES), dtype=torch.int64, device=dev)
     free = torch.zeros(grid.num_voxels, dtype=torch.int64, device=dev)
     n_points = n_rays = 0
@@ -246,12 +269,14 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
             counts += vote_counts_triton(points, classes, T_ego_anchor, grid)
         else:
             counts += vote_counts_in_frame(points, classes, T_ego_anchor, grid, compiled=compiled)
+        clock.lap("vote")
         if cfg.free_space == "raycast":
             ro, re = f.rays(keep)
             if len(ro):
                 origins, ends = _to_ego(T_ego_anchor, ro), _to_ego(T_ego_anchor, re)
                 free += free_crossings_triton(origins, ends, grid) if use_triton else free_crossings(origins, ends, grid, compiled=compiled)
                 n_rays += len(ro)
+            clock.lap("free_space")
     best, voted = majority(counts, cfg.min_points, cfg.thing_share)
     sem = torch.where(voted, best, torch.full_like(best, FREE))
     if cfg.free_space == "raycast":
@@ -266,7 +291,9 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     stats = {"frames": len(frames), "points": int(n_points), "points_in_grid": int(counts.sum()),
              "rays": int(n_rays), "voxels_occupied": int(voted.sum()), "voxels_observed": int(observed.sum()),
              "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]}}
-    return Label(current.token, sem_np, observed.view(grid.shape).cpu().numpy(), stats)
+    mask_np = observed.view(grid.shape).cpu().numpy()
+    clock.lap("label")
+    return Label(current.token, sem_np, mask_np, stats, seconds)
 
 
 class SceneFuser:
@@ -288,15 +315,22 @@ class SceneFuser:
     def _lifted(self, i: int) -> LiftedFrame:
         if i not in self._cache:
             kf = self.keyframes[i]
-            self._cache[i] = lift_keyframe(kf, self.perception(kf), self.T_anchor_global, self.cfg)
+            t = time.perf_counter()
+            maps = self.perception(kf)
+            t1 = time.perf_counter()
+            self._cache[i] = lift_keyframe(kf, maps, self.T_anchor_global, self.cfg)
+            self._lift_s["read"] = self._lift_s.get("read", 0.0) + t1 - t
+            self._lift_s["lift"] = self._lift_s.get("lift", 0.0) + time.perf_counter() - t1
         return self._cache[i]
 
     def label(self, i: int) -> Label:
         first, last = max(0, i - self.cfg.history), min(len(self.keyframes) - 1, i + self.cfg.future)
         for old in [k for k in self._cache if k < first]:
             del self._cache[old]  # streaming: nothing older than the window stays in memory
+        self._lift_s = {}
         frames = [self._lifted(j) for j in range(first, last + 1)]
         out = fuse_window(frames, self.cfg, self.grid, current_index=i - first)
+        out.seconds = {**self._lift_s, **out.seconds}
         out.stats["dropped_pixels"] = frames[i - first].dropped_pixels
         out.stats["outliers_removed"] = frames[i - first].outliers
         return out

@@ -59,6 +59,26 @@ def histogram_image(counts: np.ndarray, width: int = 520, bar_h: int = 14) -> np
     return np.asarray(img)
 
 
+def bar_image(names: list[str], values: list[float], unit: str = "s", width: int = 520, bar_h: int = 16) -> np.ndarray:
+    """Horizontal bar chart on a linear scale (for example seconds per pipeline step)."""
+    from PIL import Image, ImageDraw
+
+    if len(names) != len(values):
+        raise ValueError(f"bar_image: {len(names)} names for {len(values)} values")
+    vals = np.asarray(values, dtype=np.float64)
+    img = Image.new("RGB", (width, bar_h * len(vals) + 8), "white")
+    draw = ImageDraw.Draw(img)
+    top = vals.max() if len(vals) and vals.max() > 0 else 1.0
+    label_w, bar_w = 150, width - 150 - 80
+    for i, (name, v) in enumerate(zip(names, vals)):
+        y = 4 + i * bar_h
+        draw.text((4, y), name, fill="black")
+        w = int(bar_w * v / top)
+        draw.rectangle([label_w, y + 2, label_w + max(w, 1), y + bar_h - 3], fill=(70, 130, 180), outline="black")
+        draw.text((label_w + w + 4, y), f"{v:.2f} {unit}", fill="black")
+    return np.asarray(img)
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     from PIL import Image
 

@@ -36,7 +36,9 @@ class StoredPerception:
 
 def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord], cfg: FusionConfig, fp: str,
                torch_threads: int | None = None) -> dict:
-    """Fuse and store one scene; returns per-keyframe stats. Raises on failure (nothing is committed then)."""
+    """Fuse and store one scene; returns per-keyframe stats and the seconds spent per step (read, lift,
+    vote, free_space, label, write; timings stay out of the store, whose bytes must not depend on them).
+    Raises on failure (nothing is committed then)."""
     if torch_threads:
         import torch
 
@@ -44,20 +46,24 @@ def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord], cfg
     store = SceneStore(store_path)
     start = time.time()
     fuser = SceneFuser(keyframes, StoredPerception(store, scene), cfg)
-    stats = []
+    stats, seconds = [], {}
     with store.writer(scene, STAGE) as w:
         w.create("semantics", (len(keyframes),) + GRID.shape, np.uint8, fill_value=255)
         w.create("mask_camera", (len(keyframes),) + GRID.shape, bool, fill_value=False)
         for i, label in enumerate(fuser):
+            t = time.perf_counter()
             w.write("semantics", i, label.semantics)
             w.write("mask_camera", i, label.mask_camera)
             stats.append(label.stats)
+            for k, v in {**label.seconds, "write": time.perf_counter() - t}.items():
+                seconds[k] = seconds.get(k, 0.0) + v
         w.commit({"fingerprint": fp, "stage": STAGE, "tokens": [kf.token for kf in keyframes],
                   "grid": {"lower": list(GRID.lower), "voxel_size": GRID.voxel_size, "shape": list(GRID.shape)},
                   "fusion": {k: _json_value(v) for k, v in asdict(cfg).items()
                              if k not in ("device", "compile_cpu", "backend")},
                   "stats": stats})
-    return {"scene": scene, "seconds": round(time.time() - start, 2), "stats": stats}
+    return {"scene": scene, "seconds": round(time.time() - start, 2), "stats": stats,
+            "step_seconds": {k: round(v, 3) for k, v in seconds.items()}}
 
 
 def _json_value(v):

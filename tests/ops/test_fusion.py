@@ -80,6 +80,8 @@ def test_single_frame_label_geometry_in_raycast_mode():
     assert (sem[:95, 100] == UNOBSERVED).all()  # behind the camera
     assert (mask == (sem != UNOBSERVED)).all()
     assert label.stats["voxels_occupied"] > 0 and label.stats["rays"] > 0
+    assert set(label.seconds) == {"read", "lift", "vote", "free_space", "label"}
+    assert all(v >= 0 for v in label.seconds.values())
 
 
 def test_empty_is_free_mode_labels_everything():

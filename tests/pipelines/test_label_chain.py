@@ -73,6 +73,11 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert labels.attrs["tokens"] == [k.token for k in kfs] and labels.attrs["fusion"]["history"] == 13
     meta = table(first, "occ_labels")
     assert "data:image/png" in meta["bev_label"].value and meta["scenes"].value.count("| stored |") == 2
+    steps = meta["stage_seconds"].value   # every step timed, and drawn
+    for step in ("semantic_maps", "metric_depth", "fusion: read", "fusion: lift", "fusion: vote", "fusion: free_space",
+                 "fusion: label", "fusion: write"):
+        assert f"| {step} | " in steps
+    assert "data:image/png" in steps
     # quality against the demo world's truth, equal to scoring the stored labels directly
     from ops.metrics import Occ3DAccumulator
     from ops.occ3d import as_occ3d_semantics
