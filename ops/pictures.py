@@ -79,6 +79,38 @@ def bar_image(names: list[str], values: list[float], unit: str = "s", width: int
     return np.asarray(img)
 
 
+def line_image(series: dict[str, list[float]], width: int = 560, height: int = 260, xlabel: str = "step") -> np.ndarray:
+    """Line plot of one or more series over their index (for example the training loss per step), with
+    the y range and the last value of each series written out."""
+    from PIL import Image, ImageDraw
+
+    series = {k: np.asarray(v, dtype=np.float64) for k, v in series.items() if len(v)}
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    if not series:
+        draw.text((10, height // 2), "no data", fill="black")
+        return np.asarray(img)
+    left, right, top, bottom = 60, width - 10, 24, height - 24
+    lo = min(float(np.nanmin(v)) for v in series.values())
+    hi = max(float(np.nanmax(v)) for v in series.values())
+    hi = hi if hi > lo else lo + 1.0
+    n = max(len(v) for v in series.values())
+    draw.rectangle([left, top, right, bottom], outline="black")
+    draw.text((4, top - 6), f"{hi:.3g}", fill="black")
+    draw.text((4, bottom - 6), f"{lo:.3g}", fill="black")
+    draw.text((left, bottom + 6), "1", fill="black")
+    draw.text((right - 40, bottom + 6), f"{n} {xlabel}s", fill="black")
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
+    for k, (name, v) in enumerate(series.items()):
+        xs = left + (right - left) * np.arange(len(v)) / max(1, n - 1)
+        ys = bottom - (bottom - top) * (v - lo) / (hi - lo)
+        colour = colours[k % len(colours)]
+        if len(v) > 1:
+            draw.line(list(zip(xs.tolist(), ys.tolist())), fill=colour, width=2)
+        draw.text((left + 8 + 150 * k, 4), f"{name}: {v[-1]:.4g}", fill=colour)
+    return np.asarray(img)
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     from PIL import Image
 

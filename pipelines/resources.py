@@ -108,16 +108,22 @@ class RayResource(dg.ConfigurableResource):
 
 
 class StorageResource(dg.ConfigurableResource):
-    """The Zarr store of per-scene results."""
+    """The Zarr store of per-scene results, and the model checkpoints beside it."""
 
     data_dir: str = ""            # EASYOCC_DATA_DIR; empty = data/ in the repository
     zarr_path: str = ""           # empty = <data dir>/easyocc.zarr
 
+    def base(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
     def store(self):
         from ops.store import SceneStore
 
-        base = Path(self.data_dir) if self.data_dir else default_data_dir()
-        return SceneStore(self.zarr_path or base / "easyocc.zarr")
+        return SceneStore(self.zarr_path or self.base() / "easyocc.zarr")
+
+    def models_dir(self) -> Path:
+        """Model checkpoints: <data dir>/models/<run>/step-*.pt."""
+        return self.base() / "models"
 
 
 def default_resources() -> dict:

@@ -43,7 +43,8 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path):
                 time.sleep(1)
         assert nodes is not None, "dagster dev did not answer on its GraphQL endpoint"
         names = {n["assetKey"]["path"][-1] for n in nodes}
-        assert {"dataset", "frames", "semantic_maps", "metric_depth", "occ_labels", "label_quality", "occ3d_export"} <= names
+        assert {"dataset", "frames", "semantic_maps", "metric_depth", "occ_labels", "label_quality", "occ3d_export",
+                "easyocc_model", "easyocc_eval"} <= names
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -1,0 +1,89 @@
+"""Occ3D scores of an EasyOcc model on keyframes, with the same table for the labels it learned from
+(the reference) and for a trivial baseline: the most common labelled class at each height (fitted on
+the training labels, the same class over the whole layer)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ops.frames import KeyframeRecord
+from ops.metrics import Occ3DAccumulator
+from ops.model.data import OccDataset, PseudoLabels
+from ops.occ3d import FREE, GRID, NUM_CLASSES, UNOBSERVED, as_occ3d_semantics
+
+
+class HeightBaseline:
+    """Per height (z layer), the most common class among labelled voxels of the training labels."""
+
+    def __init__(self, classes: np.ndarray):
+        self.classes = np.asarray(classes, dtype=np.uint8)
+
+    @classmethod
+    def fit(cls, labels: PseudoLabels, keyframes: list[KeyframeRecord]) -> "HeightBaseline":
+        counts = np.zeros((GRID.shape[2], 256), np.int64)
+        for kf in keyframes:
+            sem = labels.get(kf.scene, kf.token)
+            for z in range(GRID.shape[2]):
+                counts[z] += np.bincount(sem[:, :, z].ravel(), minlength=256)
+        counts = counts[:, :NUM_CLASSES]
+        best = np.where(counts.sum(1) > 0, counts.argmax(1), FREE)
+        return cls(best)
+
+    def predict(self) -> np.ndarray:
+        return np.broadcast_to(self.classes[None, None, :], GRID.shape).copy()
+
+
+def truth(dataroot: str | Path, kf: KeyframeRecord) -> dict | None:
+    """The keyframe's Occ3D ground truth (`<dataroot>/gts/<scene>/<token>/labels.npz`), or None without one."""
+    from ops.occ3d_io import LABELS_FILE, load_labels
+
+    path = Path(dataroot) / "gts" / kf.scene / kf.token / LABELS_FILE
+    if not path.is_file():
+        return None
+    return load_labels(path, ("semantics", "mask_camera", "mask_lidar"))
+
+
+@torch.no_grad()
+def predict(model, dataset: OccDataset, device="cpu"):
+    """Yields (keyframe, (200, 200, 16) uint8 classes) for every sample."""
+    model.eval()
+    for i in range(len(dataset)):
+        s = dataset[i]
+        logits = model(s["images"][None].to(device), s["projection"][None].to(device))
+        yield dataset.keyframes[i], logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+
+
+def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], labels: PseudoLabels | None = None,
+             baseline: HeightBaseline | None = None, device="cpu", on_frame=None) -> dict:
+    """{"model", "labels", "baseline"}: Occ3DAccumulator results against the ground truth in
+    `<dataroot>/gts` (camera mask, camera&lidar, full scene). Frames without ground truth are counted
+    in "no_truth" and skipped. `on_frame(kf, prediction, truth)` sees every scored frame."""
+    accs = {"model": Occ3DAccumulator()}
+    if labels is not None:
+        accs["labels"] = Occ3DAccumulator()
+    if baseline is not None:
+        accs["baseline"] = Occ3DAccumulator()
+    ds = OccDataset(dataroot, keyframes, model.cfg.image_size)
+    no_truth = 0
+    for kf, pred in predict(model, ds, device):
+        gt = truth(dataroot, kf)
+        if gt is None:
+            no_truth += 1
+            continue
+        where = f"{kf.scene}/{kf.token}"
+        args = (gt["semantics"], gt["mask_camera"], gt["mask_lidar"], where)
+        accs["model"].update(pred, *args)
+        if labels is not None:
+            accs["labels"].update(as_occ3d_semantics(labels.get(kf.scene, kf.token)), *args)
+        if baseline is not None:
+            accs["baseline"].update(baseline.predict(), *args)
+        if on_frame is not None:
+            on_frame(kf, pred, gt)
+    out = {k: a.result() for k, a in accs.items()}
+    out["no_truth"] = no_truth
+    return out
+
+
+__all__ = ["HeightBaseline", "evaluate", "predict", "truth", "UNOBSERVED"]

@@ -1,0 +1,255 @@
+"""Training EasyOcc on pseudo-labels: AdamW with one learning rate for the backbone and one for the rest,
+step decay by epoch, mixed precision on GPU, checkpoints that resume to the identical next step.
+
+The sample order of each epoch is a permutation drawn from (seed, epoch) alone and the learning rate
+is a function of the epoch, so a run resumed from the checkpoint of step s does exactly what the
+uninterrupted run did after step s: same samples, same weights (the checkpoint holds model, optimizer,
+gradient scaler, RNG states, config and step). Checkpoints are written to a temporary file and renamed.
+
+`train()` runs in one process; with `TrainConfig.workers > 0` it runs the same loop on Ray Train
+(`TorchTrainer`, DDP, one GPU per worker when `use_gpu`), each worker taking its share of every epoch's
+permutation and rank 0 writing the checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ops.model.config import EasyOccConfig
+from ops.model.losses import OccupancyLoss, class_weights
+
+CHECKPOINT_GLOB = "step-*.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 12
+    max_steps: int | None = None             # stop earlier than `epochs` (demo, tests)
+    batch_size: int = 1                      # samples per step (per worker under Ray Train)
+    lr_backbone: float = 1e-4
+    lr_head: float = 1e-3
+    weight_decay: float = 0.01
+    decay_epochs: tuple[int, ...] = (10,)    # learning rates x gamma at each of these epochs
+    gamma: float = 0.1
+    grad_clip: float | None = 35.0
+    class_weighting: str | None = "log"      # "log", "inverse_sqrt" or None (plain CE)
+    weight_ce: float = 1.0
+    weight_lovasz: float = 1.0
+    precision: str = "auto"                  # auto: bf16/fp16 autocast on GPU, fp32 on CPU; or "fp32"
+    seed: int = 0
+    checkpoint_every: int = 50               # steps; the last step is always checkpointed
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    device: str = "auto"
+    threads: int | None = None               # torch CPU threads
+    workers: int = 0                         # >0: Ray Train with this many workers
+    use_gpu: bool = False                    # Ray Train: one GPU per worker
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    history: list[dict] = field(default_factory=list)   # one row per step: step, epoch, loss, ce, lovasz, lr
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    return cfg.gamma ** sum(epoch >= e for e in cfg.decay_epochs)
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([{"params": list(model.backbone_parameters()), "lr": cfg.lr_backbone, "name": "backbone"},
+                              {"params": model.head_parameters(), "lr": cfg.lr_head, "name": "head"}],
+                             weight_decay=cfg.weight_decay)
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    d = Path(directory)
+    found = sorted(d.glob(CHECKPOINT_GLOB)) if d.is_dir() else []
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable EasyOcc checkpoint ({type(exc).__name__}: {exc})") from exc
+    for key in ("model", "config", "step"):
+        if key not in ckpt:
+            raise ValueError(f"{path}: checkpoint without '{key}' (has {sorted(ckpt)})")
+    return ckpt
+
+
+def load_model(path: str | Path, device="cpu"):
+    """An EasyOcc model from a checkpoint (its own config), in eval mode."""
+    from ops.model.network import EasyOcc
+
+    ckpt = load_checkpoint(path)
+    model = EasyOcc(EasyOccConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type == "cuda" and precision == "auto":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"precision must be 'auto' or 'fp32', got {precision!r}")
+    return torch.autocast(device.type, enabled=False), False
+
+
+def _save(path: Path, payload: dict, keep: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    for old in sorted(path.parent.glob(CHECKPOINT_GLOB))[:-keep]:
+        old.unlink()
+
+
+def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_dir: str | Path,
+               label_counts: np.ndarray | None = None, log: Callable[[str], None] = print,
+               rank: int = 0, world: int = 1, wrap: Callable | None = None, device: torch.device | None = None) -> TrainState:
+    """Train (or resume from the newest checkpoint in checkpoint_dir) until epochs / max_steps."""
+    from ops.model.network import EasyOcc
+
+    if len(dataset) == 0:
+        raise ValueError("no training samples")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = device or resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = EasyOcc(model_cfg).to(device)
+    optim = make_optimizer(model, cfg)
+    weights = class_weights(label_counts, cfg.class_weighting) if cfg.class_weighting and label_counts is not None else None
+    loss_fn = OccupancyLoss(weights, cfg.weight_ce, cfg.weight_lovasz).to(device)
+    autocast, use_scaler = _autocast(device, cfg.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    state = TrainState()
+    ckpt_dir = Path(checkpoint_dir)
+    last = latest_checkpoint(ckpt_dir)
+    if last is not None:
+        ckpt = load_checkpoint(last)
+        if ckpt["config"] != json.loads(model_cfg.to_json()):
+            raise ValueError(f"{last}: checkpoint of another model config; use a new checkpoint directory or "
+                             f"delete it (checkpoint: {ckpt['config']}, asked: {json.loads(model_cfg.to_json())})")
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        random.setstate(ckpt["rng"]["python"])
+        state = TrainState(ckpt["step"], ckpt.get("history", []))
+        log(f"resumed from {last} at step {state.step}")
+    net = wrap(model) if wrap else model
+    per_epoch = math.ceil(len(dataset) / (cfg.batch_size * world))
+    total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
+    model.train()
+    t0 = time.time()
+    while state.step < total:
+        epoch, k = divmod(state.step, per_epoch)
+        order = epoch_order(len(dataset), cfg.seed, epoch)
+        chunk = order[k * cfg.batch_size * world:(k + 1) * cfg.batch_size * world]
+        mine = chunk[rank::world] or chunk[:1]   # the last step of an epoch may hold fewer samples than workers
+        batch = [dataset[i] for i in mine]
+        images = torch.stack([b["images"] for b in batch]).to(device)
+        proj = torch.stack([b["projection"] for b in batch]).to(device)
+        labels = torch.stack([b["labels"] for b in batch]).to(device)
+        for g in optim.param_groups:
+            g["lr"] = (cfg.lr_backbone if g["name"] == "backbone" else cfg.lr_head) * lr_factor(cfg, epoch)
+        optim.zero_grad(set_to_none=True)
+        with autocast:
+            logits = net(images, proj)
+        losses = loss_fn(logits, labels)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"step {state.step}: loss is {losses['loss'].item()} (samples "
+                                     f"{[dataset.keyframes[i].token for i in mine]})")
+        scaler.scale(losses["loss"]).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optim)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optim)
+        scaler.update()
+        state.step += 1
+        row = {"step": state.step, "epoch": epoch, "loss": losses["loss"].item(), "ce": losses["ce"].item(),
+               "lovasz": losses["lovasz"].item(), "lr_head": optim.param_groups[1]["lr"]}
+        state.history.append(row)
+        if rank == 0 and (state.step % cfg.log_every == 0 or state.step == total or state.step == 1):
+            log(f"step {state.step}/{total} epoch {epoch} loss {row['loss']:.4f} (ce {row['ce']:.4f}, "
+                f"lovasz {row['lovasz']:.4f}) lr {row['lr_head']:.2e}, {time.time() - t0:.0f} s")
+        if rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == total):
+            _save(ckpt_dir / f"step-{state.step:08d}.pt", {
+                "model": model.state_dict(), "optimizer": optim.state_dict(), "scaler": scaler.state_dict(),
+                "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step,
+                "history": state.history,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
+                cfg.keep_checkpoints)
+    return state
+
+
+def train_preset(name: str, **overrides) -> TrainConfig:
+    """Training defaults per model preset: "paper" as ALGORITHM.md (12 epochs, decay at 10, lr 1e-4 backbone
+    / 1e-3 head); "tiny" trains its randomly initialised backbone at 1e-3 too, 20 epochs, decay at 16."""
+    base = {"paper": TrainConfig(), "tiny": TrainConfig(epochs=20, decay_epochs=(16,), lr_backbone=1e-3, checkpoint_every=20)}
+    if name not in base:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(base)}")
+    return TrainConfig(**{**asdict(base[name]), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def train(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset_fn: Callable[[], object], checkpoint_dir: str | Path,
+          label_counts: np.ndarray | None = None, log: Callable[[str], None] = print) -> TrainState:
+    """Single process (`cfg.workers == 0`) or Ray Train with `cfg.workers` DDP workers.
+
+    dataset_fn builds the dataset where it is used (in each Ray worker), so nothing large is shipped."""
+    if cfg.workers <= 0:
+        return train_loop(model_cfg, cfg, dataset_fn(), checkpoint_dir, label_counts, log)
+    import ray.train
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from ops.perception.serving import ensure_ray
+
+    ensure_ray()
+
+    def worker(_config: dict):
+        import ray.train.torch as rtt
+
+        ctx = ray.train.get_context()
+        state = train_loop(model_cfg, cfg, dataset_fn(), checkpoint_dir, label_counts,
+                           log=print if ctx.get_world_rank() == 0 else (lambda m: None),
+                           rank=ctx.get_world_rank(), world=ctx.get_world_size(), wrap=rtt.prepare_model,
+                           device=rtt.get_device())
+        # every worker reports (a report is a barrier across the workers)
+        ray.train.report({"step": state.step, "loss": state.history[-1]["loss"] if state.history else float("nan")})
+
+    trainer = TorchTrainer(worker, scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
+                           run_config=RunConfig(storage_path=str(Path(checkpoint_dir).resolve() / "ray_train"),
+                                                name="easyocc"))
+    result = trainer.fit()
+    if result.error:
+        raise result.error
+    last = latest_checkpoint(checkpoint_dir)
+    ckpt = load_checkpoint(last)
+    log(f"Ray Train ({cfg.workers} workers) finished at step {ckpt['step']}")
+    return TrainState(ckpt["step"], ckpt.get("history", []))

@@ -1,0 +1,98 @@
+"""Training: a resumed run repeats the uninterrupted one exactly; bad input and mismatched checkpoints
+are clear errors."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ops.frames import scene_keyframes
+from ops.model.data import OccDataset, PseudoLabels, camera_projections
+from ops.model.train import TrainConfig, latest_checkpoint, load_model, train_loop
+from tests.ops.model.common import Cropped, micro
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_down():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dataset(small_world, small_nusc):
+    root, _ = small_world
+    kfs = scene_keyframes(small_nusc, "scene-0061")
+    return Cropped(OccDataset(root, kfs, (64, 128), PseudoLabels.from_occ3d(root / "gts")))
+
+
+def test_a_resumed_run_takes_the_identical_next_steps(dataset, tmp_path):
+    cfg = TrainConfig(epochs=2, checkpoint_every=3, decay_epochs=(1,), lr_head=3e-3, log_every=100)
+    full = train_loop(micro(), cfg, dataset, tmp_path / "full", label_counts=np.arange(1, 19), log=lambda m: None)
+    assert len(full.history) == 8 and full.history[-1]["lr_head"] == pytest.approx(3e-4)   # 4 steps per epoch, decayed
+    # "killed" after step 3: only the step-3 checkpoint survives, then a new process resumes
+    train_loop(micro(), TrainConfig(**{**cfg.__dict__, "max_steps": 3}), dataset, tmp_path / "cut", np.arange(1, 19),
+               log=lambda m: None)
+    assert latest_checkpoint(tmp_path / "cut").name == "step-00000003.pt"
+    logs = []
+    resumed = train_loop(micro(), cfg, dataset, tmp_path / "cut", np.arange(1, 19), log=logs.append)
+    assert any("resumed" in m and "step 3" in m for m in logs)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    a, _ = load_model(latest_checkpoint(tmp_path / "full"))
+    b, ckpt = load_model(latest_checkpoint(tmp_path / "cut"))
+    assert ckpt["step"] == 8
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    # a finished run does nothing more
+    again = train_loop(micro(), cfg, dataset, tmp_path / "cut", np.arange(1, 19), log=lambda m: None)
+    assert again.step == 8 and len(again.history) == 8
+
+
+def test_a_checkpoint_of_another_config_is_refused(dataset, tmp_path):
+    train_loop(micro(), TrainConfig(max_steps=1), dataset, tmp_path, log=lambda m: None)
+    with pytest.raises(ValueError, match="another model config"):
+        train_loop(micro(volume_channels=16), TrainConfig(max_steps=2), dataset, tmp_path, log=lambda m: None)
+    latest_checkpoint(tmp_path).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable EasyOcc checkpoint"):
+        train_loop(micro(), TrainConfig(max_steps=2), dataset, tmp_path, log=lambda m: None)
+
+
+def test_bad_input_is_named(small_world, small_nusc, tmp_path):
+    root, _ = small_world
+    kfs = scene_keyframes(small_nusc, "scene-0061")
+    # labels missing for one frame
+    gts = tmp_path / "gts"
+    shutil.copytree(root / "gts" / "scene-0061", gts / "scene-0061")
+    shutil.rmtree(gts / "scene-0061" / kfs[1].token)
+    with pytest.raises(KeyError, match=f"1 of {len(kfs)} keyframes have no label.*scene-0061/{kfs[1].token}"):
+        OccDataset(root, kfs, (64, 128), PseudoLabels.from_occ3d(gts))
+    # labels missing for a whole scene in the Zarr store
+    with pytest.raises(KeyError, match="no label"):
+        OccDataset(root, kfs, (64, 128), PseudoLabels.from_store(tmp_path / "empty.zarr"))
+    # a camera missing
+    broken = scene_keyframes(small_nusc, "scene-0061")[:1]
+    broken[0].images = [im for im in broken[0].images if im.channel != "CAM_BACK_LEFT"]
+    with pytest.raises(ValueError, match=f"keyframe {broken[0].token}: camera.s. CAM_BACK_LEFT missing"):
+        OccDataset(root, broken, (64, 128))
+    with pytest.raises(ValueError, match="CAM_BACK_LEFT missing"):
+        camera_projections(broken[0], (64, 128))
+    # an image missing on disk: the error names the file
+    moved = scene_keyframes(small_nusc, "scene-0061")[:1]
+    moved[0].images[0].filename = "samples/CAM_FRONT/nowhere.jpg"
+    with pytest.raises(FileNotFoundError, match="nowhere.jpg"):
+        OccDataset(root, moved, (64, 128))[0]
+
+
+def test_ray_train_with_two_workers_matches_its_checkpoints(dataset, tmp_path):
+    """Ray Train (DDP over gloo, 2 CPU workers): both workers step together, rank 0 checkpoints, and a
+    second call resumes from those checkpoints."""
+    from ops.model.train import train
+
+    cfg = TrainConfig(max_steps=2, checkpoint_every=1, workers=2, log_every=1)
+    state = train(micro(), cfg, lambda: dataset, tmp_path, np.arange(1, 19), log=lambda m: None)
+    assert state.step == 2 and len(state.history) == 2     # 4 samples, 2 per step: 2 steps per epoch
+    assert [p.name for p in sorted(tmp_path.glob("step-*.pt"))] == ["step-00000001.pt", "step-00000002.pt"]
+    more = train(micro(), TrainConfig(**{**cfg.__dict__, "max_steps": 3}), lambda: dataset, tmp_path, np.arange(1, 19),
+                 log=lambda m: None)
+    assert more.step == 3 and [h["loss"] for h in more.history[:2]] == [h["loss"] for h in state.history]
