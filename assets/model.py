@@ -102,7 +102,7 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     dataroot = frames["dataroot"]
     run_fp = fingerprint(model_cfg.to_json(), {k: v for k, v in asdict(train_cfg).items()
                                               if k not in ("epochs", "max_steps", "checkpoint_every", "keep_checkpoints",
-                                                           "log_every", "device", "threads", "workers", "use_gpu")},
+                                                           "log_every", "device", "threads", "use_gpu")},
                          scenes, label_fp, [kf.token for kf in keyframes])
     run_dir = storage.models_dir() / f"easyocc-{config.preset}-{run_fp[:12]}"
     if config.fresh and run_dir.is_dir():
@@ -124,7 +124,8 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     last = latest_checkpoint(run_dir)
     hist = state.history or load_checkpoint(last).get("history", [])
     loss = np.array([h["loss"] for h in hist])
-    window = max(1, min(len(loss), len(dataset_fn()) // max(1, train_cfg.batch_size)))
+    per_epoch = -(-len(keyframes) // (train_cfg.batch_size * max(1, train_cfg.workers)))
+    window = max(1, min(len(loss), per_epoch))
     smooth = np.convolve(loss, np.ones(window) / window, mode="valid") if len(loss) else loss
     meta = {"checkpoint": dg.MetadataValue.path(str(last)), "steps": state.step, "seconds": round(time.time() - start, 1),
             "train_scenes": dg.MetadataValue.json(scenes), "train_keyframes": len(keyframes),

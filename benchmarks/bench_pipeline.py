@@ -2,7 +2,10 @@
 the number of scenes and the CPUs given to Ray, and the overhead of Dagster + Ray against calling the ops
 directly on one scene.
 
-    python benchmarks/bench_pipeline.py [--dataroot data/demo_world] [--cpus 1,2]
+    python benchmarks/bench_pipeline.py [--dataroot data/demo_world] [--cpus 1,2] [--scenes 1,2]
+
+For more scenes, generate a bigger world first, e.g. `easyocc demo-world --dataroot /tmp/world4
+--train-scenes 3 --val-scenes 1`, then `--dataroot /tmp/world4 --scenes 1,2,4`.
 
 Each Dagster run starts from an empty store (a fresh temporary data dir), in-process executor, Ray
 started locally with the given CPUs. `direct` = the simulated perception and `SceneFuser` called in one
@@ -60,12 +63,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataroot", default="data/demo_world")
     ap.add_argument("--cpus", default="1,2", help="CPUs of the local Ray, one run each")
+    ap.add_argument("--scenes", default="1,2", help="how many of the dataroot's scenes (sorted by name), one run each")
     args = ap.parse_args()
     root = Path(args.dataroot)
+    from ops.nuscenes_data import open_nuscenes
+
+    names = sorted(s["name"] for s in open_nuscenes(root, "v1.0-mini").scene)
+    counts = [int(n) for n in args.scenes.split(",")]
+    if max(counts) > len(names):
+        raise SystemExit(f"{root} has {len(names)} scenes, asked for {max(counts)}")
     print("| run | scenes | Ray CPUs | " + " | ".join(STAGES) + " | wall (s) |")
     print("|---|---|---|" + "---|" * len(STAGES) + "---|")
-    runs = [(["scene-0061"], c) for c in map(int, args.cpus.split(","))]
-    runs += [(["scene-0061", "scene-0103"], c) for c in map(int, args.cpus.split(","))]
+    runs = [(names[:n], c) for n in counts for c in map(int, args.cpus.split(","))]
     one_scene = {}
     for scenes, cpus in runs:
         r = dagster_run(root, scenes, cpus)
@@ -73,7 +82,7 @@ def main():
             one_scene[cpus] = r["wall"]
         print(f"| dagster + ray | {len(scenes)} | {cpus} | " + " | ".join(f"{r.get(s, float('nan')):.1f}" for s in STAGES)
               + f" | {r['wall']:.1f} |", flush=True)
-    d = direct(root, "scene-0061")
+    d = direct(root, names[0])
     print(f"| direct ops, one process | 1 | - | | | | | | {d:.1f} |")
     for cpus, wall in one_scene.items():
         print(f"overhead of Dagster + Ray + Zarr on one scene with {cpus} Ray CPU(s): {wall - d:+.1f} s ({wall / d:.2f}x)")

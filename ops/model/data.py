@@ -100,21 +100,27 @@ class PseudoLabels:
             raise ValueError(f"label of {scene}/{token} in {self.where}: {sem.dtype}{sem.shape}, expected uint8{GRID.shape}")
         return sem
 
-    def missing(self, keyframes: list[KeyframeRecord]) -> list[str]:
+    def missing(self, keyframes) -> list[str]:
+        """`scene/token` of the keyframes (KeyframeRecords or (scene, token) pairs) without a label."""
         out = []
-        for kf in keyframes:
+        for scene, token in _pairs(keyframes):
             try:
-                self.get(kf.scene, kf.token)
+                self.get(scene, token)
             except KeyError:
-                out.append(f"{kf.scene}/{kf.token}")
+                out.append(f"{scene}/{token}")
         return out
 
-    def counts(self, keyframes: list[KeyframeRecord], num_classes: int = 18) -> np.ndarray:
-        """Labelled voxels per class over the keyframes (for class-balanced weights)."""
+    def counts(self, keyframes, num_classes: int = 18) -> np.ndarray:
+        """Labelled voxels per class over the keyframes (KeyframeRecords or (scene, token) pairs), for
+        class-balanced weights."""
         total = np.zeros(256, np.int64)
-        for kf in keyframes:
-            total += np.bincount(self.get(kf.scene, kf.token).ravel(), minlength=256)
+        for scene, token in _pairs(keyframes):
+            total += np.bincount(self.get(scene, token).ravel(), minlength=256)
         return total[:num_classes]
+
+
+def _pairs(keyframes):
+    return [(k.scene, k.token) if hasattr(k, "token") else tuple(k) for k in keyframes]
 
 
 def load_images(dataroot: str | Path, kf: KeyframeRecord, image_size: tuple[int, int], channels=CAMERA_CHANNELS) -> torch.Tensor:

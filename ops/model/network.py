@@ -32,11 +32,12 @@ def build_resnet(cfg: EasyOccConfig):
     if cfg.pretrained:
         from ops.perception.loading import from_pretrained
 
-        model = from_pretrained(ResNetModel, cfg.pretrained)
+        model = from_pretrained(ResNetModel, cfg.pretrained, "EasyOcc backbone")
         kind, blocks, widths, _ = cfg.backbone_spec()
-        got = tuple(model.config.hidden_sizes)
-        if got != widths:
-            raise ValueError(f"backbone {cfg.pretrained}: stage widths {got}, but depth={cfg.depth} expects {widths}")
+        got = (model.config.layer_type, tuple(model.config.depths), tuple(model.config.hidden_sizes))
+        if got != (kind, blocks, widths):
+            raise ValueError(f"backbone {cfg.pretrained}: {got[0]} blocks {got[1]}, widths {got[2]}, but depth={cfg.depth} "
+                             f"expects {kind} blocks {blocks}, widths {widths}")
         return model
     kind, blocks, widths, stem = cfg.backbone_spec()
     return ResNetModel(ResNetConfig(embedding_size=stem, hidden_sizes=list(widths), depths=list(blocks), layer_type=kind))
@@ -94,12 +95,13 @@ def lift(features: torch.Tensor, uv: torch.Tensor, visible: torch.Tensor, image_
     """
     b, n, c = features.shape[:3]
     h, w = image_size
+    features, uv = features.float(), uv.float()        # sampling positions stay exact under autocast
     grid = torch.stack([(uv[..., 0] + 0.5) / w * 2 - 1, (uv[..., 1] + 0.5) / h * 2 - 1], -1)
     grid = torch.where(visible[..., None], grid, torch.full_like(grid, -2.0))    # outside: zeros (padding)
-    sampled = F.grid_sample(features.flatten(0, 1), grid.flatten(0, 1)[:, None].to(features.dtype),
+    sampled = F.grid_sample(features.flatten(0, 1), grid.flatten(0, 1)[:, None],
                             mode="bilinear", padding_mode="zeros", align_corners=False)  # (B*N, C, 1, V)
-    sampled = sampled.view(b, n, c, -1) * visible[:, :, None].to(features.dtype)
-    seen = visible.sum(1).clamp(min=1).to(features.dtype)                       # (B, V)
+    sampled = sampled.view(b, n, c, -1) * visible[:, :, None].float()
+    seen = visible.sum(1).clamp(min=1).float()                                  # (B, V)
     return sampled.sum(1) / seen[:, None]
 
 
@@ -157,9 +159,11 @@ class EasyOcc(nn.Module):
             raise ValueError(f"projection must be (B, N, 3, 4) = ({b}, {n}, 3, 4), got {tuple(projection.shape)}")
         feats = self.encoder(images.flatten(0, 1))
         feats = feats.view(b, n, *feats.shape[1:])
-        uv, visible = project(self.centres, projection.float(), self.cfg.image_size, self.cfg.min_depth)
-        vol = lift(feats, uv, visible, self.cfg.image_size).view(b, -1, *self.cfg.volume_shape)
-        return vol * self.positional().to(vol.dtype)
+        # Geometry in fp32 even under autocast: a bf16 matmul moves projected pixels by several pixels.
+        with torch.autocast(images.device.type, enabled=False):
+            uv, visible = project(self.centres.float(), projection.float(), self.cfg.image_size, self.cfg.min_depth)
+            vol = lift(feats, uv, visible, self.cfg.image_size).view(b, -1, *self.cfg.volume_shape)
+            return vol * self.positional().float()
 
     def forward(self, images: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
         """-> (B, num_classes, X, Y, Z) logits on the label grid."""

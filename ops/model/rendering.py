@@ -16,8 +16,9 @@ import torch.nn.functional as F
 def camera_rays(projection: torch.Tensor, image_size: tuple[int, int], stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rays through every `stride`-th pixel centre of each camera.
 
-    projection (B, N, 3, 4) label frame -> pixels. Returns origins (B, N, R, 3), unit directions
-    (B, N, R, 3) and pixels (R, 2) (u, v) of the input image.
+    projection (B, N, 3, 4) label frame -> pixels. Returns origins (B, N, R, 3), directions (B, N, R, 3)
+    scaled to one metre along the camera's optical axis (so a distance t along them is a z-depth, the
+    quantity depth maps hold), and pixels (R, 2) (u, v) of the input image.
     """
     h, w = image_size
     v, u = torch.meshgrid(torch.arange(stride // 2, h, stride, dtype=torch.float32, device=projection.device),
@@ -27,15 +28,15 @@ def camera_rays(projection: torch.Tensor, image_size: tuple[int, int], stride: i
     Minv = torch.linalg.inv(M)
     centre = -(Minv @ p4[..., None])[..., 0]                                   # (B, N, 3)
     hom = torch.cat([pix, torch.ones_like(pix[:, :1])], -1)                    # (R, 3)
-    d = torch.einsum("bnij,rj->bnri", Minv, hom)
-    d = d / d.norm(dim=-1, keepdim=True)
+    d = torch.einsum("bnij,rj->bnri", Minv, hom)    # M d = (u, v, 1): its camera z is exactly 1
     return centre[:, :, None].expand_as(d), d, pix
 
 
 def render(volume: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, grid_lower, voxel_size: float,
            near: float = 0.5, far: float = 52.0, samples: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """volume (B, 1 + C, X, Y, Z): channel 0 occupancy logit, the rest class logits, over the grid.
-    origins/dirs (B, N, R, 3). Returns depth (B, N, R) and class probabilities (B, N, R, C)."""
+    origins/dirs (B, N, R, 3), dirs at unit z-depth. Samples z-depths near..far; returns the rendered
+    z-depth (B, N, R) and class probabilities (B, N, R, C)."""
     b, n, r, _ = origins.shape
     t = torch.linspace(near, far, samples, device=volume.device)
     pts = origins[..., None, :] + dirs[..., None, :] * t[:, None]                 # (B, N, R, S, 3)
@@ -46,7 +47,7 @@ def render(volume: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, grid
     sampled = F.grid_sample(volume.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     sampled = sampled.view(b, -1, n, r, samples)
     occ = torch.sigmoid(sampled[:, 0])                                            # (B, N, R, S)
-    delta = (far - near) / (samples - 1)
+    delta = (far - near) / (samples - 1) * dirs.norm(dim=-1, keepdim=True)        # metres between samples
     alpha = 1 - torch.exp(-occ * delta * 5.0)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha[..., :-1] + 1e-7], -1), -1)
     weights = alpha * trans

@@ -101,11 +101,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def load_model(path: str | Path, device="cpu"):
-    """An EasyOcc model from a checkpoint (its own config), in eval mode."""
+    """An EasyOcc model from a checkpoint (its own config), in eval mode. The backbone is built without
+    its pretrained weights (the checkpoint's replace them), so no hub access is needed."""
+    from dataclasses import replace
+
     from ops.model.network import EasyOcc
 
     ckpt = load_checkpoint(path)
-    model = EasyOcc(EasyOccConfig.from_dict(ckpt["config"]))
+    model = EasyOcc(replace(EasyOccConfig.from_dict(ckpt["config"]), pretrained=None))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
 
@@ -122,10 +125,29 @@ def _autocast(device: torch.device, precision: str):
 def _save(path: Path, payload: dict, keep: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     for old in sorted(path.parent.glob(CHECKPOINT_GLOB))[:-keep]:
         old.unlink()
+
+
+def _newest_readable(directory: Path, log) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads; a torn newest one (a crash while writing) falls back to the one
+    before it. No checkpoint: (None, None); none readable: the newest one's error."""
+    found = sorted(directory.glob(CHECKPOINT_GLOB)) if directory.is_dir() else []
+    first_error = None
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except ValueError as exc:
+            first_error = first_error or exc
+            log(f"skipping unreadable checkpoint {path}: {exc}")
+    if first_error:
+        raise first_error
+    return None, None
 
 
 def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_dir: str | Path,
@@ -148,9 +170,11 @@ def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_d
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     state = TrainState()
     ckpt_dir = Path(checkpoint_dir)
-    last = latest_checkpoint(ckpt_dir)
+    last, ckpt = _newest_readable(ckpt_dir, log)
     if last is not None:
-        ckpt = load_checkpoint(last)
+        if ckpt.get("world", 1) != world:
+            raise ValueError(f"{last}: written by a run with {ckpt.get('world', 1)} worker(s), this one has {world}; "
+                             "the sample order depends on it, so resume with the same number of workers")
         if ckpt["config"] != json.loads(model_cfg.to_json()):
             raise ValueError(f"{last}: checkpoint of another model config; use a new checkpoint directory or "
                              f"delete it (checkpoint: {ckpt['config']}, asked: {json.loads(model_cfg.to_json())})")
@@ -162,6 +186,12 @@ def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_d
         random.setstate(ckpt["rng"]["python"])
         state = TrainState(ckpt["step"], ckpt.get("history", []))
         log(f"resumed from {last} at step {state.step}")
+    if world > 1:   # every worker must start from the same checkpoint (a directory all nodes see)
+        steps = torch.tensor([state.step, -state.step], device=device)
+        torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)
+        if steps[0].item() != -steps[1].item():
+            raise ValueError(f"workers resumed from different steps ({-steps[1].item()}..{steps[0].item()}): "
+                             f"{ckpt_dir} must be one directory that every node sees")
     net = wrap(model) if wrap else model
     per_epoch = math.ceil(len(dataset) / (cfg.batch_size * world))
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
@@ -182,7 +212,10 @@ def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_d
         with autocast:
             logits = net(images, proj)
         losses = loss_fn(logits, labels)
-        if not torch.isfinite(losses["loss"]):
+        bad = torch.tensor([0.0 if torch.isfinite(losses["loss"]) else 1.0], device=device)
+        if world > 1:   # every worker stops together rather than leaving the others in an all-reduce
+            torch.distributed.all_reduce(bad)
+        if bad.item():
             raise FloatingPointError(f"step {state.step}: loss is {losses['loss'].item()} (samples "
                                      f"{[dataset.keyframes[i].token for i in mine]})")
         scaler.scale(losses["loss"]).backward()
@@ -201,7 +234,7 @@ def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_d
         if rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == total):
             _save(ckpt_dir / f"step-{state.step:08d}.pt", {
                 "model": model.state_dict(), "optimizer": optim.state_dict(), "scaler": scaler.state_dict(),
-                "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step,
+                "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step, "world": world,
                 "history": state.history,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
                 cfg.keep_checkpoints)

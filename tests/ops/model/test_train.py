@@ -58,6 +58,46 @@ def test_a_checkpoint_of_another_config_is_refused(dataset, tmp_path):
         train_loop(micro(), TrainConfig(max_steps=2), dataset, tmp_path, log=lambda m: None)
 
 
+def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(dataset, tmp_path):
+    cfg = TrainConfig(max_steps=2, checkpoint_every=1, keep_checkpoints=3)
+    whole = train_loop(micro(), cfg, dataset, tmp_path / "a", log=lambda m: None)
+    train_loop(micro(), cfg, dataset, tmp_path / "b", log=lambda m: None)
+    newest = latest_checkpoint(tmp_path / "b")
+    newest.write_bytes(newest.read_bytes()[:1000])    # a crash in the middle of writing it
+    logs = []
+    again = train_loop(micro(), cfg, dataset, tmp_path / "b", log=logs.append)
+    assert any("skipping unreadable checkpoint" in m for m in logs) and any("at step 1" in m for m in logs)
+    assert [h["loss"] for h in again.history] == [h["loss"] for h in whole.history]
+
+
+def test_a_pretrained_backbone_loads_and_a_checkpoint_needs_no_hub(tmp_path):
+    from transformers import ResNetConfig, ResNetModel
+
+    from ops.model.network import EasyOcc
+    from ops.perception.loading import CheckpointError
+
+    torch.manual_seed(1)
+    saved = ResNetModel(ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],
+                                     layer_type="basic"))
+    saved.save_pretrained(tmp_path / "resnet18")
+    cfg = micro(depth=18, pretrained=str(tmp_path / "resnet18"), widths=(), blocks=())
+    model = EasyOcc(cfg)
+    for (name, a), b in zip(model.encoder.resnet.state_dict().items(), saved.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(CheckpointError, match="EasyOcc backbone: no checkpoint at"):
+        EasyOcc(micro(depth=18, pretrained=str(tmp_path / "nowhere"), widths=(), blocks=()))
+    with pytest.raises(ValueError, match="depth=34 expects"):
+        EasyOcc(micro(depth=34, pretrained=str(tmp_path / "resnet18"), widths=(), blocks=()))
+    # a checkpoint of it loads with the weights gone from disk (no hub, no folder needed)
+    import json
+
+    torch.save({"model": model.state_dict(), "config": json.loads(cfg.to_json()), "step": 0}, tmp_path / "step-00000000.pt")
+    shutil.rmtree(tmp_path / "resnet18")
+    loaded, _ = load_model(tmp_path / "step-00000000.pt")
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_bad_input_is_named(small_world, small_nusc, tmp_path):
     root, _ = small_world
     kfs = scene_keyframes(small_nusc, "scene-0061")
@@ -67,6 +107,9 @@ def test_bad_input_is_named(small_world, small_nusc, tmp_path):
     shutil.rmtree(gts / "scene-0061" / kfs[1].token)
     with pytest.raises(KeyError, match=f"1 of {len(kfs)} keyframes have no label.*scene-0061/{kfs[1].token}"):
         OccDataset(root, kfs, (64, 128), PseudoLabels.from_occ3d(gts))
+    labels = PseudoLabels.from_occ3d(gts)
+    assert labels.missing([("scene-0061", kfs[1].token), ("scene-0061", kfs[0].token)]) == [f"scene-0061/{kfs[1].token}"]
+    assert labels.counts([("scene-0061", kfs[0].token)]).sum() == labels.counts(kfs[:1]).sum() > 0
     # labels missing for a whole scene in the Zarr store
     with pytest.raises(KeyError, match="no label"):
         OccDataset(root, kfs, (64, 128), PseudoLabels.from_store(tmp_path / "empty.zarr"))
