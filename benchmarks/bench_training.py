@@ -6,8 +6,8 @@ same model, same batch (one keyframe of the demo world: 6 cameras).
 `3d`: CE + Lovasz against the label volume (ops/model/losses.py). `rendering`: rays through every
 ray-stride-th pixel of every camera, `samples` points each, occupancy and class probabilities composited
 into depth and classes, L1 + CE against the rendered truth's depth and class maps (ops/model/rendering.py).
-Each variant runs in its own process: the time is the mean of `steps` optimizer steps after 2 warm-up
-steps; memory is the peak GPU allocation (GPU) or the process's peak resident set (CPU, which includes
+Each variant runs in its own process: the time is the mean of `steps` optimizer steps after `warmup`
+(2) warm-up steps; memory is the peak GPU allocation (GPU) or the process's peak resident set (CPU, which includes
 the Python and library baseline, also printed). preset auto = paper on a GPU, tiny on a CPU.
 """
 from __future__ import annotations
@@ -80,7 +80,7 @@ def one(args) -> dict:
         optim.step()
         return loss.item()
 
-    for _ in range(2):
+    for _ in range(args.warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--preset", default="auto")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--ray-stride", type=int, default=4)
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--loss", default=None, help=argparse.SUPPRESS)   # internal: run one variant in this process
@@ -130,7 +131,8 @@ def main():
             sys.exit(f"{loss} failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     a, b = rows
-    print(f"preset {args.preset}, device {args.device}, one keyframe (6 cameras) per step, {args.steps} timed steps")
+    print(f"preset {args.preset}, device {args.device}, one keyframe (6 cameras) per step, {args.steps} timed steps "
+          f"after {args.warmup} warm-up")
     print("| loss | rays x samples | step (s) | min (s) | peak memory (MiB) |")
     print("|---|---|---|---|---|")
     for r in rows:

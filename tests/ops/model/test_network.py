@@ -102,3 +102,22 @@ def test_overfits_one_fixed_batch(small_world, small_nusc):
         optim.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 4, losses[::5]   # CE + Lovasz: 3.5 -> 0.6 when written
+
+
+def test_geometry_stays_fp32_under_autocast():
+    """Mixed precision must not move the sampling positions: with the image encoder fixed, the lifted
+    volume under bf16 autocast is the fp32 one."""
+    torch.manual_seed(0)
+    model = EasyOcc(micro()).eval()
+    fixed = torch.randn(6, 8, 8, 16).to(torch.bfloat16).float()     # exact in bf16 too
+    model.encoder.forward = lambda images: fixed.to(torch.bfloat16) if torch.is_autocast_cpu_enabled() else fixed
+    K = torch.tensor([[60.0, 0, 63.5], [0, 60.0, 31.5], [0, 0, 1]])
+    R = torch.tensor([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]])
+    proj = torch.cat([K @ R, torch.tensor([[0.37], [1.21], [0.53]])], 1).expand(1, 6, 3, 4).contiguous()
+    images = torch.rand(1, 6, 3, 64, 128)
+    ref = model.volume(images, proj)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.volume(images, proj)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, ref, rtol=0, atol=1e-6)
+    assert (mixed != 0).sum() == (ref != 0).sum()       # the same voxels are seen
