@@ -151,6 +151,7 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: 
                  easyocc_model: dict) -> dict:
     import numpy as np
 
+    from ops.metrics import SUMMARY_HEADER, percent, summary_row
     from ops.model.evaluate import HeightBaseline, evaluate
     from ops.model.train import load_model, resolve_device
     from ops.occ3d import CLASS_NAMES, UNOBSERVED
@@ -165,45 +166,35 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: 
     train_kfs = [kf for s in easyocc_model["train_scenes"] for kf in frames["scenes"][s]["keyframes"]]
     baseline = HeightBaseline.fit(labels, train_kfs)
     val_kfs = [kf for s in scenes for kf in frames["scenes"][s]["keyframes"]]
-    with_labels = not labels.missing(val_kfs)
     pictures = {}
     middle = val_kfs[len(val_kfs) // 2].token
 
     def keep_picture(kf, pred, gt):
         if kf.token == middle:
             truth = np.where(gt["mask_camera"], gt["semantics"], UNOBSERVED).astype(np.uint8)
-            parts = [bev_image(pred)] + ([bev_image(labels.get(kf.scene, kf.token))] if with_labels else []) + [bev_image(truth)]
-            pictures["bev"] = side_by_side(parts)
+            label = [bev_image(labels.get(kf.scene, kf.token))] if not labels.missing([kf]) else []
+            pictures["bev"] = side_by_side([bev_image(pred)] + label + [bev_image(truth)])
+            pictures["what"] = "prediction | label | truth (camera mask)" if label else "prediction | truth (camera mask)"
 
     start = time.time()
-    res = evaluate(model, frames["dataroot"], val_kfs, labels if with_labels else None, baseline, device, keep_picture)
+    res = evaluate(model, frames["dataroot"], val_kfs, labels, baseline, device, keep_picture)
     context.log.info(f"easyocc_eval: {len(val_kfs)} keyframes of {scenes} in {time.time() - start:.0f} s")
 
-    def pct(v):
-        return "n/a" if v != v else f"{100 * v:.2f}"
-
-    rows = ["| | frames | mIoU-17 (camera) | mIoU-15 (camera) | IoU (camera) | mIoU-17 (full scene) | IoU (full scene) |",
-            "|---|---|---|---|---|---|---|"]
     names = {"model": f"EasyOcc (step {ckpt['step']})", "labels": "its pseudo-labels (reference)",
              "baseline": "baseline: most common class per height"}
-    for key in ("model", "labels", "baseline"):
-        if key in res:
-            r = res[key]
-            c, f = r["masks"]["camera"], r["masks"]["none"]
-            rows.append(f"| {names[key]} | {r['frames']} | {pct(c['miou17'])} | {pct(c['miou15'])} | "
-                        f"{pct(c['geometric_iou'])} | {pct(f['miou17'])} | {pct(f['geometric_iou'])} |")
-    keys = [k for k in ("model", "labels", "baseline") if k in res]
+    keys = [k for k in ("model", "labels", "baseline") if k in res and res[k]["frames"]]
+    rows = [SUMMARY_HEADER.format(first="")] + [summary_row(names[k], res[k]) for k in keys]
     per_class = ["| class | " + " | ".join(f"{k} (camera)" for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    per_class += [f"| {n} | " + " | ".join(pct(res[k]["masks"]["camera"]["per_class"][n]) for k in keys) + " |"
+    per_class += [f"| {n} | " + " | ".join(percent(res[k]["masks"]["camera"]["per_class"][n]) for k in keys) + " |"
                   for n in CLASS_NAMES[:-1]]
     meta = {"scores": dg.MetadataValue.md("\n".join(rows)), "per_class": dg.MetadataValue.md("\n".join(per_class)),
             "val_scenes": dg.MetadataValue.json(scenes), "frames_without_truth": res["no_truth"],
+            "frames_without_label": res["no_label"],
             "checkpoint": dg.MetadataValue.path(easyocc_model["checkpoint"])}
     if res["model"]["frames"]:
         meta["miou17_camera"] = round(100 * res["model"]["masks"]["camera"]["miou17"], 2)
         meta["baseline_miou17_camera"] = round(100 * res["baseline"]["masks"]["camera"]["miou17"], 2)
     if "bev" in pictures:
-        what = "prediction | label | truth (camera mask)" if with_labels else "prediction | truth (camera mask)"
-        meta["bev_prediction_label_truth"] = dg.MetadataValue.md(markdown_image(pictures["bev"], f"{middle}: {what}"))
+        meta["bev_prediction_label_truth"] = dg.MetadataValue.md(markdown_image(pictures["bev"], f"{middle}: {pictures['what']}"))
     context.add_output_metadata(meta)
     return {"scenes": scenes, "step": ckpt["step"], **res}

@@ -46,6 +46,7 @@ def score_labels(store, scenes, gts_dir) -> dict:
 @dg.asset(group_name="labels", kinds={"python"},
           description="The labels scored against Occ3D ground truth (where gts/ exists): mIoU-17/15, IoU, camera mask and full scene")
 def label_quality(context: dg.AssetExecutionContext, dataset: dict, occ_labels: dict, storage: StorageResource) -> dict:
+    from ops.metrics import SUMMARY_HEADER, percent, summary_row
     from ops.occ3d import CLASS_NAMES
     from ops.occ3d_io import load_labels
     from ops.pictures import bev_image, markdown_image, side_by_side
@@ -53,17 +54,10 @@ def label_quality(context: dg.AssetExecutionContext, dataset: dict, occ_labels: 
     store = storage.store()
     q = score_labels(store, occ_labels["scenes"], dataset["gts_dir"])
 
-    def pct(v):
-        return "n/a" if v != v else f"{100 * v:.2f}"
-
-    rows = ["| scenes | frames | mIoU-17 (camera) | mIoU-15 (camera) | IoU (camera) | mIoU-17 (full scene) | IoU (full scene) |",
-            "|---|---|---|---|---|---|---|"]
-    for name, r in [*sorted(q["scenes"].items()), ("all", q["all"])]:
-        c, f = r["masks"]["camera"], r["masks"]["none"]
-        rows.append(f"| {name} | {r['frames']} | {pct(c['miou17'])} | {pct(c['miou15'])} | {pct(c['geometric_iou'])} | "
-                    f"{pct(f['miou17'])} | {pct(f['geometric_iou'])} |")
+    rows = [SUMMARY_HEADER.format(first="scenes")]
+    rows += [summary_row(name, r) for name, r in [*sorted(q["scenes"].items()), ("all", q["all"])]]
     per_class = ["| class | IoU (camera) | IoU (full scene) |", "|---|---|---|"]
-    per_class += [f"| {n} | {pct(q['all']['masks']['camera']['per_class'][n])} | {pct(q['all']['masks']['none']['per_class'][n])} |"
+    per_class += [f"| {n} | {percent(q['all']['masks']['camera']['per_class'][n])} | {percent(q['all']['masks']['none']['per_class'][n])} |"
                   for n in CLASS_NAMES[:-1]]
     meta = {"quality": dg.MetadataValue.md("\n".join(rows)), "per_class": dg.MetadataValue.md("\n".join(per_class)),
             "frames_scored": q["all"]["frames"], "frames_without_truth": q["frames_without_truth"]}

@@ -128,6 +128,22 @@ class Occ3DAccumulator:
         return {"frames": self.frames, "masks": {m: scores(self.confusion[m]) for m in MASKS}}
 
 
+def percent(v: float) -> str:
+    """A score as a percentage with 2 decimals; NaN (a class that never occurs) as n/a."""
+    return "n/a" if v != v else f"{100 * v:.2f}"
+
+
+SUMMARY_HEADER = ("| {first} | frames | mIoU-17 (camera) | mIoU-15 (camera) | IoU (camera) | mIoU-17 (full scene) | "
+                  "IoU (full scene) |\n|---|---|---|---|---|---|---|")
+
+
+def summary_row(name: str, result: dict) -> str:
+    """One markdown row of an Occ3DAccumulator result under SUMMARY_HEADER."""
+    c, f = result["masks"]["camera"], result["masks"]["none"]
+    return (f"| {name} | {result['frames']} | {percent(c['miou17'])} | {percent(c['miou15'])} | "
+            f"{percent(c['geometric_iou'])} | {percent(f['miou17'])} | {percent(f['geometric_iou'])} |")
+
+
 def format_table(result: dict) -> str:
     """A plain-text table: per class IoU (%) under each mask, then the summaries."""
     masks = list(result["masks"])

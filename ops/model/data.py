@@ -50,8 +50,11 @@ def check_cameras(kf: KeyframeRecord, channels=CAMERA_CHANNELS):
 class PseudoLabels:
     """Label volumes by (scene, sample token): (200, 200, 16) uint8 with 255 where unobserved."""
 
-    def __init__(self, kind: str, where: str, read):
-        self.kind, self.where, self._read = kind, where, read
+    def __init__(self, kind: str, where: str, read, has, class_counts=None):
+        # read(scene, token) -> volume (KeyError when absent); has(scene, token) -> bool without reading
+        # the volume; class_counts(scene, token) -> counts per class if the source keeps them, else None
+        self.kind, self.where, self._read, self._has = kind, where, read, has
+        self._class_counts = class_counts or (lambda scene, token: None)
 
     @classmethod
     def from_store(cls, store_path: str | Path, stage: str = "occ_labels") -> "PseudoLabels":
@@ -60,19 +63,41 @@ class PseudoLabels:
         store = SceneStore(store_path)
         groups: dict = {}
 
-        def read(scene: str, token: str) -> np.ndarray:
+        def group(scene: str):
             if scene not in groups:
                 try:
                     g = store.open(scene, stage)
                 except FileNotFoundError as exc:
                     raise KeyError(f"no labels for scene {scene}: {exc}") from None
-                groups[scene] = (g, {t: i for i, t in enumerate(g.attrs["tokens"])})
-            g, index = groups[scene]
+                groups[scene] = (g, {t: i for i, t in enumerate(g.attrs["tokens"])}, g.attrs.get("stats"))
+            return groups[scene]
+
+        def index_of(scene: str, token: str) -> int:
+            g, index, _ = group(scene)
             if token not in index:
                 raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
-            return np.asarray(g["semantics"][index[token]])
+            return index[token]
 
-        return cls("zarr", f"{store.path} ({stage})", read)
+        def read(scene: str, token: str) -> np.ndarray:
+            return np.asarray(group(scene)[0]["semantics"][index_of(scene, token)])
+
+        def has(scene: str, token: str) -> bool:
+            try:
+                index_of(scene, token)
+            except KeyError:
+                return False
+            return True
+
+        def class_counts(scene: str, token: str):
+            stats = group(scene)[2]     # the fusion's per-keyframe stats hold the voxels per class
+            if not stats:
+                return None
+            out = np.zeros(256, np.int64)
+            for c, n in stats[index_of(scene, token)]["class_voxels"].items():
+                out[int(c)] = n
+            return out
+
+        return cls("zarr", f"{store.path} ({stage})", read, has, class_counts)
 
     @classmethod
     def from_occ3d(cls, root: str | Path, mask: str | None = "mask_camera") -> "PseudoLabels":
@@ -92,7 +117,7 @@ class PseudoLabels:
                 sem[~d[mask].astype(bool)] = UNOBSERVED
             return sem
 
-        return cls("occ3d", str(root), read)
+        return cls("occ3d", str(root), read, lambda scene, token: (root / scene / token / LABELS_FILE).is_file())
 
     def get(self, scene: str, token: str) -> np.ndarray:
         sem = self._read(scene, token)
@@ -102,20 +127,15 @@ class PseudoLabels:
 
     def missing(self, keyframes) -> list[str]:
         """`scene/token` of the keyframes (KeyframeRecords or (scene, token) pairs) without a label."""
-        out = []
-        for scene, token in _pairs(keyframes):
-            try:
-                self.get(scene, token)
-            except KeyError:
-                out.append(f"{scene}/{token}")
-        return out
+        return [f"{scene}/{token}" for scene, token in _pairs(keyframes) if not self._has(scene, token)]
 
     def counts(self, keyframes, num_classes: int = 18) -> np.ndarray:
         """Labelled voxels per class over the keyframes (KeyframeRecords or (scene, token) pairs), for
-        class-balanced weights."""
+        class-balanced weights. From the Zarr store's per-keyframe stats when it has them (no volume is read)."""
         total = np.zeros(256, np.int64)
         for scene, token in _pairs(keyframes):
-            total += np.bincount(self.get(scene, token).ravel(), minlength=256)
+            kept = self._class_counts(scene, token)
+            total += kept if kept is not None else np.bincount(self.get(scene, token).ravel(), minlength=256)
         return total[:num_classes]
 
 

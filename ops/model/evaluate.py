@@ -59,14 +59,15 @@ def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], label
              baseline: HeightBaseline | None = None, device="cpu", on_frame=None) -> dict:
     """{"model", "labels", "baseline"}: Occ3DAccumulator results against the ground truth in
     `<dataroot>/gts` (camera mask, camera&lidar, full scene). Frames without ground truth are counted
-    in "no_truth" and skipped. `on_frame(kf, prediction, truth)` sees every scored frame."""
+    in "no_truth" and skipped; frames without a label count in "no_label" and are left out of the
+    labels' row only. `on_frame(kf, prediction, truth)` sees every scored frame."""
     accs = {"model": Occ3DAccumulator()}
     if labels is not None:
         accs["labels"] = Occ3DAccumulator()
     if baseline is not None:
         accs["baseline"] = Occ3DAccumulator()
     ds = OccDataset(dataroot, keyframes, model.cfg.image_size)
-    no_truth = 0
+    no_truth = no_label = 0
     for kf, pred in predict(model, ds, device):
         gt = truth(dataroot, kf)
         if gt is None:
@@ -76,13 +77,16 @@ def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], label
         args = (gt["semantics"], gt["mask_camera"], gt["mask_lidar"], where)
         accs["model"].update(pred, *args)
         if labels is not None:
-            accs["labels"].update(as_occ3d_semantics(labels.get(kf.scene, kf.token)), *args)
+            try:
+                accs["labels"].update(as_occ3d_semantics(labels.get(kf.scene, kf.token)), *args)
+            except KeyError:
+                no_label += 1
         if baseline is not None:
             accs["baseline"].update(baseline.predict(), *args)
         if on_frame is not None:
             on_frame(kf, pred, gt)
     out = {k: a.result() for k, a in accs.items()}
-    out["no_truth"] = no_truth
+    out["no_truth"], out["no_label"] = no_truth, no_label
     return out
 
 

@@ -48,6 +48,17 @@ def test_train_continue_and_evaluate(small_world, tmp_path):
     table = meta(first, "easyocc_eval")["scores"].value
     assert "EasyOcc (step 2)" in table and "pseudo-labels" in table and "most common class per height" in table
     assert "data:image/png" in meta(first, "easyocc_eval")["bev_prediction_label_truth"].value
+    assert ev["no_label"] == 0 and ev["no_truth"] == 0
+    # class counts for the weights come from the store's stats, equal to counting the volumes
+    import numpy as np
+
+    from ops.model.data import PseudoLabels
+
+    labels = PseudoLabels.from_store(tmp_path / "easyocc.zarr")
+    kfs = first.output_for_node("frames")["scenes"]["scene-0061"]["keyframes"]
+    by_volume = sum(np.bincount(labels.get(k.scene, k.token).ravel(), minlength=256)[:18] for k in kfs)
+    np.testing.assert_array_equal(labels.counts(kfs), by_volume)
+    assert labels.missing(kfs) == [] and labels.missing([("scene-0061", "no-such-token")]) == ["scene-0061/no-such-token"]
     # a longer run of the same configuration continues the same run directory
     instance = dg.DagsterInstance.ephemeral()
     more = dg.materialize(ASSETS, selection=["easyocc_model"], resources=resources(root, tmp_path), instance=instance,
