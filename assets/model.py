@@ -82,7 +82,7 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     import numpy as np
 
     from ops.model.data import OccDataset
-    from ops.model.train import CHECKPOINT_GLOB, latest_checkpoint, load_checkpoint, train
+    from ops.model.train import CHECKPOINT_GLOB, latest_checkpoint, train
     from ops.pictures import line_image, markdown_image
     from ops.store import fingerprint
 
@@ -122,7 +122,7 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     start = time.time()
     state = train(model_cfg, train_cfg, dataset_fn, run_dir, counts, log=context.log.info)
     last = latest_checkpoint(run_dir)
-    hist = state.history or load_checkpoint(last).get("history", [])
+    hist = state.history          # the whole run's, restored from the checkpoint on a resume
     loss = np.array([h["loss"] for h in hist])
     per_epoch = -(-len(keyframes) // (train_cfg.batch_size * max(1, train_cfg.workers)))
     window = max(1, min(len(loss), per_epoch))
@@ -153,7 +153,8 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: 
 
     from ops.metrics import SUMMARY_HEADER, percent, summary_row
     from ops.model.evaluate import HeightBaseline, evaluate
-    from ops.model.train import load_model, resolve_device
+    from ops.model.train import load_model
+    from ops.perception.loading import resolve_device
     from ops.occ3d import CLASS_NAMES, UNOBSERVED
     from ops.pictures import bev_image, markdown_image, side_by_side
 

@@ -26,6 +26,7 @@ import torch
 
 from ops.model.config import EasyOccConfig
 from ops.model.losses import OccupancyLoss, class_weights
+from ops.perception.loading import resolve_device
 
 CHECKPOINT_GLOB = "step-*.pt"
 
@@ -59,12 +60,6 @@ class TrainConfig:
 class TrainState:
     step: int = 0
     history: list[dict] = field(default_factory=list)   # one row per step: step, epoch, loss, ce, lovasz, lr
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
