@@ -3,71 +3,78 @@
 With no EASYOCC_DATAROOT it generates the demo world (once; reused while its config is unchanged);
 a real dataroot is only read. Either way it is opened with nuscenes-devkit and checked.
 """
-
 import time
 
 import dagster as dg
 
+from assets.metadata import metadata
+from assets.values import DatasetValue, SceneInfo
 from pipelines.resources import DatasetResource
 
 
 @dg.asset(group_name="dataset", kinds={"python"},
           description="nuScenes-format dataroot (real, or the generated demo world), opened and checked")
-def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> dict:
-    import numpy as np
-
-    from ops.nuscenes_data import check_and_summarise, open_nuscenes, scene_split
-    from ops.occ3d import NUM_CLASSES
-    from ops.occ3d_io import load_labels
-    from ops.pictures import bev_image, histogram_image, markdown_image, side_by_side
+def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> DatasetValue:
+    from ops.data.keyframes import summarise_scenes
+    from ops.data.nuscenes import open_nuscenes, scene_split
+    from ops.report import markdown_table
 
     root, version = nuscenes.root(), nuscenes.table_version()
-    generated_s = None
-    if nuscenes.is_demo:
-        from ops.demo_world.generate import generate_demo_world, is_complete
-
-        cfg = nuscenes.demo_config()
-        if not is_complete(root, cfg):
-            start = time.time()
-            generate_demo_world(root, cfg, log=context.log.info)
-            generated_s = time.time() - start
+    generated_s = _generate_demo_world(nuscenes, context.log.info) if nuscenes.is_demo else None
     nusc = open_nuscenes(root, version)
     split = scene_split(nusc, version, nuscenes.train_scenes, nuscenes.val_scenes)
-    scenes = check_and_summarise(nusc, nuscenes.gts_dir(), split)
-    if nuscenes.scenes:
-        unknown = sorted(set(nuscenes.scenes) - {s.name for s in scenes})
-        if unknown:
-            raise ValueError(f"scenes {unknown} (nuscenes resource, `scenes`) are not in {root} ({version}); "
-                             f"it has {', '.join(s.name for s in scenes)}")
-        scenes = [s for s in scenes if s.name in set(nuscenes.scenes)]
+    scenes = _selected(summarise_scenes(nusc, nuscenes.gts_dir(), split), nuscenes.scenes, root, version)
     context.log.info(f"{root} ({version}): {len(scenes)} scenes, {sum(s.samples for s in scenes)} keyframes")
+    table = markdown_table(["scene", "split", "keyframes", "images", "Occ3D truth"],
+                           [[s.name, s.split, s.samples, s.images, s.has_truth] for s in scenes])
+    context.add_output_metadata(metadata({
+        "dataroot": root, "version": version, "demo_world": nuscenes.is_demo, "scenes": table,
+        "keyframes": sum(s.samples for s in scenes), "images": sum(s.images for s in scenes),
+        "generation_seconds": None if generated_s is None else round(generated_s, 1),
+        **_truth_pictures(nusc, nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
+    return DatasetValue(str(root), version, str(nuscenes.gts_dir()), nuscenes.is_demo,
+                        tuple(SceneInfo(s.name, s.token, s.split, s.samples) for s in scenes))
 
-    rows = ["| scene | split | keyframes | images | Occ3D truth |", "|---|---|---|---|---|"]
-    rows += [f"| {s.name} | {s.split} | {s.samples} | {s.images} | {s.has_truth} |" for s in scenes]
-    metadata = {
-        "dataroot": dg.MetadataValue.path(str(root)),
-        "version": version,
-        "demo_world": nuscenes.is_demo,
-        "scenes": dg.MetadataValue.md("\n".join(rows)),
-        "keyframes": sum(s.samples for s in scenes),
-        "images": sum(s.images for s in scenes),
-    }
-    if generated_s is not None:
-        metadata["generation_seconds"] = round(generated_s, 1)
-    with_truth = [s for s in scenes if s.has_truth]
-    if with_truth:
-        # Class histogram over the first keyframe of each scene, and a BEV picture of each.
-        counts, pictures = np.zeros(NUM_CLASSES, np.int64), []
-        for s in with_truth:
-            first = nusc.get("scene", s.token)["first_sample_token"]
-            sem = load_labels(nuscenes.gts_dir() / s.name / first / "labels.npz")["semantics"]
-            counts += np.bincount(sem.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
-            pictures.append(bev_image(sem))
-        metadata["truth_bev_first_keyframes"] = dg.MetadataValue.md(
-            markdown_image(side_by_side(pictures), "Occ3D truth, first keyframe of each scene (BEV, +x up)"))
-        metadata["truth_class_histogram"] = dg.MetadataValue.md(
-            markdown_image(histogram_image(counts), "voxels per class, first keyframes"))
-    context.add_output_metadata(metadata)
-    return {"dataroot": str(root), "version": version, "gts_dir": str(nuscenes.gts_dir()),
-            "demo_world": nuscenes.is_demo,
-            "scenes": [{"name": s.name, "token": s.token, "split": s.split, "samples": s.samples} for s in scenes]}
+
+def _generate_demo_world(nuscenes: DatasetResource, log) -> float | None:
+    """Generate the demo world unless a complete one of this config is there; the seconds it took, or None."""
+    from ops.demo_world.generate import generate_demo_world, is_complete
+
+    root, cfg = nuscenes.root(), nuscenes.demo_config()
+    if is_complete(root, cfg):
+        return None
+    start = time.time()
+    generate_demo_world(root, cfg, log=log)
+    return time.time() - start
+
+
+def _selected(scenes: list, names: list[str], root, version: str) -> list:
+    """The scenes named in the resource's `scenes` (all when empty); an unknown name is an error."""
+    if not names:
+        return scenes
+    unknown = sorted(set(names) - {s.name for s in scenes})
+    if unknown:
+        raise ValueError(f"scenes {unknown} (nuscenes resource, `scenes`) are not in {root} ({version}); "
+                         f"it has {', '.join(s.name for s in scenes)}")
+    return [s for s in scenes if s.name in set(names)]
+
+
+def _truth_pictures(nusc, gts_dir, scenes: list) -> dict:
+    """A class histogram over the first keyframe of each scene with truth, and a BEV picture of each."""
+    import numpy as np
+
+    from ops.occ3d import NUM_CLASSES
+    from ops.report import bev_image, histogram_image, markdown_image, side_by_side
+    from ops.storage.occ3d_layout import FrameRef, load_labels
+
+    if not scenes:
+        return {}
+    counts, pictures = np.zeros(NUM_CLASSES, np.int64), []
+    for s in scenes:
+        first = nusc.get("scene", s.token)["first_sample_token"]
+        sem = load_labels(FrameRef(s.name, first).path(gts_dir))["semantics"]
+        counts += np.bincount(sem.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        pictures.append(bev_image(sem))
+    return {"truth_bev_first_keyframes": markdown_image(side_by_side(pictures),
+                                                        "Occ3D truth, first keyframe of each scene (BEV, +x up)"),
+            "truth_class_histogram": markdown_image(histogram_image(counts), "voxels per class, first keyframes")}

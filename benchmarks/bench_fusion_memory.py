@@ -18,14 +18,15 @@ import time
 import numpy as np
 import torch
 
-from pipelines.settings import default_data_dir
+from pipelines.settings import data_dir
 
 # torch.compile's cache goes to the data dir, like everything else easyocc writes.
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_data_dir() / "torch_compile_cache"))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir() / "torch_compile_cache"))
 
+from ops.data.keyframes import ImageRecord, KeyframeRecord
 from ops.demo_world.render import camera_rig
-from ops.fusion import FusionConfig, SceneFuser
-from ops.frames import ImageRecord, KeyframeRecord
+from ops.fusion.config import FusionConfig
+from ops.fusion.scene import SceneFuser
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import CLASS_ID, FREE
 

@@ -28,10 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_fusion_memory import street_maps  # noqa: E402
 
+from ops.data.keyframes import ImageRecord, KeyframeRecord  # noqa: E402
 from ops.demo_world.render import camera_rig  # noqa: E402
-from ops.fusion import FusionConfig, _to_ego, lift_keyframe, vote_counts_in_frame  # noqa: E402
-from ops.frames import ImageRecord, KeyframeRecord  # noqa: E402
+from ops.fusion.config import FusionConfig  # noqa: E402
+from ops.fusion.lift import lift_keyframe, move_points  # noqa: E402
+from ops.fusion.vote import vote_counts_in_frame  # noqa: E402
 from ops.geometry import invert_transform, make_transform, rot_z  # noqa: E402
+from ops.occ3d import GRID, NUM_CLASSES  # noqa: E402
 
 # Peak memory bandwidth (GB/s) of the GPUs we may be lent (vendor figures).
 BANDWIDTH_GBS = {"H100": 3350.0, "H200": 4800.0, "A100": 2039.0}
@@ -84,17 +87,17 @@ def main():
     T = invert_transform(frames[-1].T_anchor_ego)
     pixels = args.keyframes * 6 * args.width * args.height
     points = sum(len(f.points) for f in frames)
-    rays = [(_to_ego(T, o), _to_ego(T, e)) for o, e in (f.rays() for f in frames)]
+    rays = [(move_points(T, o), move_points(T, e)) for o, e in (f.rays() for f in frames)]
     n_rays = sum(len(o) for o, _ in rays)
 
     def votes(aggregate):
-        return lambda: sum(vote_counts_triton(f.points, f.classes, T, aggregate=aggregate) for f in frames)
+        return lambda: sum(vote_counts_triton(f.points, f.classes, T, GRID, NUM_CLASSES, aggregate=aggregate) for f in frames)
 
     def torch_votes():
         return sum(vote_counts_in_frame(f.points, f.classes, T) for f in frames)
 
     def walk():
-        return sum(free_crossings_triton(o, e) for o, e in rays)
+        return sum(free_crossings_triton(o, e, GRID) for o, e in rays)
 
     t_agg, c_agg = timed(votes(True), args.repeat, dev)
     t_one, c_one = timed(votes(False), args.repeat, dev)

@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ops.frames import scene_keyframes
-from ops.fusion import FusionConfig, SceneFuser, _to_ego, voxel_keys
+from ops.data.keyframes import scene_keyframes
+from ops.evaluation.metrics import Occ3DAccumulator
+from ops.fusion.config import FusionConfig
+from ops.fusion.scene import SceneFuser
+from ops.fusion.vote import vote_counts_in_frame
 from ops.geometry import invert_transform
-from ops.metrics import Occ3DAccumulator
 from ops.occ3d import FREE, GRID, as_occ3d_semantics
 from ops.perception.runner import simulated_perception
 from ops.perception.simulated import noise_model
@@ -40,8 +42,7 @@ def evaluate(nusc, root: Path, scenes, cfg: FusionConfig, preset: str = "perfect
                 T = invert_transform(frames[-1].T_anchor_ego)
                 reached = torch.zeros(GRID.num_voxels, dtype=torch.bool)
                 for f in frames:
-                    keys, _ = voxel_keys(_to_ego(T, f.points))
-                    reached[keys] = True
+                    reached |= vote_counts_in_frame(f.points, f.classes, T).sum(1) > 0
                 sem = np.where(reached.view(GRID.shape).numpy(), gt, FREE).astype(np.uint8)
             else:
                 sem = fuser.label(i).semantics

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.io import save_npz
-from ops.metrics import Occ3DAccumulator
+from ops.evaluation.metrics import Occ3DAccumulator
 from ops.occ3d import FREE, GRID
+from ops.storage.files import save_npz
 
 
 def naive(frames):
@@ -95,7 +95,7 @@ def main():
     n_naive = max(1, args.frames // 10)
     t_naive = timed(naive, frames[:n_naive]) * args.frames / n_naive
     # Reading: the score CLI's loader on compressed Occ3D files.
-    from ops.occ3d_io import score_directories
+    from ops.evaluation.scoring import score_directories
 
     with tempfile.TemporaryDirectory() as tmp:
         for i, (pred, gt, cam, lid) in enumerate(frames):

@@ -21,8 +21,8 @@ import torch
 from ops.perception import ImageBatch
 from ops.perception.grounded_sam import GroundedSAM, phrase_spans
 from ops.perception.hf_depth import HFDepth
-from ops.perception.random_models import depth_model, grounding_dino, sam
 from ops.perception.vocabulary import Vocabulary
+from tests.support.random_models import depth_model, grounding_dino, sam
 
 
 def timed(fn, repeat: int, sync, warm_up: bool = True) -> float:

@@ -28,8 +28,9 @@ def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
 
     from assets.dataset import dataset
     from assets.frames import frames
-    from assets.labels import occ_labels
-    from assets.perception import metric_depth, semantic_maps
+    from assets.metric_depth import metric_depth
+    from assets.occ_labels import occ_labels
+    from assets.semantic_maps import semantic_maps
     from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
@@ -47,8 +48,9 @@ def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
 def direct(root: Path, scene: str) -> float:
     from nuscenes.nuscenes import NuScenes
 
-    from ops.frames import scene_keyframes
-    from ops.fusion import FusionConfig, SceneFuser
+    from ops.data.keyframes import scene_keyframes
+    from ops.fusion.config import FusionConfig
+    from ops.fusion.scene import SceneFuser
     from ops.perception.runner import simulated_perception
 
     nusc = NuScenes("v1.0-mini", str(root), verbose=False)
@@ -66,7 +68,7 @@ def main():
     ap.add_argument("--scenes", default="1,2", help="how many of the dataroot's scenes (sorted by name), one run each")
     args = ap.parse_args()
     root = Path(args.dataroot)
-    from ops.nuscenes_data import open_nuscenes
+    from ops.data.nuscenes import open_nuscenes
 
     names = sorted(s["name"] for s in open_nuscenes(root, "v1.0-mini").scene)
     counts = [int(n) for n in args.scenes.split(",")]

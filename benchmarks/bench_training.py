@@ -5,7 +5,7 @@ same model, same batch (one keyframe of the demo world: 6 cameras).
 
 `3d`: CE + Lovasz against the label volume (ops/model/losses.py). `rendering`: rays through every
 ray-stride-th pixel of every camera, `samples` points each, occupancy and class probabilities composited
-into depth and classes, L1 + CE against the rendered truth's depth and class maps (ops/model/rendering.py).
+into depth and classes, L1 + CE against the rendered truth's depth and class maps (benchmarks/baselines/rendering_loss.py).
 Each variant runs in its own process: the time is the mean of `steps` optimizer steps after `warmup`
 (2) warm-up steps; memory is the peak GPU allocation (GPU) or the process's peak resident set (CPU, which includes
 the Python and library baseline, also printed). preset auto = paper on a GPU, tiny on a CPU.
@@ -29,13 +29,13 @@ def one(args) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from ops.frames import scene_keyframes
+    from benchmarks.baselines.rendering_loss import RenderingLoss
+    from ops.data.keyframes import scene_keyframes
+    from ops.data.nuscenes import open_nuscenes
     from ops.model.config import preset
     from ops.model.data import OccDataset, PseudoLabels
     from ops.model.losses import OccupancyLoss
     from ops.model.network import EasyOcc
-    from ops.model.rendering import RenderingLoss
-    from ops.nuscenes_data import open_nuscenes
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     device = torch.device(args.device)

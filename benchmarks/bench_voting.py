@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 
-from pipelines.settings import default_data_dir
+from pipelines.settings import data_dir
 
 # torch.compile's cache goes to the data dir, like everything else easyocc writes.
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_data_dir() / "torch_compile_cache"))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir() / "torch_compile_cache"))
 
-from ops.fusion import majority, vote_counts_in_frame
+from ops.fusion.vote import majority, vote_counts_in_frame
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import GRID, NUM_CLASSES
 

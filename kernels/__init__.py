@@ -1,1 +1,2 @@
-"""Triton kernels, each with a launcher and a torch twin in ops/ that it must match."""
+"""Triton kernels, each with a launcher and a torch twin in ops/fusion/ that it must match. They import
+nothing of the project: the grid and the class count come in as arguments."""

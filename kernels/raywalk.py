@@ -1,4 +1,4 @@
-"""Triton kernel: free-space ray walk (torch twin: ops.fusion.free_crossings / ops.raycast).
+"""Triton kernel: free-space ray walk (torch twin: ops/fusion/raycast.py, ray_voxel_counts without the end voxel).
 
 Each program takes BLOCK rays (segments origin -> end in the grid frame) and adds one to
 counts[voxel] for every voxel a ray crosses before the voxel it stops in. It enumerates the ray's
@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from ops.occ3d import GRID, OccGrid
 
 
 @triton.jit
@@ -119,15 +117,15 @@ def _raywalk_kernel(
     _walk_axis(counts_ptr, active, end_id, g0x, g0y, g0z, dx, dy, dz, az, bz, g0z, dz, 2, X, Y, Z)
 
 
-def free_crossings_triton(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID,
-                          block: int = 128) -> torch.Tensor:
-    """(V,) int32: rays crossing each voxel before the voxel they stop in. origins, ends: (R, 3) float32."""
+def free_crossings_triton(origins: torch.Tensor, ends: torch.Tensor, grid, block: int = 128) -> torch.Tensor:
+    """(V,) int32: rays crossing each voxel before the voxel they stop in. origins, ends: (R, 3) float32 in the
+    grid's frame; `grid` has `lower` (3 metres), `voxel_size` and `shape` (X, Y, Z)."""
     for name, t in (("origins", origins), ("ends", ends)):
         if t.ndim != 2 or t.shape[1] != 3 or t.dtype != torch.float32:
             raise ValueError(f"{name} must be (R, 3) float32, got {tuple(t.shape)} {t.dtype}")
     if origins.shape != ends.shape:
         raise ValueError(f"origins {tuple(origins.shape)} and ends {tuple(ends.shape)} differ")
-    counts = torch.zeros(grid.num_voxels, dtype=torch.int32, device=origins.device)
+    counts = torch.zeros(grid.shape[0] * grid.shape[1] * grid.shape[2], dtype=torch.int32, device=origins.device)
     n = origins.shape[0]
     if n:
         _raywalk_kernel[(triton.cdiv(n, block),)](

@@ -1,4 +1,4 @@
-"""Triton kernel: fused transform -> voxelise -> vote (torch twin: ops.fusion.vote_counts_in_frame).
+"""Triton kernel: fused transform -> voxelise -> vote (torch twin: ops/fusion/vote.py, vote_counts_in_frame).
 
 Each program takes BLOCK points, moves them into the label's ego frame with a rigid transform,
 finds their voxel and adds votes to counts[voxel, class] with int32 atomics. Points outside the
@@ -19,8 +19,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from ops.occ3d import GRID, NUM_CLASSES, OccGrid
 
 
 @triton.jit
@@ -80,9 +78,10 @@ def _vote_kernel(
         tl.atomic_add(counts_ptr + key, 1, mask=key >= 0)
 
 
-def vote_counts_triton(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid = GRID,
+def vote_counts_triton(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid, num_classes: int,
                        block: int = 1024, aggregate: bool = True) -> torch.Tensor:
-    """(V, 18) int32 votes of points (N, 3) float32 moved by T_ego_src (4x4) into the grid frame.
+    """(V, num_classes) int32 votes of points (N, 3) float32 moved by T_ego_src (4x4) into the grid frame;
+    classes >= num_classes are ignored. `grid` has `lower` (3 metres), `voxel_size` and `shape` (X, Y, Z).
 
     `aggregate`: one atomic per run of equal keys in a block (see the module doc); False issues one
     atomic per point (kept to measure the difference)."""
@@ -90,12 +89,13 @@ def vote_counts_triton(points: torch.Tensor, classes: torch.Tensor, T_ego_src, g
         raise ValueError(f"points must be (N, 3) float32, got {tuple(points.shape)} {points.dtype}")
     if classes.shape != (points.shape[0],) or classes.dtype != torch.uint8:
         raise ValueError(f"classes must be (N,) uint8, got {tuple(classes.shape)} {classes.dtype}")
-    counts = torch.zeros(grid.num_voxels * NUM_CLASSES, dtype=torch.int32, device=points.device)
+    voxels = grid.shape[0] * grid.shape[1] * grid.shape[2]
+    counts = torch.zeros(voxels * num_classes, dtype=torch.int32, device=points.device)
     n = points.shape[0]
     if n:
         R = [float(v) for v in torch.as_tensor(T_ego_src, dtype=torch.float32)[:3, :3].flatten()]
         t = [float(v) for v in torch.as_tensor(T_ego_src, dtype=torch.float32)[:3, 3]]
         _vote_kernel[(triton.cdiv(n, block),)](
             points.contiguous(), classes.contiguous(), counts, n, *R, *t, *map(float, grid.lower),
-            float(grid.voxel_size), *grid.shape, C=NUM_CLASSES, BLOCK=block, AGGREGATE=aggregate)
-    return counts.view(grid.num_voxels, NUM_CLASSES)
+            float(grid.voxel_size), *grid.shape, C=num_classes, BLOCK=block, AGGREGATE=aggregate)
+    return counts.view(voxels, num_classes)

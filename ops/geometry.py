@@ -1,4 +1,4 @@
-"""Rigid transforms in nuScenes conventions.
+"""Rigid transforms in nuScenes conventions, and the checks that a pose or an intrinsic matrix is one.
 
 Poses are 4x4 float64 homogeneous matrices named ``T_<to>_<from>``; quaternions are (w, x, y, z) as
 nuScenes stores them. Camera frame: x right, y down, z forward. Pixel (u, v) of an image has its
@@ -55,11 +55,6 @@ def rot_x(a: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
-def rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
 def make_transform(R=None, t=None) -> np.ndarray:
     T = np.eye(4)
     if R is not None:
@@ -101,3 +96,25 @@ def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     K2[0, 2] = (K[0][2] + 0.5) * sx - 0.5
     K2[1, 2] = (K[1][2] + 0.5) * sy - 0.5
     return K2
+
+
+def check_intrinsics(K, name: str = "") -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    where = f"{name}: " if name else ""
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise ValueError(f"{where}camera_intrinsic must be a finite 3x3 matrix, got {K.tolist()}")
+    if abs(np.linalg.det(K)) < 1e-9 or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"{where}camera_intrinsic is not invertible (focal lengths {K[0, 0]}, {K[1, 1]})")
+    return K
+
+
+def check_rigid(T, field: str, name: str = "") -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    where = f"{name}: " if name else ""
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise ValueError(f"{where}{field} must be a finite 4x4 matrix")
+    R = T[:3, :3]
+    if (np.abs(R.T @ R - np.eye(3)).max() > 1e-5 or abs(np.linalg.det(R) - 1) > 1e-5
+            or np.abs(T[3] - [0, 0, 0, 1]).max() > 1e-9):
+        raise ValueError(f"{where}{field} is not a rigid transform (rotation not orthonormal or last row not 0 0 0 1)")
+    return T

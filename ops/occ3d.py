@@ -1,4 +1,5 @@
-"""The Occ3D-nuScenes grid and class set (ALGORITHM.md, "The grid and classes").
+"""The Occ3D-nuScenes grid, the class ids and names, their colours, and the class sets the method uses
+(docs/conventions.md, "Grid and classes").
 
 Volumes are (200, 200, 16) arrays indexed [x, y, z] in the ego frame of a keyframe's LIDAR_TOP
 sample_data; voxel (i, j, k) has its centre at ``GRID.lower + (ijk + 0.5) * GRID.voxel_size``.
@@ -18,11 +19,16 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES = 18
 FREE = 17
 UNOBSERVED = 255  # our labels only: never written to Occ3D files (those use FREE plus a mask)
+LABELS_FILE = "labels.npz"  # Occ3D's per-frame file: <dir>/<scene name>/<sample token>/labels.npz
 CLASS_ID = {name: i for i, name in enumerate(CLASS_NAMES)}
 
-# Classes that move (ALGORITHM.md step 5): dropped from past keyframes during densification.
-MOVABLE_CLASSES: tuple[int, ...] = tuple(CLASS_ID[n] for n in (
-    "car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "bicycle", "pedestrian"))
+# Classes that move (docs/method.md, "Temporal densification"): dropped from past and future keyframes.
+MOVABLE_CLASSES: tuple[int, ...] = tuple(sorted(CLASS_ID[n] for n in (
+    "car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "bicycle", "pedestrian")))
+
+# Objects (barrier .. truck: countable things) and surfaces (driveable_surface .. vegetation). `others` is neither.
+OBJECT_CLASSES: tuple[int, ...] = tuple(range(CLASS_ID["barrier"], CLASS_ID["truck"] + 1))
+SURFACE_CLASSES: tuple[int, ...] = tuple(range(CLASS_ID["driveable_surface"], CLASS_ID["vegetation"] + 1))
 
 # mIoU-15 leaves out `others` and `other_flat` (OccNeRF / GaussianOcc convention).
 MIOU15_CLASSES: tuple[int, ...] = tuple(c for c in range(17) if c not in (CLASS_ID["others"], CLASS_ID["other_flat"]))
@@ -77,12 +83,16 @@ def as_occ3d_semantics(semantics: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(semantics) == UNOBSERVED, FREE, semantics).astype(np.uint8)
 
 
-def check_volume(name: str, volume: np.ndarray, dtype=np.uint8, shape=GRID.shape, where: str = "") -> None:
-    """Raise ValueError naming `name` (and `where`, e.g. a file) unless `volume` has the shape and dtype."""
-    loc = f" in {where}" if where else ""
-    if not isinstance(volume, np.ndarray):
-        raise ValueError(f"{name}{loc}: expected a numpy array, got {type(volume).__name__}")
-    if volume.shape != tuple(shape):
-        raise ValueError(f"{name}{loc}: expected shape {tuple(shape)}, got {volume.shape}")
-    if volume.dtype != np.dtype(dtype):
-        raise ValueError(f"{name}{loc}: expected dtype {np.dtype(dtype)}, got {volume.dtype}")
+def label_problems(semantics: np.ndarray, mask_camera: np.ndarray) -> list[str]:
+    """What is wrong with one of our labels (empty when nothing): it must be (200, 200, 16) uint8 with
+    classes 0-17 or 255, with a bool camera mask of the same shape, and hold at least one occupied voxel."""
+    if (semantics.shape != GRID.shape or semantics.dtype != np.uint8 or mask_camera.shape != GRID.shape
+            or mask_camera.dtype != bool):
+        return [f"semantics {semantics.shape} {semantics.dtype}, mask {mask_camera.shape} {mask_camera.dtype}"]
+    problems = []
+    bad = np.setdiff1d(np.unique(semantics), np.r_[np.arange(FREE + 1), UNOBSERVED])
+    if bad.size:
+        problems.append(f"class ids {bad.tolist()}")
+    if not ((semantics != FREE) & (semantics != UNOBSERVED)).any():
+        problems.append("no occupied voxel")
+    return problems

@@ -1,1 +1,3 @@
-"""The Dagster code location: definitions, resources, settings, and the easyocc command line."""
+"""The Dagster code location: the Definitions, jobs and schedules, resources, the run configs generated
+from the ops' config dataclasses, the value store between assets, the settings read from the
+environment, and the easyocc command line."""

@@ -14,7 +14,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from pipelines.settings import default_data_dir
+from pipelines.settings import demo_world_root
 
 
 def _split_scenes(split: str) -> list[str]:
@@ -27,8 +27,8 @@ def _split_scenes(split: str) -> list[str]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from ops.metrics import format_table
-    from ops.occ3d_io import score_directories
+    from ops.evaluation.scoring import score_directories
+    from ops.evaluation.tables import format_table
 
     scenes = None
     if args.split and args.scenes:
@@ -71,7 +71,7 @@ def cmd_demo_world(args: argparse.Namespace) -> int:
 
     overrides = {f.name: getattr(args, f.name) for f in fields(DemoWorldConfig) if getattr(args, f.name, None) is not None}
     cfg = DemoWorldConfig(**overrides)
-    root = Path(args.dataroot) if args.dataroot else default_data_dir() / "demo_world"
+    root = Path(args.dataroot) if args.dataroot else demo_world_root()
     info = generate_demo_world(root, cfg, force=args.force, log=lambda m: print(m, flush=True))
     print(json.dumps({k: info[k] for k in ("scenes", "samples", "files", "bytes")}, indent=1))
     return 0
@@ -93,40 +93,62 @@ def _options(pairs: list[str] | None) -> dict:
 
 def cmd_perceive(args: argparse.Namespace) -> int:
     """Run a segmenter and a depth backend over a scene's camera images; write maps and previews."""
-    import numpy as np
+    from ops.data.keyframes import scene_keyframes
+    from ops.data.nuscenes import open_nuscenes
+    from ops.perception.serving import BackendSpec
 
-    from ops.frames import scene_keyframes
-    from ops.io import save_npz, write_bytes_atomic
-    from ops.nuscenes_data import open_nuscenes
-    from ops.perception.serving import BackendSpec, PerceptionActor, RaySettings, run_perception
-    from ops.perception.simulated import load_truth, truth_file
-    from ops.pictures import class_map_image, depth_image, png_bytes, side_by_side
-
-    root = Path(args.dataroot) if args.dataroot else default_data_dir() / "demo_world"
-    nusc = open_nuscenes(root, args.version)
-    kfs = scene_keyframes(nusc, args.scene)
+    root = Path(args.dataroot) if args.dataroot else demo_world_root()
+    kfs = scene_keyframes(open_nuscenes(root, args.version), args.scene)
     start, _, stop = args.keyframes.partition(":")
     kfs = kfs[int(start or 0): int(stop) if stop else None]
     images = [im for kf in kfs for im in kf.images]
     seg = BackendSpec(args.segmenter, _options(args.seg_opt))
     dep = BackendSpec(args.depth, _options(args.depth_opt))
     t0 = time.perf_counter()
-    if args.ray:
-        results = run_perception(root, images, seg, dep, RaySettings(batch_size=args.batch_size))
-    else:
-        actor = PerceptionActor(str(root), seg, dep)
-        results = {}
-        for i in range(0, len(images), args.batch_size):
-            part = images[i:i + args.batch_size]
-            rows = actor({"name": [im.filename for im in part], "height": [im.height for im in part],
-                          "width": [im.width for im in part], "K": [im.K.reshape(9) for im in part]})
-            for j, name in enumerate(rows["name"]):
-                if rows["error"][j]:
-                    raise ValueError(f"{name}: {rows['error'][j]}")
-                results[name] = {k: rows[k][j] for k in ("semantics", "depth")}
-            print(f"{min(i + args.batch_size, len(images))}/{len(images)} images", flush=True)
+    results = _perceive_on_ray(root, images, seg, dep, args) if args.ray else _perceive_here(root, images, seg, dep, args)
     seconds = time.perf_counter() - t0
-    out = Path(args.out)
+    acc, absrel = _write_maps(root, images, results, Path(args.out))
+    print(f"{len(images)} images of {args.scene} in {seconds:.1f} s ({len(images) / max(seconds, 1e-9):.2f} images/s); "
+          f"maps and previews in {args.out}")
+    if acc:
+        import numpy as np
+
+        print(f"against the per-image truth: class accuracy {100 * np.mean(acc):.1f} %, depth AbsRel {np.nanmean(absrel):.3f}")
+    return 0
+
+
+def _perceive_on_ray(root, images, seg, dep, args) -> dict:
+    from ops.perception.serving import RaySettings, run_perception
+
+    return run_perception(root, images, seg, dep, RaySettings(batch_size=args.batch_size))
+
+
+def _perceive_here(root, images, seg, dep, args) -> dict:
+    """In this process, batch by batch (the same actor class Ray serves with)."""
+    from ops.perception.serving import PerceptionActor
+
+    actor = PerceptionActor(str(root), seg, dep)
+    results = {}
+    for i in range(0, len(images), args.batch_size):
+        part = images[i:i + args.batch_size]
+        rows = actor({"name": [im.filename for im in part], "height": [im.height for im in part],
+                      "width": [im.width for im in part], "K": [im.K.reshape(9) for im in part]})
+        for j, name in enumerate(rows["name"]):
+            if rows["error"][j]:
+                raise ValueError(f"{name}: {rows['error'][j]}")
+            results[name] = {k: rows[k][j] for k in ("semantics", "depth")}
+        print(f"{min(i + args.batch_size, len(images))}/{len(images)} images", flush=True)
+    return results
+
+
+def _write_maps(root: Path, images, results: dict, out: Path) -> tuple[list, list]:
+    """<out>/<image path>.npz and .png per image; (class accuracy, depth AbsRel) per image with a truth file."""
+    import numpy as np
+
+    from ops.data.truth import load_truth, truth_file
+    from ops.report import class_map_image, depth_image, png_bytes, side_by_side
+    from ops.storage.files import save_npz, write_bytes_atomic
+
     acc, absrel = [], []
     for im in images:
         r = results[im.filename]
@@ -139,11 +161,7 @@ def cmd_perceive(args: argparse.Namespace) -> int:
             acc.append(float((r["semantics"] == ts).mean()))
             ok = (td > 0) & (r["depth"] > 0)
             absrel.append(float(np.mean(np.abs(r["depth"][ok] / td[ok] - 1))) if ok.any() else float("nan"))
-    print(f"{len(images)} images of {args.scene} in {seconds:.1f} s ({len(images) / max(seconds, 1e-9):.2f} images/s); "
-          f"maps and previews in {out}")
-    if acc:
-        print(f"against the per-image truth: class accuracy {100 * np.mean(acc):.1f} %, depth AbsRel {np.nanmean(absrel):.3f}")
-    return 0
+    return acc, absrel
 
 
 def build_parser() -> argparse.ArgumentParser:

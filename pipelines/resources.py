@@ -1,29 +1,14 @@
-"""Resources: what differs between machines. Values come from environment variables (dagster.EnvVar);
-an unset or empty variable means the built-in default.
-
-    EASYOCC_DATA_DIR   where everything easyocc writes goes (default: data/ in the repository)
-    EASYOCC_DATAROOT   a nuScenes dataroot to read (default: the demo world, generated under the data dir)
-    EASYOCC_VERSION    its table version, e.g. v1.0-mini or v1.0-trainval (default v1.0-mini)
-    EASYOCC_SEGMENTER  segmentation backend by registry name (default: simulated, the demo world's)
-    EASYOCC_DEPTH      depth backend by registry name (default: simulated)
-    EASYOCC_SEGMENTER_OPTIONS / EASYOCC_DEPTH_OPTIONS   the backend's options as JSON, e.g.
-                       '{"detector": "/models/grounding-dino-base", "box_threshold": 0.3}'
-    RAY_ADDRESS        Ray's own: a cluster to join (default: a local Ray started by the pipeline)
+"""Resources: what differs between machines. Their values come from the environment variables listed in
+`pipelines/settings.py` (set ones through `dagster.EnvVar`, resolved when a run starts); an unset or
+empty variable means the built-in default.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
-from pipelines.settings import DEMO_VERSION, default_data_dir
-
-ENV_VARS = ("EASYOCC_DATA_DIR", "EASYOCC_DATAROOT", "EASYOCC_VERSION", "EASYOCC_SEGMENTER", "EASYOCC_DEPTH",
-            "EASYOCC_SEGMENTER_OPTIONS", "EASYOCC_DEPTH_OPTIONS", "RAY_ADDRESS")
-for _name in ENV_VARS:
-    # An EnvVar that is unset fails config resolution; empty means "use the default" here.
-    os.environ.setdefault(_name, "")
+from pipelines import settings
 
 
 class DatasetResource(dg.ConfigurableResource):
@@ -45,14 +30,11 @@ class DatasetResource(dg.ConfigurableResource):
     def is_demo(self) -> bool:
         return not self.dataroot
 
-    def data_path(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else default_data_dir()
-
     def root(self) -> Path:
-        return Path(self.dataroot) if self.dataroot else self.data_path() / "demo_world"
+        return Path(self.dataroot) if self.dataroot else settings.demo_world_root(self.data_dir)
 
     def table_version(self) -> str:
-        return self.version or DEMO_VERSION
+        return self.version or settings.DEMO_VERSION
 
     def gts_dir(self) -> Path:
         return self.root() / self.gts_subdir
@@ -73,20 +55,20 @@ class PerceptionResource(dg.ConfigurableResource):
     depth_options: str = ""       # EASYOCC_DEPTH_OPTIONS
     batch_size: int = 6           # images per backend call
 
-    def spec(self, which: str):
-        """The BackendSpec of 'segmenter' or 'depth'."""
+    def spec(self, role: str):
+        """The BackendSpec of role "segmenter" or "depth"."""
         import json
 
         from ops.perception.serving import BackendSpec
 
-        name = getattr(self, which) or "simulated"
-        raw = getattr(self, f"{which}_options")
+        name = getattr(self, role) or "simulated"
+        raw = getattr(self, f"{role}_options")
         try:
             options = json.loads(raw) if raw else {}
         except json.JSONDecodeError as exc:
-            raise ValueError(f"perception {which}_options is not valid JSON ({exc}): {raw!r}") from exc
+            raise ValueError(f"perception {role}_options is not valid JSON ({exc}): {raw!r}") from exc
         if not isinstance(options, dict):
-            raise ValueError(f"perception {which}_options must be a JSON object, got {raw!r}")
+            raise ValueError(f"perception {role}_options must be a JSON object, got {raw!r}")
         return BackendSpec(name, options)   # the serving layer gives `simulated` its dataroot
 
 
@@ -99,7 +81,14 @@ class RayResource(dg.ConfigurableResource):
     cpus_per_actor: float = 1.0
     local_cpus: int = 0           # CPUs of a local Ray; 0 = all
 
+    def connect(self):
+        """The ray module, connected (a local Ray is started once per process)."""
+        from ops.runtime import ensure_ray
+
+        return ensure_ray(self.address or None, self.local_cpus or None)
+
     def settings(self, batch_size: int):
+        """How perception is served on this Ray."""
         from ops.perception.serving import RaySettings
 
         return RaySettings(address=self.address or None, num_actors=self.num_actors or None,
@@ -108,16 +97,16 @@ class RayResource(dg.ConfigurableResource):
 
 
 class StorageResource(dg.ConfigurableResource):
-    """The Zarr store of per-scene results, and the model checkpoints beside it."""
+    """The Zarr store of per-scene results, and the model checkpoints and exports beside it."""
 
     data_dir: str = ""            # EASYOCC_DATA_DIR; empty = data/ in the repository
     zarr_path: str = ""           # empty = <data dir>/easyocc.zarr
 
     def base(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else default_data_dir()
+        return settings.data_dir(self.data_dir)
 
     def store(self):
-        from ops.store import SceneStore
+        from ops.storage.scene_store import SceneStore
 
         return SceneStore(self.zarr_path or self.base() / "easyocc.zarr")
 
@@ -125,15 +114,26 @@ class StorageResource(dg.ConfigurableResource):
         """Model checkpoints: <data dir>/models/<run>/step-*.pt."""
         return self.base() / "models"
 
+    def export_dir(self) -> Path:
+        """The labels in the Occ3D layout: <store's folder>/occ3d_export/gts."""
+        return Path(self.store().path).parent / "occ3d_export" / "gts"
+
+
+def _from_env(name: str):
+    """A set variable as an EnvVar (Dagster resolves it when a run starts); an unset one as "" (the default)."""
+    return dg.EnvVar(name) if settings.is_set(name) else ""
+
 
 def default_resources() -> dict:
+    from pipelines.io_manager import JsonIOManager
+
     return {
-        "nuscenes": DatasetResource(data_dir=dg.EnvVar("EASYOCC_DATA_DIR"), dataroot=dg.EnvVar("EASYOCC_DATAROOT"),
-                                   version=dg.EnvVar("EASYOCC_VERSION")),
-        "perception": PerceptionResource(segmenter=dg.EnvVar("EASYOCC_SEGMENTER"), depth=dg.EnvVar("EASYOCC_DEPTH"),
-                                         segmenter_options=dg.EnvVar("EASYOCC_SEGMENTER_OPTIONS"),
-                                         depth_options=dg.EnvVar("EASYOCC_DEPTH_OPTIONS")),
-        "ray": RayResource(address=dg.EnvVar("RAY_ADDRESS")),
-        "storage": StorageResource(data_dir=dg.EnvVar("EASYOCC_DATA_DIR")),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(default_data_dir() / "dagster_storage")),
+        "nuscenes": DatasetResource(data_dir=_from_env("EASYOCC_DATA_DIR"), dataroot=_from_env("EASYOCC_DATAROOT"),
+                                   version=_from_env("EASYOCC_VERSION")),
+        "perception": PerceptionResource(segmenter=_from_env("EASYOCC_SEGMENTER"), depth=_from_env("EASYOCC_DEPTH"),
+                                         segmenter_options=_from_env("EASYOCC_SEGMENTER_OPTIONS"),
+                                         depth_options=_from_env("EASYOCC_DEPTH_OPTIONS")),
+        "ray": RayResource(address=_from_env("RAY_ADDRESS")),
+        "storage": StorageResource(data_dir=_from_env("EASYOCC_DATA_DIR")),
+        "io_manager": JsonIOManager(data_dir=_from_env("EASYOCC_DATA_DIR")),
     }

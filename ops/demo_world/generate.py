@@ -33,7 +33,8 @@ from ops.demo_world import layout as L
 from ops.demo_world.groundtruth import semantics_volume, visibility_mask
 from ops.demo_world.render import CAMERA_RIG, CAMERAS, Camera, camera_rig, lidar_extrinsics, render_camera, scan_lidar
 from ops.geometry import make_transform, matrix_to_quaternion, rot_z
-from ops.io import npz_bytes, write_bytes_atomic
+from ops.occ3d import LABELS_FILE
+from ops.storage.files import npz_bytes, write_bytes_atomic
 
 MARKER = "easyocc_demo.json"
 GENERATOR_VERSION = 1
@@ -118,109 +119,135 @@ def _camera_offsets(rng: np.random.Generator) -> dict[str, float]:
 
 def generate_scene(cfg: DemoWorldConfig, index: int, dataroot: str | os.PathLike) -> SceneResult:
     """Render and write one scene's files; return its table rows (merged by generate_demo_world)."""
-    root = Path(dataroot)
-    name, split = scene_plan(cfg)[index]
-    rng = np.random.default_rng([cfg.seed, index])
-    duration = (cfg.keyframes - 1) * KEYFRAME_INTERVAL_S
-    world = L.build_world(rng, (-55.0, cfg.ego_speed * duration + 55.0), cfg.ego_speed)
-    theta = rng.uniform(0, 2 * np.pi)
-    T_global_local = make_transform(rot_z(theta), (rng.uniform(300, 2500), rng.uniform(300, 2500), 0.0))
-    location = LOCATIONS[int(rng.integers(len(LOCATIONS)))]
-    day, minute = int(rng.integers(1, 28)), int(rng.integers(0, 60))
-    logname = f"n015-2018-07-{day:02d}-11-{minute:02d}-{index % 60:02d}+0800"
-    t0_us = 1532400000000000 + index * 3_600_000_000 + int(rng.integers(0, 10**9))
-    lidar_jitter = rng.uniform(-0.005, 0.005, cfg.keyframes)
-    offsets = _camera_offsets(rng)
-    rig = camera_rig(cfg.image_width, cfg.image_height)
-    T_ego_lidar = lidar_extrinsics()
+    scene = _SceneWriter(cfg, index, Path(dataroot))
+    for k in range(cfg.keyframes):
+        scene.keyframe(k)
+    return scene.finish()
 
-    res = SceneResult(tables={k: [] for k in ("log", "map", "scene", "sample", "sample_data", "ego_pose",
-                                               "calibrated_sensor", "instance", "sample_annotation")})
-    tab = res.tables
-    log_token = _token(cfg.seed, index, "log")
-    tab["log"].append({"token": log_token, "logfile": logname, "vehicle": "n015", "date_captured": f"2018-07-{day:02d}",
-                       "location": location})
-    calib = {}
-    for ch in CAMERAS + ("LIDAR_TOP",):
-        T = rig[ch].T_ego_cam if ch != "LIDAR_TOP" else T_ego_lidar
-        calib[ch] = _token(cfg.seed, index, "calib", ch)
-        tab["calibrated_sensor"].append({
-            "token": calib[ch], "sensor_token": _token("sensor", ch),
-            "translation": T[:3, 3].tolist(), "rotation": matrix_to_quaternion(T[:3, :3]).tolist(),
-            "camera_intrinsic": rig[ch].K.tolist() if ch != "LIDAR_TOP" else []})
 
-    def write(rel: str, data: bytes) -> None:
-        write_bytes_atomic(root / rel, data)
-        res.files += 1
-        res.bytes += len(data)
+class _SceneWriter:
+    """One scene being generated: its world, poses, table rows and files. Every random draw happens in
+    a fixed order (the constructor, then keyframe by keyframe), so the same config gives the same bytes."""
 
-    def T_local_ego_at(t: float) -> np.ndarray:
-        x, y, yaw = world.ego.pose_at(t)
+    def __init__(self, cfg: DemoWorldConfig, index: int, root: Path):
+        self.cfg, self.index, self.root = cfg, index, root
+        self.name, self.split = scene_plan(cfg)[index]
+        rng = np.random.default_rng([cfg.seed, index])
+        duration = (cfg.keyframes - 1) * KEYFRAME_INTERVAL_S
+        self.world = L.build_world(rng, (-55.0, cfg.ego_speed * duration + 55.0), cfg.ego_speed)
+        self.theta = rng.uniform(0, 2 * np.pi)
+        self.T_global_local = make_transform(rot_z(self.theta), (rng.uniform(300, 2500), rng.uniform(300, 2500), 0.0))
+        location = LOCATIONS[int(rng.integers(len(LOCATIONS)))]
+        day, minute = int(rng.integers(1, 28)), int(rng.integers(0, 60))
+        self.logname = f"n015-2018-07-{day:02d}-11-{minute:02d}-{index % 60:02d}+0800"
+        self.t0_us = 1532400000000000 + index * 3_600_000_000 + int(rng.integers(0, 10**9))
+        lidar_jitter = rng.uniform(-0.005, 0.005, cfg.keyframes)
+        self.offsets = _camera_offsets(rng)
+        self.rig = camera_rig(cfg.image_width, cfg.image_height)
+        self.T_ego_lidar = lidar_extrinsics()
+        self.res = SceneResult(tables={k: [] for k in ("log", "map", "scene", "sample", "sample_data", "ego_pose",
+                                                        "calibrated_sensor", "instance", "sample_annotation")})
+        self.log_token = self.token("log")
+        self.res.tables["log"].append({"token": self.log_token, "logfile": self.logname, "vehicle": "n015",
+                                       "date_captured": f"2018-07-{day:02d}", "location": location})
+        self.calib = self._calibrated_sensors()
+        self.sample_tokens = [self.token("sample", k) for k in range(cfg.keyframes)]
+        self.lidar_times = [k * KEYFRAME_INTERVAL_S + lidar_jitter[k] for k in range(cfg.keyframes)]
+        self.prev_sd: dict[str, str] = {}
+        self.sd_rows: dict[str, dict] = {}
+        self.ann_by_inst: dict[int, list[dict]] = {}
+
+    def token(self, *parts) -> str:
+        return _token(self.cfg.seed, self.index, *parts)
+
+    def write(self, rel: str, data: bytes) -> None:
+        write_bytes_atomic(self.root / rel, data)
+        self.res.files += 1
+        self.res.bytes += len(data)
+
+    def T_local_ego_at(self, t: float) -> np.ndarray:
+        x, y, yaw = self.world.ego.pose_at(t)
         return make_transform(rot_z(yaw), (x, y, 0.0))
 
-    sample_tokens = [_token(cfg.seed, index, "sample", k) for k in range(cfg.keyframes)]
-    prev_sd: dict[str, str] = {}
-    sd_rows: dict[str, dict] = {}
-    ann_by_inst: dict[int, list[dict]] = {}
-    lidar_times = [k * KEYFRAME_INTERVAL_S + lidar_jitter[k] for k in range(cfg.keyframes)]
-    for k in range(cfg.keyframes):
-        t_k = lidar_times[k]
-        ts_k = t0_us + int(round(t_k * 1e6))
-        sample_tok = sample_tokens[k]
-        tab["sample"].append({"token": sample_tok, "timestamp": ts_k, "scene_token": _token(cfg.seed, index, "scene"),
-                              "prev": sample_tokens[k - 1] if k else "",
-                              "next": sample_tokens[k + 1] if k + 1 < cfg.keyframes else ""})
-        solids_k = world.solids_at(t_k)
-        ego_k = world.ego.pose_at(t_k)
+    def _calibrated_sensors(self) -> dict[str, str]:
+        calib = {}
+        for ch in CAMERAS + ("LIDAR_TOP",):
+            T = self.rig[ch].T_ego_cam if ch != "LIDAR_TOP" else self.T_ego_lidar
+            calib[ch] = self.token("calib", ch)
+            self.res.tables["calibrated_sensor"].append({
+                "token": calib[ch], "sensor_token": _token("sensor", ch),
+                "translation": T[:3, 3].tolist(), "rotation": matrix_to_quaternion(T[:3, :3]).tolist(),
+                "camera_intrinsic": self.rig[ch].K.tolist() if ch != "LIDAR_TOP" else []})
+        return calib
 
-        def add_sample_data(ch: str, ts: int, T_local_ego: np.ndarray, rel: str, fmt: str, h: int, w: int) -> None:
-            tok = _token(cfg.seed, index, "sd", ch, k)
-            pose_tok = _token(cfg.seed, index, "pose", ch, k)
-            tab["ego_pose"].append(_pose_record(pose_tok, ts, T_global_local @ T_local_ego))
-            row = {"token": tok, "sample_token": sample_tok, "ego_pose_token": pose_tok,
-                   "calibrated_sensor_token": calib[ch], "timestamp": ts, "fileformat": fmt, "is_key_frame": True,
-                   "height": h, "width": w, "filename": rel, "prev": prev_sd.get(ch, ""), "next": ""}
-            if ch in prev_sd:
-                sd_rows[prev_sd[ch]]["next"] = tok
-            prev_sd[ch] = tok
-            sd_rows[tok] = row
-            tab["sample_data"].append(row)
+    def add_sample_data(self, k: int, ch: str, ts: int, T_local_ego: np.ndarray, rel: str, fmt: str, h: int, w: int) -> None:
+        tok, pose_tok = self.token("sd", ch, k), self.token("pose", ch, k)
+        self.res.tables["ego_pose"].append(_pose_record(pose_tok, ts, self.T_global_local @ T_local_ego))
+        row = {"token": tok, "sample_token": self.sample_tokens[k], "ego_pose_token": pose_tok,
+               "calibrated_sensor_token": self.calib[ch], "timestamp": ts, "fileformat": fmt, "is_key_frame": True,
+               "height": h, "width": w, "filename": rel, "prev": self.prev_sd.get(ch, ""), "next": ""}
+        if ch in self.prev_sd:
+            self.sd_rows[self.prev_sd[ch]]["next"] = tok
+        self.prev_sd[ch] = tok
+        self.sd_rows[tok] = row
+        self.res.tables["sample_data"].append(row)
 
+    def keyframe(self, k: int) -> None:
+        """Keyframe k: its sample, the lidar sweep, the six cameras, the Occ3D truth and the 3D boxes."""
+        cfg, t_k = self.cfg, self.lidar_times[k]
+        ts_k = self.t0_us + int(round(t_k * 1e6))
+        self.res.tables["sample"].append({
+            "token": self.sample_tokens[k], "timestamp": ts_k, "scene_token": self.token("scene"),
+            "prev": self.sample_tokens[k - 1] if k else "",
+            "next": self.sample_tokens[k + 1] if k + 1 < cfg.keyframes else ""})
+        solids_k = self.world.solids_at(t_k)
+        ego_k = self.world.ego.pose_at(t_k)
         # LIDAR_TOP at the keyframe time.
-        T_le_k = T_local_ego_at(t_k)
-        scan = scan_lidar(world, solids_k, T_le_k @ T_ego_lidar, cfg.lidar_azimuth_steps)
-        rel = f"samples/LIDAR_TOP/{logname}__LIDAR_TOP__{ts_k}.pcd.bin"
-        write(rel, scan.points.tobytes())
-        add_sample_data("LIDAR_TOP", ts_k, T_le_k, rel, "pcd", 0, 0)
+        T_le_k = self.T_local_ego_at(t_k)
+        scan = scan_lidar(self.world, solids_k, T_le_k @ self.T_ego_lidar, cfg.lidar_azimuth_steps)
+        rel = f"samples/LIDAR_TOP/{self.logname}__LIDAR_TOP__{ts_k}.pcd.bin"
+        self.write(rel, scan.points.tobytes())
+        self.add_sample_data(k, "LIDAR_TOP", ts_k, T_le_k, rel, "pcd", 0, 0)
+        cam_o, cam_e = self._cameras(k, t_k)
+        self._truth(k, solids_k, ego_k, scan, cam_o, cam_e)
+        self._annotations(k, t_k, ego_k, scan)
 
-        # Cameras, each at its own time and ego pose.
+    def _cameras(self, k: int, t_k: float) -> tuple[list, list]:
+        """Each camera at its own time and ego pose: the JPEG, its truth file; returns the rays' origins and ends."""
         cam_o, cam_e = [], []
         for ch in CAMERAS:
-            t_c = t_k + offsets[ch]
-            ts_c = t0_us + int(round(t_c * 1e6))
-            T_le_c = T_local_ego_at(t_c)
-            cam: Camera = rig[ch]
-            r = render_camera(world, world.solids_at(t_c), cam, T_le_c @ cam.T_ego_cam)
-            base = f"samples/{ch}/{logname}__{ch}__{ts_c}"
-            write(base + ".jpg", _jpeg(r.rgb, cfg.jpeg_quality))
-            write(f"truth/{base}.npz", npz_bytes(depth=r.depth, semantics=r.semantics, instance=r.instance))
-            add_sample_data(ch, ts_c, T_le_c, base + ".jpg", "jpg", cam.height, cam.width)
+            t_c = t_k + self.offsets[ch]
+            ts_c = self.t0_us + int(round(t_c * 1e6))
+            T_le_c = self.T_local_ego_at(t_c)
+            cam: Camera = self.rig[ch]
+            r = render_camera(self.world, self.world.solids_at(t_c), cam, T_le_c @ cam.T_ego_cam)
+            base = f"samples/{ch}/{self.logname}__{ch}__{ts_c}"
+            self.write(base + ".jpg", _jpeg(r.rgb, self.cfg.jpeg_quality))
+            self.write(f"truth/{base}.npz", npz_bytes(depth=r.depth, semantics=r.semantics, instance=r.instance))
+            self.add_sample_data(k, ch, ts_c, T_le_c, base + ".jpg", "jpg", cam.height, cam.width)
             cam_o.append(np.broadcast_to(r.origin, r.ends.shape))
             cam_e.append(r.ends)
+        return cam_o, cam_e
 
-        # Occ3D truth in the ego frame at the lidar time.
-        semantics = semantics_volume(world, solids_k.moved_to_frame(*ego_k), ego_k)
+    def _truth(self, k: int, solids_k, ego_k, scan, cam_o: list, cam_e: list) -> None:
+        """Occ3D truth in the ego frame at the lidar time: semantics, and the camera and lidar masks."""
+        cfg = self.cfg
+        semantics = semantics_volume(self.world, solids_k.moved_to_frame(*ego_k), ego_k)
         mask_camera = visibility_mask(np.concatenate(cam_o), np.concatenate(cam_e), ego_k)
         lid_o, lid_e = [np.broadcast_to(scan.origin, scan.hits_local.shape)], [scan.hits_local]
         for j in _mask_view_keyframes(k, cfg.keyframes, cfg.lidar_mask_views):
-            view = scan_lidar(world, solids_k, T_local_ego_at(lidar_times[j]) @ T_ego_lidar, cfg.lidar_azimuth_steps)
+            view = scan_lidar(self.world, solids_k, self.T_local_ego_at(self.lidar_times[j]) @ self.T_ego_lidar,
+                              cfg.lidar_azimuth_steps)
             lid_o.append(np.broadcast_to(view.origin, view.hits_local.shape))
             lid_e.append(view.hits_local)
         mask_lidar = visibility_mask(np.concatenate(lid_o), np.concatenate(lid_e), ego_k)
-        write(f"gts/{name}/{sample_tok}/labels.npz",
-              npz_bytes(semantics=semantics, mask_lidar=mask_lidar.astype(np.uint8), mask_camera=mask_camera.astype(np.uint8)))
+        self.write(f"gts/{self.name}/{self.sample_tokens[k]}/{LABELS_FILE}",
+                   npz_bytes(semantics=semantics, mask_lidar=mask_lidar.astype(np.uint8),
+                             mask_camera=mask_camera.astype(np.uint8)))
 
-        # 3D boxes of the annotated objects within 60 m.
+    def _annotations(self, k: int, t_k: float, ego_k, scan) -> None:
+        """3D boxes of the annotated objects within 60 m of the ego car."""
+        world = self.world
         lidar_counts = np.bincount(scan.instance, minlength=max(world.instance_class) + 1)
         boxes = [(b.inst, b.cls, b.centre, b.size_wlh, b.yaw) for b in world.static_boxes]
         for a in world.agents:
@@ -229,34 +256,38 @@ def generate_scene(cfg: DemoWorldConfig, index: int, dataroot: str | os.PathLike
         for inst, cls, centre, size, yaw in boxes:
             if np.hypot(centre[0] - ego_k[0], centre[1] - ego_k[1]) > 60:
                 continue
-            p = T_global_local @ np.array([*centre, 1.0])
+            p = self.T_global_local @ np.array([*centre, 1.0])
             n_pts = int(lidar_counts[inst])
             moving = any(a.inst == inst for a in world.agents)
-            ann_by_inst.setdefault(inst, []).append({
-                "token": _token(cfg.seed, index, "ann", inst, k), "sample_token": sample_tok,
-                "instance_token": _token(cfg.seed, index, "inst", inst), "translation": p[:3].tolist(),
-                "size": list(map(float, size)), "rotation": _yaw_quaternion(theta + yaw),
+            self.ann_by_inst.setdefault(inst, []).append({
+                "token": self.token("ann", inst, k), "sample_token": self.sample_tokens[k],
+                "instance_token": self.token("inst", inst), "translation": p[:3].tolist(),
+                "size": list(map(float, size)), "rotation": _yaw_quaternion(self.theta + yaw),
                 "num_lidar_pts": n_pts, "num_radar_pts": 0, "visibility_token": "4" if n_pts else "1",
                 "attribute_tokens": [_token("attribute", _attribute(cls, moving))] if _attribute(cls, moving) else [],
                 "prev": "", "next": ""})
 
-    for inst, anns in sorted(ann_by_inst.items()):
-        for a, b in zip(anns, anns[1:]):
-            a["next"], b["prev"] = b["token"], a["token"]
-        tab["sample_annotation"] += anns
-        tab["instance"].append({"token": anns[0]["instance_token"],
-                                "category_token": _token("category", L.CATEGORY[world.instance_class[inst]]),
-                                "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
-                                "last_annotation_token": anns[-1]["token"]})
-    tab["scene"].append({"token": _token(cfg.seed, index, "scene"), "log_token": log_token, "nbr_samples": cfg.keyframes,
-                         "first_sample_token": sample_tokens[0], "last_sample_token": sample_tokens[-1], "name": name,
-                         "description": f"easyocc demo world ({split}), seed {cfg.seed}: generated street, "
-                                        f"parked and moving vehicles, cyclists, pedestrians"})
-    map_tok = _token(cfg.seed, index, "map")
-    write(f"maps/{map_tok}.png", _blank_png())
-    tab["map"].append({"token": map_tok, "log_tokens": [log_token], "category": "semantic_prior",
-                       "filename": f"maps/{map_tok}.png"})
-    return res
+    def finish(self) -> SceneResult:
+        """Chain the annotations per instance, add the scene, instance and map rows."""
+        tab = self.res.tables
+        for inst, anns in sorted(self.ann_by_inst.items()):
+            for a, b in zip(anns, anns[1:]):
+                a["next"], b["prev"] = b["token"], a["token"]
+            tab["sample_annotation"] += anns
+            tab["instance"].append({"token": anns[0]["instance_token"],
+                                    "category_token": _token("category", L.CATEGORY[self.world.instance_class[inst]]),
+                                    "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
+                                    "last_annotation_token": anns[-1]["token"]})
+        tab["scene"].append({"token": self.token("scene"), "log_token": self.log_token, "nbr_samples": self.cfg.keyframes,
+                             "first_sample_token": self.sample_tokens[0], "last_sample_token": self.sample_tokens[-1],
+                             "name": self.name,
+                             "description": f"easyocc demo world ({self.split}), seed {self.cfg.seed}: generated street, "
+                                            f"parked and moving vehicles, cyclists, pedestrians"})
+        map_tok = self.token("map")
+        self.write(f"maps/{map_tok}.png", _blank_png())
+        tab["map"].append({"token": map_tok, "log_tokens": [self.log_token], "category": "semantic_prior",
+                           "filename": f"maps/{map_tok}.png"})
+        return self.res
 
 
 def _mask_view_keyframes(k: int, n: int, views: int) -> list[int]:

@@ -15,8 +15,8 @@ import torch
 
 from ops.demo_world.layout import World
 from ops.demo_world.solids import OVERLAP_FUNCS, Solids, part_aabb
+from ops.fusion.raycast import crossed_mask
 from ops.occ3d import FREE, GRID, OccGrid
-from ops.raycast import crossed_mask
 
 GROUND_THICKNESS = 0.1
 

@@ -201,7 +201,9 @@ def _free(spots: list, x: float, y: float, r: float, margin: float = 0.6) -> boo
 
 
 def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_speed: float) -> World:
-    """Draw one scene. `x_range` is the stretch of street that must be furnished (local metres)."""
+    """Draw one scene. `x_range` is the stretch of street that must be furnished (local metres).
+
+    The steps draw from `rng` in a fixed order (same seed, same world)."""
     b = _Builder(rng)
     x_lo, x_hi = x_range
     length = x_hi - x_lo
@@ -211,72 +213,113 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
     )
     static_boxes: list[StaticBox] = []
     spots: list[tuple[float, float, float]] = []  # discs kept clear of small static objects
-
-    def near_side_street(x: float, side: int, half: float) -> bool:
-        return side > 0 and abs(x - ground.side_street_x) < SIDE_STREET_HALF + half + 1.0
-
-    facades = np.array([[0.78, 0.72, 0.62], [0.62, 0.35, 0.28], [0.7, 0.7, 0.72], [0.85, 0.8, 0.7], [0.5, 0.52, 0.56]])
     for side in (-1, 1):
-        # Buildings and walls (manmade).
-        x = x_lo + rng.uniform(0, 6)
-        while x < x_hi:
-            w = rng.uniform(8, 18)
-            if not near_side_street(x + w / 2, side, w / 2):
-                depth, height = rng.uniform(8, 14), rng.uniform(6, 18)
-                inner = BUILDING_INNER + rng.uniform(0, 1.5)
-                inst = b.new_instance(C["manmade"])
-                b.add("boxes", [x + w / 2, side * (inner + depth / 2), height / 2, w / 2, depth / 2, height / 2, 0],
-                      C["manmade"], inst, b.jitter(facades[rng.integers(len(facades))]), TEX_FACADE)
-            gap = rng.uniform(2, 6)
-            x += w + gap
-        # Walls along the terrain strip, leaving gaps for bushes.
-        x = x_lo + rng.uniform(0, 10)
-        while x < x_hi:
-            w = rng.uniform(5, 10)
-            if rng.random() < 0.5 and not near_side_street(x + w / 2, side, w / 2):
-                inst = b.new_instance(C["manmade"])
-                h = rng.uniform(1.2, 2.0)
-                b.add("boxes", [x + w / 2, side * 14.9, h / 2, w / 2, 0.15, h / 2, 0], C["manmade"], inst,
-                      b.jitter([0.66, 0.64, 0.6]), TEX_PLAIN)
-                spots.append((x + w / 2, side * 14.9, w / 2))
-            x += w + rng.uniform(4, 10)
-        # Poles near the kerb, some with a sign (manmade).
-        x = x_lo + rng.uniform(0, 10)
-        while x < x_hi:
-            if not near_side_street(x, side, 0.5):
-                inst = b.new_instance(C["manmade"])
-                h, r = rng.uniform(5, 8), rng.uniform(0.1, 0.15)
-                b.add("cones", [x, side * 8.6, 0, h, r, r * 0.8], C["manmade"], inst, [0.45, 0.47, 0.5], TEX_METAL)
-                if rng.random() < 0.5:
-                    b.add("boxes", [x, side * (8.6 - r - 0.03), h * 0.55, 0.35, 0.03, 0.3, 0], C["manmade"], inst,
-                          [0.1, 0.3, 0.75], TEX_PLAIN)
-                spots.append((x, side * 8.6, 0.4))
-            x += rng.uniform(15, 24)
-        # Trees (trunk + crown) and bushes (vegetation).
-        x = x_lo + rng.uniform(0, 8)
-        while x < x_hi:
-            y = side * (12.8 + rng.uniform(-0.3, 0.3))
-            if not near_side_street(x, side, 2.5) and _free(spots, x, y, 0.3, 1.0):
-                inst = b.new_instance(C["vegetation"])
-                th, a, c = rng.uniform(2.6, 3.4), rng.uniform(1.4, 2.2), rng.uniform(1.5, 2.3)
-                b.add("cones", [x, y, 0, th + 0.3, 0.22, 0.16], C["vegetation"], inst, [0.4, 0.28, 0.18], TEX_PLAIN)
-                b.add("ellipsoids", [x, y, th + 0.7 * c, a, c], C["vegetation"], inst,
-                      b.jitter([0.2, 0.45, 0.15]), TEX_FOLIAGE)
-                spots.append((x, y, 0.3))
-            x += rng.uniform(9, 15)
-        x = x_lo + rng.uniform(0, 5)
-        while x < x_hi:
-            y = side * rng.uniform(13.6, 14.2)
-            a = rng.uniform(0.6, 1.0)
-            if not near_side_street(x, side, a) and _free(spots, x, y, a, 0.5):
-                inst = b.new_instance(C["vegetation"])
-                c = rng.uniform(0.5, 0.8)
-                b.add("ellipsoids", [x, y, 0.8 * c, a, c], C["vegetation"], inst, b.jitter([0.25, 0.5, 0.2]),
-                      TEX_FOLIAGE)
-                spots.append((x, y, a))
-            x += rng.uniform(4, 9)
+        _buildings(b, rng, ground, side, x_range)
+        _walls(b, rng, ground, side, x_range, spots)
+        _poles(b, rng, ground, side, x_range, spots)
+        _trees(b, rng, ground, side, x_range, spots)
+        _bushes(b, rng, ground, side, x_range, spots)
+    _island_barriers(b, rng, ground, static_boxes)
+    zone_x = x_lo + length * rng.uniform(0.55, 0.65)
+    _construction_zone(b, rng, zone_x, static_boxes)
+    _parked_vehicles(b, rng, x_range, zone_x, static_boxes)
+    agents = _movers(b, rng, x_range, ego_speed)
+    sun = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 0.8])
+    world = World(b.solids(), agents, static_boxes, ground, EgoPath(ego_speed), sun / np.linalg.norm(sun))
+    world.instance_class = dict(b.instance_class)
+    return world
 
-    # Barriers on the traffic island.
+
+def _near_side_street(ground: GroundLayout, x: float, side: int, half: float) -> bool:
+    return side > 0 and abs(x - ground.side_street_x) < SIDE_STREET_HALF + half + 1.0
+
+
+FACADES = np.array([[0.78, 0.72, 0.62], [0.62, 0.35, 0.28], [0.7, 0.7, 0.72], [0.85, 0.8, 0.7], [0.5, 0.52, 0.56]])
+PAINTS = np.array([[0.7, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1], [0.5, 0.5, 0.55],
+                   [0.2, 0.45, 0.3]])
+
+
+def _buildings(b: _Builder, rng, ground: GroundLayout, side: int, x_range) -> None:
+    """Buildings along one side (manmade), with gaps; none across the side street."""
+    x_lo, x_hi = x_range
+    x = x_lo + rng.uniform(0, 6)
+    while x < x_hi:
+        w = rng.uniform(8, 18)
+        if not _near_side_street(ground, x + w / 2, side, w / 2):
+            depth, height = rng.uniform(8, 14), rng.uniform(6, 18)
+            inner = BUILDING_INNER + rng.uniform(0, 1.5)
+            inst = b.new_instance(C["manmade"])
+            b.add("boxes", [x + w / 2, side * (inner + depth / 2), height / 2, w / 2, depth / 2, height / 2, 0],
+                  C["manmade"], inst, b.jitter(FACADES[rng.integers(len(FACADES))]), TEX_FACADE)
+        gap = rng.uniform(2, 6)
+        x += w + gap
+
+
+def _walls(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: list) -> None:
+    """Walls along the terrain strip (manmade), leaving gaps for bushes."""
+    x_lo, x_hi = x_range
+    x = x_lo + rng.uniform(0, 10)
+    while x < x_hi:
+        w = rng.uniform(5, 10)
+        if rng.random() < 0.5 and not _near_side_street(ground, x + w / 2, side, w / 2):
+            inst = b.new_instance(C["manmade"])
+            h = rng.uniform(1.2, 2.0)
+            b.add("boxes", [x + w / 2, side * 14.9, h / 2, w / 2, 0.15, h / 2, 0], C["manmade"], inst,
+                  b.jitter([0.66, 0.64, 0.6]), TEX_PLAIN)
+            spots.append((x + w / 2, side * 14.9, w / 2))
+        x += w + rng.uniform(4, 10)
+
+
+def _poles(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: list) -> None:
+    """Poles near the kerb, some with a sign (manmade)."""
+    x_lo, x_hi = x_range
+    x = x_lo + rng.uniform(0, 10)
+    while x < x_hi:
+        if not _near_side_street(ground, x, side, 0.5):
+            inst = b.new_instance(C["manmade"])
+            h, r = rng.uniform(5, 8), rng.uniform(0.1, 0.15)
+            b.add("cones", [x, side * 8.6, 0, h, r, r * 0.8], C["manmade"], inst, [0.45, 0.47, 0.5], TEX_METAL)
+            if rng.random() < 0.5:
+                b.add("boxes", [x, side * (8.6 - r - 0.03), h * 0.55, 0.35, 0.03, 0.3, 0], C["manmade"], inst,
+                      [0.1, 0.3, 0.75], TEX_PLAIN)
+            spots.append((x, side * 8.6, 0.4))
+        x += rng.uniform(15, 24)
+
+
+def _trees(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: list) -> None:
+    """Trees, a trunk and a crown (vegetation)."""
+    x_lo, x_hi = x_range
+    x = x_lo + rng.uniform(0, 8)
+    while x < x_hi:
+        y = side * (12.8 + rng.uniform(-0.3, 0.3))
+        if not _near_side_street(ground, x, side, 2.5) and _free(spots, x, y, 0.3, 1.0):
+            inst = b.new_instance(C["vegetation"])
+            th, a, c = rng.uniform(2.6, 3.4), rng.uniform(1.4, 2.2), rng.uniform(1.5, 2.3)
+            b.add("cones", [x, y, 0, th + 0.3, 0.22, 0.16], C["vegetation"], inst, [0.4, 0.28, 0.18], TEX_PLAIN)
+            b.add("ellipsoids", [x, y, th + 0.7 * c, a, c], C["vegetation"], inst,
+                  b.jitter([0.2, 0.45, 0.15]), TEX_FOLIAGE)
+            spots.append((x, y, 0.3))
+        x += rng.uniform(9, 15)
+
+
+def _bushes(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: list) -> None:
+    """Bushes on the terrain strip (vegetation), clear of walls, poles and trees."""
+    x_lo, x_hi = x_range
+    x = x_lo + rng.uniform(0, 5)
+    while x < x_hi:
+        y = side * rng.uniform(13.6, 14.2)
+        a = rng.uniform(0.6, 1.0)
+        if not _near_side_street(ground, x, side, a) and _free(spots, x, y, a, 0.5):
+            inst = b.new_instance(C["vegetation"])
+            c = rng.uniform(0.5, 0.8)
+            b.add("ellipsoids", [x, y, 0.8 * c, a, c], C["vegetation"], inst, b.jitter([0.25, 0.5, 0.2]),
+                  TEX_FOLIAGE)
+            spots.append((x, y, a))
+        x += rng.uniform(4, 9)
+
+
+def _island_barriers(b: _Builder, rng, ground: GroundLayout, static_boxes: list) -> None:
+    """Barriers along the traffic island."""
     x = ground.island_x[0] + 1.5
     while x < ground.island_x[1] - 1.5:
         inst = b.new_instance(C["barrier"])
@@ -284,8 +327,9 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
         static_boxes.append(StaticBox(inst, C["barrier"], (x, 0.0, 0.45), (0.44, 2.0, 0.9), 0.0))
         x += rng.uniform(2.6, 3.4)
 
-    # Ego side outer lane: a construction zone with cones, then parked vehicles.
-    zone_x = x_lo + length * rng.uniform(0.55, 0.65)
+
+def _construction_zone(b: _Builder, rng, zone_x: float, static_boxes: list) -> None:
+    """The ego side's outer lane at zone_x: a construction vehicle and a line of cones."""
     inst = b.new_instance(C["construction_vehicle"])
     parts = _Builder(rng)
     parts.next_inst = inst
@@ -298,10 +342,12 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
         b.add("cones", [cx, -4.6, 0, 0.75, 0.2, 0.04], C["traffic_cone"], inst, [1.0, 0.45, 0.05], TEX_STRIPES)
         static_boxes.append(StaticBox(inst, C["traffic_cone"], (cx, -4.6, 0.375), (0.4, 0.4, 0.75), 0.0))
 
+
+def _parked_vehicles(b: _Builder, rng, x_range, zone_x: float, static_boxes: list) -> None:
+    """Parked cars, a truck, a bus and a trailer in the outer lane, in random order, clear of the cones."""
+    x_lo, x_hi = x_range
     parked = [C["car"], C["car"], C["truck"], C["car"], C["bus"], C["trailer"], C["car"], C["car"]]
     dims = {C["car"]: (4.5, 1.9, 1.6), C["truck"]: (7.0, 2.4, 3.0), C["bus"]: (11.5, 2.6, 3.3), C["trailer"]: (8.5, 2.5, 3.6)}
-    paints = np.array([[0.7, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1], [0.5, 0.5, 0.55],
-                       [0.2, 0.45, 0.3]])
     order = list(rng.permutation(len(parked)))
     x = x_lo + rng.uniform(5, 15)
     for i in order:
@@ -313,14 +359,17 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
             break
         inst = b.new_instance(cls)
         parts = _Builder(rng)
-        paint = paints[rng.integers(len(paints))] if cls != C["bus"] else np.array([0.9, 0.75, 0.1])
+        paint = PAINTS[rng.integers(len(PAINTS))] if cls != C["bus"] else np.array([0.9, 0.75, 0.1])
         size = _vehicle(parts, cls, L, W, H, paint, inst)
         yaw = rng.uniform(-0.03, 0.03)
         b.place(parts.solids(), x + L / 2, PARK_LANE_Y, yaw)
         static_boxes.append(StaticBox(inst, cls, (x + L / 2, PARK_LANE_Y, H / 2), size, yaw))
         x += L + rng.uniform(1.5, 4.0)
 
-    # Movers.
+
+def _movers(b: _Builder, rng, x_range, ego_speed: float) -> list[Agent]:
+    """The moving agents: a car ahead of the ego, oncoming cars and a motorcyclist, cyclists, pedestrians."""
+    x_lo, x_hi = x_range
     agents: list[Agent] = []
 
     def agent(cls: int, L: float, W: float, H: float, x0: float, y: float, speed: float, builder) -> None:
@@ -333,7 +382,7 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
     def car_builder(paint):
         return lambda p, inst: _vehicle(p, C["car"], 4.5, 1.9, 1.6, paint, inst)
 
-    agent(C["car"], 4.5, 1.9, 1.6, 15.0, EGO_LANE_Y, ego_speed + 0.8, car_builder(paints[rng.integers(len(paints))]))
+    agent(C["car"], 4.5, 1.9, 1.6, 15.0, EGO_LANE_Y, ego_speed + 0.8, car_builder(PAINTS[rng.integers(len(PAINTS))]))
     v_on = -rng.uniform(7, 9)
     x = x_hi + 40
     for k in range(5):
@@ -341,7 +390,7 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
             agent(C["motorcycle"], 2.1, 0.8, 1.7, x, ONCOMING_Y, v_on,
                   lambda p, inst: _rider(p, C["motorcycle"], inst, 2.1, 0.85, b.jitter([0.2, 0.2, 0.25])))
             x -= rng.uniform(15, 25)
-        agent(C["car"], 4.5, 1.9, 1.6, x, ONCOMING_Y, v_on, car_builder(paints[rng.integers(len(paints))]))
+        agent(C["car"], 4.5, 1.9, 1.6, x, ONCOMING_Y, v_on, car_builder(PAINTS[rng.integers(len(PAINTS))]))
         x -= rng.uniform(18, 30)
     v_bike = -rng.uniform(3.5, 5.0)
     for x0 in (x_hi - rng.uniform(0, 15), x_hi - rng.uniform(30, 45)):
@@ -353,8 +402,4 @@ def build_world(rng: np.random.Generator, x_range: tuple[float, float], ego_spee
             x0 = rng.uniform(x_lo + 20, x_hi - 10)
             agent(C["pedestrian"], 0.5, 0.5, 1.75, x0, side * lane_y, speed,
                   lambda p, inst: _pedestrian(p, inst, b.jitter([0.3, 0.3, 0.35], 0.25)))
-
-    sun = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), 0.8])
-    world = World(b.solids(), agents, static_boxes, ground, EgoPath(ego_speed), sun / np.linalg.norm(sun))
-    world.instance_class = dict(b.instance_class)
-    return world
+    return agents

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ops.data.nuscenes import CAMERA_CHANNELS
+from ops.data.truth import load_truth, truth_file
 from ops.geometry import invert_transform, transform_from_record, transform_points
-from ops.nuscenes_data import CAMERA_CHANNELS
 from ops.occ3d import GRID
-from ops.perception.simulated import load_truth, truth_file
 
 
 def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: dict | None = None):

@@ -1,7 +1,7 @@
-"""The EasyOcc model (ALGORITHM.md, "The EasyOcc model"): a camera-only 3D occupancy network trained in
+"""The EasyOcc model (docs/method.md, "The EasyOcc model"): a camera-only 3D occupancy network trained in
 3D on the pseudo-labels, with no rendering. Nothing here knows about Dagster.
 
-- config.py: `EasyOccConfig` (paper-like defaults and a tiny preset);
+- config.py: `EasyOccConfig` and `TrainConfig` (paper-like defaults and a tiny preset);
 - network.py: ResNet (transformers) -> 64-channel features -> voxel-projection lift -> positional
   embedding -> 3D hourglass CNN -> 18 logits per voxel;
 - losses.py: class-balanced cross-entropy + 3D Lovasz-softmax, ignoring unobserved voxels (255);

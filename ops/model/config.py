@@ -1,9 +1,13 @@
-"""EasyOcc configuration: the paper-like defaults and a tiny preset that trains on 2 CPU cores."""
+"""EasyOcc configuration: the network (`EasyOccConfig`) and its training (`TrainConfig`), each with the
+paper-like defaults and a tiny preset that trains on 2 CPU cores. One source for the code and for the
+run config of the `easyocc_model` asset (generated from these). Importing this module is cheap (no torch).
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
+from ops.configs import setting
 from ops.occ3d import GRID, NUM_CLASSES
 
 # transformers ResNetConfig per standard depth: (layer_type, blocks per stage, widths per stage)
@@ -76,7 +80,7 @@ class EasyOccConfig:
 
 
 def paper() -> EasyOccConfig:
-    """ALGORITHM.md's defaults: ResNet-101 (ImageNet weights), 336 x 672 inputs, 64 channels, 3 hourglasses."""
+    """The paper's network (docs/method.md, "The EasyOcc model"): ResNet-101 (ImageNet weights), 336 x 672 inputs, 64 channels, 3 hourglasses."""
     return EasyOccConfig()
 
 
@@ -95,3 +99,50 @@ def preset(name: str, **overrides) -> EasyOccConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
     return replace(PRESETS[name](), **overrides)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = setting(12, "passes over the training keyframes", fingerprint=False)
+    max_steps: int = setting(0, "stop after this many steps (0: no limit; a later run continues)", fingerprint=False)
+    batch_size: int = setting(1, "samples per step (per worker under Ray Train)")
+    lr_backbone: float = setting(1e-4, "AdamW learning rate of the image backbone")
+    lr_head: float = setting(1e-3, "AdamW learning rate of everything else")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    decay_epochs: tuple[int, ...] = setting((10,), "learning rates x gamma at each of these epochs")
+    gamma: float = setting(0.1, "learning-rate factor at each decay epoch")
+    grad_clip: float = setting(35.0, "clip the gradient norm to this (0: no clipping)")
+    class_weighting: str = setting("log", "cross-entropy class weights: log, inverse_sqrt or none")
+    weight_ce: float = setting(1.0, "weight of the cross-entropy loss")
+    weight_lovasz: float = setting(1.0, "weight of the Lovasz-softmax loss")
+    precision: str = setting("auto", "auto: bf16/fp16 autocast on a GPU, fp32 on the CPU; or fp32")
+    seed: int = setting(0, "seeds the weights and the sample order of every epoch")
+    checkpoint_every: int = setting(50, "steps between checkpoints (the last step is always saved)", fingerprint=False)
+    keep_checkpoints: int = setting(2, "newest checkpoints kept", fingerprint=False)
+    log_every: int = setting(10, "steps between log lines", fingerprint=False)
+    device: str = setting("auto", "auto: cuda when there is a GPU, else cpu", fingerprint=False)
+    threads: int = setting(0, "torch CPU threads (0: torch's default)", fingerprint=False)
+    workers: int = setting(0, ">0: Ray Train with this many DDP workers (the sample order depends on it)")
+    use_gpu: bool = setting(False, "Ray Train: one GPU per worker", fingerprint=False)
+
+    def __post_init__(self):
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
+        if self.epochs < 1 or self.max_steps < 0 or self.batch_size < 1 or self.workers < 0 or self.threads < 0:
+            raise ValueError("epochs >= 1, max_steps >= 0, batch_size >= 1, workers >= 0 and threads >= 0 are required")
+
+
+CLASS_WEIGHTINGS = ("log", "inverse_sqrt", "none")
+TRAIN_PRESETS = {
+    "paper": TrainConfig(),
+    # a randomly initialised backbone learns at the head's rate; 20 epochs over the demo world's 20 keyframes
+    "tiny": TrainConfig(epochs=20, decay_epochs=(16,), lr_backbone=1e-3, checkpoint_every=20),
+}
+
+
+def train_preset(name: str, **overrides) -> TrainConfig:
+    """The training config of model preset `name` ("paper": 12 epochs, decay at 10, lr 1e-4 backbone /
+    1e-3 head; "tiny": 20 epochs, decay at 16, lr 1e-3 for both), with `overrides` applied."""
+    if name not in TRAIN_PRESETS:
+        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+    return replace(TRAIN_PRESETS[name], **overrides)

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ops.frames import KeyframeRecord
+from ops.data.images import load_rgb
+from ops.data.keyframes import KeyframeRecord
+from ops.data.nuscenes import CAMERA_CHANNELS
 from ops.geometry import invert_transform, scale_intrinsics
-from ops.nuscenes_data import CAMERA_CHANNELS
-from ops.occ3d import GRID, UNOBSERVED
+from ops.occ3d import GRID, LABELS_FILE, UNOBSERVED
+from ops.storage import OCC_LABELS
 
 
 def camera_projections(kf: KeyframeRecord, image_size: tuple[int, int], channels=CAMERA_CHANNELS) -> np.ndarray:
@@ -57,8 +59,8 @@ class PseudoLabels:
         self._class_counts = class_counts or (lambda scene, token: None)
 
     @classmethod
-    def from_store(cls, store_path: str | Path, stage: str = "occ_labels") -> "PseudoLabels":
-        from ops.store import SceneStore
+    def from_store(cls, store_path: str | Path, stage: str = OCC_LABELS) -> "PseudoLabels":
+        from ops.storage.scene_store import SceneStore
 
         store = SceneStore(store_path)
         groups: dict = {}
@@ -103,7 +105,7 @@ class PseudoLabels:
     def from_occ3d(cls, root: str | Path, mask: str | None = "mask_camera") -> "PseudoLabels":
         """`root/<scene>/<token>/labels.npz` (our export, or Occ3D's own gts). Voxels where `mask` is
         False become 255 (unobserved); mask=None keeps every voxel's class."""
-        from ops.occ3d_io import LABELS_FILE, load_labels
+        from ops.storage.occ3d_layout import load_labels
 
         root = Path(root)
 
@@ -145,8 +147,6 @@ def _pairs(keyframes):
 
 def load_images(dataroot: str | Path, kf: KeyframeRecord, image_size: tuple[int, int], channels=CAMERA_CHANNELS) -> torch.Tensor:
     """(N, 3, H, W) float32 RGB in [0, 1], each camera resized (bilinear, antialiased) to image_size."""
-    from ops.perception.runner import load_rgb
-
     out = []
     for im in check_cameras(kf, channels):
         rgb = torch.from_numpy(load_rgb(dataroot, im.filename, (im.height, im.width)).copy())

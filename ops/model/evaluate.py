@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ops.frames import KeyframeRecord
-from ops.metrics import Occ3DAccumulator
+from ops.data.keyframes import KeyframeRecord
+from ops.evaluation.metrics import Occ3DAccumulator
 from ops.model.data import OccDataset, PseudoLabels
-from ops.occ3d import FREE, GRID, NUM_CLASSES, UNOBSERVED, as_occ3d_semantics
+from ops.occ3d import FREE, GRID, NUM_CLASSES, as_occ3d_semantics
 
 
 class HeightBaseline:
@@ -37,12 +37,13 @@ class HeightBaseline:
 
 def truth(dataroot: str | Path, kf: KeyframeRecord) -> dict | None:
     """The keyframe's Occ3D ground truth (`<dataroot>/gts/<scene>/<token>/labels.npz`), or None without one."""
-    from ops.occ3d_io import LABELS_FILE, load_labels
+    from ops.evaluation.scoring import TRUTH_KEYS
+    from ops.storage.occ3d_layout import FrameRef, load_labels
 
-    path = Path(dataroot) / "gts" / kf.scene / kf.token / LABELS_FILE
+    path = FrameRef(kf.scene, kf.token).path(Path(dataroot) / "gts")
     if not path.is_file():
         return None
-    return load_labels(path, ("semantics", "mask_camera", "mask_lidar"))
+    return load_labels(path, TRUTH_KEYS)
 
 
 @torch.no_grad()
@@ -88,6 +89,3 @@ def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], label
     out = {k: a.result() for k, a in accs.items()}
     out["no_truth"], out["no_label"] = no_truth, no_label
     return out
-
-
-__all__ = ["HeightBaseline", "evaluate", "predict", "truth", "UNOBSERVED"]

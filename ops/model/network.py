@@ -30,7 +30,7 @@ def build_resnet(cfg: EasyOccConfig):
     from transformers import ResNetConfig, ResNetModel
 
     if cfg.pretrained:
-        from ops.perception.loading import from_pretrained
+        from ops.hub import from_pretrained
 
         model = from_pretrained(ResNetModel, cfg.pretrained, "EasyOcc backbone")
         kind, blocks, widths, _ = cfg.backbone_spec()

@@ -24,36 +24,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ops.model.config import EasyOccConfig
+from ops.model.config import EasyOccConfig, TrainConfig
 from ops.model.losses import OccupancyLoss, class_weights
-from ops.perception.loading import resolve_device
-
-CHECKPOINT_GLOB = "step-*.pt"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 12
-    max_steps: int | None = None             # stop earlier than `epochs` (demo, tests)
-    batch_size: int = 1                      # samples per step (per worker under Ray Train)
-    lr_backbone: float = 1e-4
-    lr_head: float = 1e-3
-    weight_decay: float = 0.01
-    decay_epochs: tuple[int, ...] = (10,)    # learning rates x gamma at each of these epochs
-    gamma: float = 0.1
-    grad_clip: float | None = 35.0
-    class_weighting: str | None = "log"      # "log", "inverse_sqrt" or None (plain CE)
-    weight_ce: float = 1.0
-    weight_lovasz: float = 1.0
-    precision: str = "auto"                  # auto: bf16/fp16 autocast on GPU, fp32 on CPU; or "fp32"
-    seed: int = 0
-    checkpoint_every: int = 50               # steps; the last step is always checkpointed
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    device: str = "auto"
-    threads: int | None = None               # torch CPU threads
-    workers: int = 0                         # >0: Ray Train with this many workers
-    use_gpu: bool = False                    # Ray Train: one GPU per worker
+from ops.model.runs import CHECKPOINT_GLOB
+from ops.runtime import ensure_ray, resolve_device
 
 
 @dataclass
@@ -145,104 +119,132 @@ def _newest_readable(directory: Path, log) -> tuple[Path | None, dict | None]:
     return None, None
 
 
+@dataclass
+class _Parts:
+    """What one training process holds: the model and what updates it."""
+
+    model: torch.nn.Module
+    optim: torch.optim.Optimizer
+    loss_fn: OccupancyLoss
+    autocast: object
+    scaler: torch.amp.GradScaler
+    device: torch.device
+
+
+def _build(model_cfg: EasyOccConfig, cfg: TrainConfig, label_counts, device: torch.device) -> _Parts:
+    from ops.model.network import EasyOcc
+
+    torch.manual_seed(cfg.seed)
+    model = EasyOcc(model_cfg).to(device)
+    optim = make_optimizer(model, cfg)
+    use_weights = cfg.class_weighting != "none" and label_counts is not None
+    weights = class_weights(label_counts, cfg.class_weighting) if use_weights else None
+    loss_fn = OccupancyLoss(weights, cfg.weight_ce, cfg.weight_lovasz).to(device)
+    autocast, use_scaler = _autocast(device, cfg.precision)
+    return _Parts(model, optim, loss_fn, autocast, torch.amp.GradScaler(device.type, enabled=use_scaler), device)
+
+
+def _resume(parts: _Parts, model_cfg: EasyOccConfig, ckpt_dir: Path, world: int, log) -> TrainState:
+    """The state of the newest readable checkpoint in ckpt_dir, loaded into `parts` (weights, optimizer,
+    scaler, RNG states), or a fresh state when there is none."""
+    last, ckpt = _newest_readable(ckpt_dir, log)
+    if last is None:
+        return TrainState()
+    if ckpt.get("world", 1) != world:
+        raise ValueError(f"{last}: written by a run with {ckpt.get('world', 1)} worker(s), this one has {world}; "
+                         "the sample order depends on it, so resume with the same number of workers")
+    if ckpt["config"] != json.loads(model_cfg.to_json()):
+        raise ValueError(f"{last}: checkpoint of another model config; use a new checkpoint directory or "
+                         f"delete it (checkpoint: {ckpt['config']}, asked: {json.loads(model_cfg.to_json())})")
+    parts.model.load_state_dict(ckpt["model"])
+    parts.optim.load_state_dict(ckpt["optimizer"])
+    parts.scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    np.random.set_state(ckpt["rng"]["numpy"])
+    random.setstate(ckpt["rng"]["python"])
+    log(f"resumed from {last} at step {ckpt['step']}")
+    return TrainState(ckpt["step"], ckpt.get("history", []))
+
+
+def _check_same_start(state: TrainState, device: torch.device, ckpt_dir: Path) -> None:
+    """Every worker must start from the same checkpoint (a directory all nodes see)."""
+    steps = torch.tensor([state.step, -state.step], device=device)
+    torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)
+    if steps[0].item() != -steps[1].item():
+        raise ValueError(f"workers resumed from different steps ({-steps[1].item()}..{steps[0].item()}): "
+                         f"{ckpt_dir} must be one directory that every node sees")
+
+
+def _step(parts: _Parts, net, cfg: TrainConfig, dataset, state: TrainState, per_epoch: int, rank: int, world: int) -> dict:
+    """One optimizer step on this worker's share of the step's samples; returns its history row."""
+    epoch, k = divmod(state.step, per_epoch)
+    order = epoch_order(len(dataset), cfg.seed, epoch)
+    chunk = order[k * cfg.batch_size * world:(k + 1) * cfg.batch_size * world]
+    mine = chunk[rank::world] or chunk[:1]   # the last step of an epoch may hold fewer samples than workers
+    batch = [dataset[i] for i in mine]
+    images, proj, labels = (torch.stack([b[key] for b in batch]).to(parts.device) for key in ("images", "projection", "labels"))
+    optim = parts.optim
+    for g in optim.param_groups:
+        g["lr"] = (cfg.lr_backbone if g["name"] == "backbone" else cfg.lr_head) * lr_factor(cfg, epoch)
+    optim.zero_grad(set_to_none=True)
+    with parts.autocast:
+        logits = net(images, proj)
+    losses = parts.loss_fn(logits, labels)
+    bad = torch.tensor([0.0 if torch.isfinite(losses["loss"]) else 1.0], device=parts.device)
+    if world > 1:   # every worker stops together rather than leaving the others in an all-reduce
+        torch.distributed.all_reduce(bad)
+    if bad.item():
+        raise FloatingPointError(f"step {state.step}: loss is {losses['loss'].item()} (samples "
+                                 f"{[dataset.keyframes[i].token for i in mine]})")
+    parts.scaler.scale(losses["loss"]).backward()
+    if cfg.grad_clip > 0:
+        parts.scaler.unscale_(optim)
+        torch.nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip)
+    parts.scaler.step(optim)
+    parts.scaler.update()
+    state.step += 1
+    row = {"step": state.step, "epoch": epoch, "loss": losses["loss"].item(), "ce": losses["ce"].item(),
+           "lovasz": losses["lovasz"].item(), "lr_head": optim.param_groups[1]["lr"]}
+    state.history.append(row)
+    return row
+
+
+def _checkpoint(parts: _Parts, model_cfg: EasyOccConfig, cfg: TrainConfig, state: TrainState, world: int,
+                ckpt_dir: Path) -> None:
+    _save(ckpt_dir / f"step-{state.step:08d}.pt", {
+        "model": parts.model.state_dict(), "optimizer": parts.optim.state_dict(), "scaler": parts.scaler.state_dict(),
+        "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step, "world": world,
+        "history": state.history,
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
+        cfg.keep_checkpoints)
+
+
 def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_dir: str | Path,
                label_counts: np.ndarray | None = None, log: Callable[[str], None] = print,
                rank: int = 0, world: int = 1, wrap: Callable | None = None, device: torch.device | None = None) -> TrainState:
     """Train (or resume from the newest checkpoint in checkpoint_dir) until epochs / max_steps."""
-    from ops.model.network import EasyOcc
-
     if len(dataset) == 0:
         raise ValueError("no training samples")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = device or resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = EasyOcc(model_cfg).to(device)
-    optim = make_optimizer(model, cfg)
-    weights = class_weights(label_counts, cfg.class_weighting) if cfg.class_weighting and label_counts is not None else None
-    loss_fn = OccupancyLoss(weights, cfg.weight_ce, cfg.weight_lovasz).to(device)
-    autocast, use_scaler = _autocast(device, cfg.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    state = TrainState()
+    parts = _build(model_cfg, cfg, label_counts, device or resolve_device(cfg.device))
     ckpt_dir = Path(checkpoint_dir)
-    last, ckpt = _newest_readable(ckpt_dir, log)
-    if last is not None:
-        if ckpt.get("world", 1) != world:
-            raise ValueError(f"{last}: written by a run with {ckpt.get('world', 1)} worker(s), this one has {world}; "
-                             "the sample order depends on it, so resume with the same number of workers")
-        if ckpt["config"] != json.loads(model_cfg.to_json()):
-            raise ValueError(f"{last}: checkpoint of another model config; use a new checkpoint directory or "
-                             f"delete it (checkpoint: {ckpt['config']}, asked: {json.loads(model_cfg.to_json())})")
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        random.setstate(ckpt["rng"]["python"])
-        state = TrainState(ckpt["step"], ckpt.get("history", []))
-        log(f"resumed from {last} at step {state.step}")
-    if world > 1:   # every worker must start from the same checkpoint (a directory all nodes see)
-        steps = torch.tensor([state.step, -state.step], device=device)
-        torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)
-        if steps[0].item() != -steps[1].item():
-            raise ValueError(f"workers resumed from different steps ({-steps[1].item()}..{steps[0].item()}): "
-                             f"{ckpt_dir} must be one directory that every node sees")
-    net = wrap(model) if wrap else model
+    state = _resume(parts, model_cfg, ckpt_dir, world, log)
+    if world > 1:
+        _check_same_start(state, parts.device, ckpt_dir)
+    net = wrap(parts.model) if wrap else parts.model
     per_epoch = math.ceil(len(dataset) / (cfg.batch_size * world))
-    total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
-    model.train()
+    total = cfg.epochs * per_epoch if not cfg.max_steps else min(cfg.max_steps, cfg.epochs * per_epoch)
+    parts.model.train()
     t0 = time.time()
     while state.step < total:
-        epoch, k = divmod(state.step, per_epoch)
-        order = epoch_order(len(dataset), cfg.seed, epoch)
-        chunk = order[k * cfg.batch_size * world:(k + 1) * cfg.batch_size * world]
-        mine = chunk[rank::world] or chunk[:1]   # the last step of an epoch may hold fewer samples than workers
-        batch = [dataset[i] for i in mine]
-        images = torch.stack([b["images"] for b in batch]).to(device)
-        proj = torch.stack([b["projection"] for b in batch]).to(device)
-        labels = torch.stack([b["labels"] for b in batch]).to(device)
-        for g in optim.param_groups:
-            g["lr"] = (cfg.lr_backbone if g["name"] == "backbone" else cfg.lr_head) * lr_factor(cfg, epoch)
-        optim.zero_grad(set_to_none=True)
-        with autocast:
-            logits = net(images, proj)
-        losses = loss_fn(logits, labels)
-        bad = torch.tensor([0.0 if torch.isfinite(losses["loss"]) else 1.0], device=device)
-        if world > 1:   # every worker stops together rather than leaving the others in an all-reduce
-            torch.distributed.all_reduce(bad)
-        if bad.item():
-            raise FloatingPointError(f"step {state.step}: loss is {losses['loss'].item()} (samples "
-                                     f"{[dataset.keyframes[i].token for i in mine]})")
-        scaler.scale(losses["loss"]).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optim)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optim)
-        scaler.update()
-        state.step += 1
-        row = {"step": state.step, "epoch": epoch, "loss": losses["loss"].item(), "ce": losses["ce"].item(),
-               "lovasz": losses["lovasz"].item(), "lr_head": optim.param_groups[1]["lr"]}
-        state.history.append(row)
+        row = _step(parts, net, cfg, dataset, state, per_epoch, rank, world)
         if rank == 0 and (state.step % cfg.log_every == 0 or state.step == total or state.step == 1):
-            log(f"step {state.step}/{total} epoch {epoch} loss {row['loss']:.4f} (ce {row['ce']:.4f}, "
+            log(f"step {state.step}/{total} epoch {row['epoch']} loss {row['loss']:.4f} (ce {row['ce']:.4f}, "
                 f"lovasz {row['lovasz']:.4f}) lr {row['lr_head']:.2e}, {time.time() - t0:.0f} s")
         if rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == total):
-            _save(ckpt_dir / f"step-{state.step:08d}.pt", {
-                "model": model.state_dict(), "optimizer": optim.state_dict(), "scaler": scaler.state_dict(),
-                "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step, "world": world,
-                "history": state.history,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
-                cfg.keep_checkpoints)
+            _checkpoint(parts, model_cfg, cfg, state, world, ckpt_dir)
     return state
-
-
-def train_preset(name: str, **overrides) -> TrainConfig:
-    """Training defaults per model preset: "paper" as ALGORITHM.md (12 epochs, decay at 10, lr 1e-4 backbone
-    / 1e-3 head); "tiny" trains its randomly initialised backbone at 1e-3 too, 20 epochs, decay at 16."""
-    base = {"paper": TrainConfig(), "tiny": TrainConfig(epochs=20, decay_epochs=(16,), lr_backbone=1e-3, checkpoint_every=20)}
-    if name not in base:
-        raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(base)}")
-    return TrainConfig(**{**asdict(base[name]), **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def train(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset_fn: Callable[[], object], checkpoint_dir: str | Path,
@@ -255,8 +257,6 @@ def train(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset_fn: Callable[[], o
     import ray.train
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-
-    from ops.perception.serving import ensure_ray
 
     ensure_ray()
 

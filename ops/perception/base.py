@@ -1,4 +1,4 @@
-"""The two perception interfaces (ALGORITHM.md steps 1-2) and the registry that builds them by name.
+"""The two perception interfaces (docs/method.md, "Perception") and the registry that builds them by name.
 
     Segmenter:       RGB images                -> Occ3D class id per pixel, (H, W) uint8
                      (0-16 objects and surfaces, 17 sky/free, 255 unknown: not lifted)
@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from ops.lift import check_intrinsics
+from ops.geometry import check_intrinsics
 from ops.occ3d import FREE, UNOBSERVED
 
 
@@ -180,6 +180,15 @@ def _resolve(table: dict, kind: str, name: str) -> Callable:
         module, func = builder.split(":")
         builder = getattr(importlib.import_module(module), func)
     return builder
+
+
+def backend_module(kind: str, name: str) -> str:
+    """The module that holds backend `name` of `kind` ("segmenter" or "depth"): the code its maps depend on."""
+    table = {"segmenter": _SEGMENTERS, "depth": _DEPTHS}[kind]
+    if name not in table:
+        raise KeyError(f"unknown {kind} backend {name!r}; registered: {', '.join(sorted(table))}")
+    builder = table[name]
+    return builder.split(":")[0] if isinstance(builder, str) else builder.__module__
 
 
 def build_segmenter(name: str, **options) -> Segmenter:

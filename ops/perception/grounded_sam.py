@@ -21,9 +21,10 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from ops.hub import from_pretrained
 from ops.perception.base import ImageBatch, Segmenter
-from ops.perception.loading import from_pretrained, resolve_device, resolve_dtype
 from ops.perception.vocabulary import Vocabulary, merge_masks
+from ops.runtime import resolve_device, resolve_dtype
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
 DEFAULT_SAM = "facebook/sam-vit-huge"
@@ -161,7 +162,7 @@ class GroundedSAM(Segmenter):
 
 def build_grounded_sam(detector: str = DEFAULT_DETECTOR, sam: str = DEFAULT_SAM,
                        vocabulary: Mapping | None = None, **options) -> GroundedSAM:
-    """Load GroundingDINO and SAM by hub id or local folder (see `ops.perception.loading.from_pretrained`)."""
+    """Load GroundingDINO and SAM by hub id or local folder (see `ops.hub.from_pretrained`)."""
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor, SamModel, SamProcessor
 
     det = from_pretrained(GroundingDinoForObjectDetection, detector, "grounded_sam detector (GroundingDINO)")

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ops.hub import from_pretrained
 from ops.perception.base import DepthEstimator, ImageBatch
-from ops.perception.loading import from_pretrained, resolve_device, resolve_dtype
+from ops.runtime import resolve_device, resolve_dtype
 
 KINDS = ("depth_anything_v2", "depth_pro", "zoedepth")
 DEFAULT_CHECKPOINTS = {

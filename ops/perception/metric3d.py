@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ops.hub import CheckpointError
 from ops.perception.base import DepthEstimator, ImageBatch
-from ops.perception.loading import CheckpointError, resolve_device, resolve_dtype
+from ops.runtime import resolve_device, resolve_dtype
 
 VARIANTS = ("vit_small", "vit_large", "vit_giant2")
 INPUT_SIZE = (616, 1064)

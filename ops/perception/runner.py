@@ -11,29 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.frames import ImageRecord, KeyframeRecord
-from ops.perception.base import DepthEstimator, ImageBatch, PerceptionError, Segmenter
-
-
-def load_rgb(dataroot: str | Path, filename: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of `<dataroot>/<filename>`; errors name the file and what was expected."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(dataroot) / filename
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} is missing (sample_data filename {filename})")
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("RGB", "RGBA", "P", "L"):
-                raise PerceptionError(f"{path}: image mode {im.mode}, expected an 8-bit RGB image")
-            if im.mode == "L":
-                raise PerceptionError(f"{path}: grayscale image, expected RGB (3 channels)")
-            rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise PerceptionError(f"{path}: corrupt or unreadable image ({exc})") from exc
-    if size is not None and rgb.shape[:2] != tuple(size):
-        raise PerceptionError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the dataset says {size[1]}x{size[0]}")
-    return rgb
+from ops.data.images import load_rgb
+from ops.data.keyframes import ImageRecord, KeyframeRecord
+from ops.perception.base import DepthEstimator, ImageBatch, Segmenter
 
 
 def image_batch(dataroot: str | Path, images: list[ImageRecord], with_pixels: bool) -> ImageBatch:

@@ -13,14 +13,15 @@ through `ops.perception.runner`; results are identical.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ops.frames import ImageRecord
+from ops.data.images import load_rgb
+from ops.data.keyframes import ImageRecord
+from ops.runtime import ensure_ray
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,6 @@ class RaySettings:
     num_cpus: float = 1.0               # per actor
     batch_size: int = 6                 # images per call of a backend (one keyframe of six cameras)
     local_cpus: int | None = None       # CPUs of a local Ray (None: all)
-
-
-def ensure_ray(settings: RaySettings = RaySettings()):
-    """Connect to the cluster (or start a local Ray) once per process; returns the ray module."""
-    import ray
-
-    if not ray.is_initialized():
-        address = settings.address or os.environ.get("RAY_ADDRESS") or None
-        kwargs = dict(address=address, include_dashboard=False, log_to_driver=True)
-        if address is None and settings.local_cpus is not None:
-            kwargs["num_cpus"] = settings.local_cpus
-        ray.init(**kwargs)
-    return ray
 
 
 class PerceptionActor:
@@ -73,7 +61,6 @@ class PerceptionActor:
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
         from ops.perception.base import ImageBatch
-        from ops.perception.runner import load_rgb
 
         names = [str(n) for n in rows["name"]]
         sizes = [(int(h), int(w)) for h, w in zip(rows["height"], rows["width"])]
@@ -126,7 +113,7 @@ def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpe
         raise ValueError("serve: give a segmenter, a depth backend or both")
     if not images:
         return
-    ray = ensure_ray(settings)
+    ray = ensure_ray(settings.address, settings.local_cpus)
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1.0 if gpus > 0 else 0.0)
     if settings.num_actors is not None:

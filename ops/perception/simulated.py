@@ -35,34 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ops.occ3d import CLASS_ID, FREE, UNOBSERVED
+from ops.data.truth import load_truth, truth_file
+from ops.occ3d import CLASS_ID, FREE, OBJECT_CLASSES, SURFACE_CLASSES, UNOBSERVED
 from ops.perception.base import DepthEstimator, ImageBatch, PerceptionError, Segmenter
 
-OBJECT_CLASSES = tuple(range(1, 11))   # barrier .. truck: the countable things
-SURFACE_CLASSES = tuple(range(11, 17))  # driveable_surface .. vegetation
 REFERENCE_WIDTH = 1600
-
-
-def truth_file(dataroot: str | Path, filename: str) -> Path:
-    return Path(dataroot) / "truth" / (filename.rsplit(".", 1)[0] + ".npz")
-
-
-def load_truth(dataroot: str | Path, filename: str) -> tuple[np.ndarray, np.ndarray]:
-    """(depth float32 (H, W) metres, semantics uint8 (H, W)) of one image, with errors naming the file."""
-    path = truth_file(dataroot, filename)
-    if not path.is_file():
-        raise FileNotFoundError(f"no truth file {path} for image {filename} (the simulated perception needs "
-                                f"<dataroot>/truth/<image path without extension>.npz)")
-    try:
-        with np.load(path) as f:
-            depth, sem = f["depth"], f["semantics"]
-    except (KeyError, ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: unreadable truth file, expected arrays 'depth' and 'semantics' ({exc})") from exc
-    if depth.shape != sem.shape or depth.ndim != 2:
-        raise ValueError(f"{path}: depth {depth.shape} and semantics {sem.shape} must be the same (H, W)")
-    if not np.isfinite(depth).all():
-        raise ValueError(f"{path}: depth holds NaN or inf (expected metres, 0 for sky)")
-    return depth.astype(np.float32, copy=False), sem.astype(np.uint8, copy=False)
 
 
 def _c(name: str) -> int:

@@ -1,9 +1,9 @@
-"""kernels.raywalk against its torch twin (ops.fusion.free_crossings), under TRITON_INTERPRET=1 on the CPU."""
+"""kernels.raywalk against its torch twin (ops.fusion.raycast.free_crossings), under TRITON_INTERPRET=1 on the CPU."""
 import numpy as np
 import pytest
 import torch
 
-from ops.fusion import free_crossings
+from ops.fusion.raycast import free_crossings
 from ops.occ3d import GRID, OccGrid
 
 raywalk = pytest.importorskip("kernels.raywalk")
@@ -59,6 +59,6 @@ def test_edge_cases():
 
 def test_empty_and_bad_input():
     z = torch.zeros((0, 3), dtype=torch.float32)
-    assert raywalk.free_crossings_triton(z, z).sum() == 0
+    assert raywalk.free_crossings_triton(z, z, GRID).sum() == 0
     with pytest.raises(ValueError, match="float32"):
-        raywalk.free_crossings_triton(z.double(), z.double())
+        raywalk.free_crossings_triton(z.double(), z.double(), GRID)

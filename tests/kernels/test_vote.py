@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from ops.fusion import vote_counts_in_frame
+from ops.fusion.vote import vote_counts_in_frame
 from ops.geometry import make_transform, rot_z
+from ops.occ3d import GRID, NUM_CLASSES
 
 kernels_vote = pytest.importorskip("kernels.vote")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -13,8 +14,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def compare(points, classes, T, block=1024):
     want = vote_counts_in_frame(points, classes, T)
     for aggregate in (True, False):
-        got = kernels_vote.vote_counts_triton(points.to(DEVICE), classes.to(DEVICE), T, block=block,
-                                              aggregate=aggregate).cpu()
+        got = kernels_vote.vote_counts_triton(points.to(DEVICE), classes.to(DEVICE), T, GRID, NUM_CLASSES,
+                                              block=block, aggregate=aggregate).cpu()
         assert got.dtype == torch.int32
         assert torch.equal(got.long(), want), f"aggregate={aggregate}"
     return want
@@ -53,7 +54,8 @@ def test_contention_thousands_of_points_in_one_voxel():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="float32"):
-        kernels_vote.vote_counts_triton(torch.zeros((3, 3), dtype=torch.float64), torch.zeros(3, dtype=torch.uint8), np.eye(4))
+        kernels_vote.vote_counts_triton(torch.zeros((3, 3), dtype=torch.float64), torch.zeros(3, dtype=torch.uint8), np.eye(4),
+                                        GRID, NUM_CLASSES)
 
 
 def test_out_of_range_classes_are_ignored_by_both():

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ops.io import save_npz
-from ops.metrics import Occ3DAccumulator
+from ops.evaluation.metrics import Occ3DAccumulator
 from ops.occ3d import FREE, GRID
+from ops.storage.files import save_npz
 from pipelines.cli import main
 
 EASYOCC = str(Path(sys.executable).parent / "easyocc")

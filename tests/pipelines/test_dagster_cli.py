@@ -68,7 +68,7 @@ def test_asset_materialize_exactly_as_typed(tmp_path, small_world):
         assert "RUN_SUCCESS" in out.stderr + out.stdout
     labels = tmp_path / "data" / "easyocc.zarr" / "scenes" / "scene-0061" / "occ_labels" / "zarr.json"
     assert json.loads(labels.read_text())["attributes"]["complete"] is True
-    assert "unchanged, skipped" in out.stderr + out.stdout or "0 scene(s) to fuse" in out.stderr + out.stdout
+    assert "occ_labels: 0 scene(s) to compute, 2 unchanged" in out.stderr + out.stdout
 
 
 def _tree_digest(path: Path) -> dict:
@@ -80,7 +80,7 @@ def _tree_digest(path: Path) -> dict:
 def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, small_world):
     """Kill a real `dagster asset materialize` (the whole process group) as soon as the first scene's class
     maps are stored, re-run it, and compare the Zarr store with an uninterrupted run's, file by file."""
-    from ops.store import SceneStore
+    from ops.storage.scene_store import SceneStore
 
     root, _ = small_world
 
@@ -109,7 +109,7 @@ def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, small_world):
         assert store.open(scene, "semantic_maps")["semantics"][:].shape[0] > 0
     rerun = subprocess.run(cmd, cwd=REPO, env=killed_env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert (f"semantic_maps: {2 - len(stored)} scene(s) to run with simulated, {len(stored)} unchanged"
+    assert (f"semantic_maps: {2 - len(stored)} scene(s) to compute, {len(stored)} unchanged, 0 failed, backend simulated"
             in rerun.stderr + rerun.stdout)                     # the stored scenes were not redone
     clean = subprocess.run(cmd, cwd=REPO, env=env_for("clean"), capture_output=True, text=True, timeout=600)
     assert clean.returncode == 0, clean.stderr[-3000:]

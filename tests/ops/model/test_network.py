@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ops.frames import scene_keyframes
+from ops.data.keyframes import scene_keyframes
 from ops.model.config import EasyOccConfig, preset, tiny
 from ops.model.data import OccDataset, PseudoLabels, camera_projections
 from ops.model.losses import OccupancyLoss

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ops.frames import scene_keyframes
+from ops.data.keyframes import scene_keyframes
+from ops.model.config import TrainConfig
 from ops.model.data import OccDataset, PseudoLabels, camera_projections
-from ops.model.train import TrainConfig, latest_checkpoint, load_model, train_loop
+from ops.model.train import latest_checkpoint, load_model, train_loop
 from tests.ops.model.common import Cropped, micro
 
 
@@ -73,8 +74,8 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(dataset, tmp_path
 def test_a_pretrained_backbone_loads_and_a_checkpoint_needs_no_hub(tmp_path):
     from transformers import ResNetConfig, ResNetModel
 
+    from ops.hub import CheckpointError
     from ops.model.network import EasyOcc
-    from ops.perception.loading import CheckpointError
 
     torch.manual_seed(1)
     saved = ResNetModel(ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],

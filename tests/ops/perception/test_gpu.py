@@ -6,8 +6,8 @@ import torch
 from ops.perception import ImageBatch
 from ops.perception.grounded_sam import GroundedSAM
 from ops.perception.hf_depth import HFDepth
-from ops.perception.random_models import depth_model, grounding_dino, sam
 from ops.perception.vocabulary import Vocabulary
+from tests.support.random_models import depth_model, grounding_dino, sam
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 K = np.array([[100.0, 0, 80], [0, 100, 45], [0, 0, 1]])

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from ops.hub import CheckpointError
 from ops.occ3d import CLASS_ID, FREE, UNOBSERVED
 from ops.perception import ImageBatch, build_segmenter
 from ops.perception.grounded_sam import GroundedSAM, nms, phrase_spans
-from ops.perception.loading import CheckpointError
-from ops.perception.random_models import grounding_dino, sam
 from ops.perception.vocabulary import Vocabulary
+from tests.support.random_models import grounding_dino, sam
 
 K = np.array([[100.0, 0, 80], [0, 100, 45], [0, 0, 1]])
 

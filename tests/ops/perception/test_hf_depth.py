@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from ops.hub import CheckpointError
 from ops.perception import ImageBatch, build_depth
 from ops.perception.hf_depth import HFDepth, da_input_size, zoe_input_size, zoe_padding
-from ops.perception.loading import CheckpointError
-from ops.perception.random_models import depth_model
+from tests.support.random_models import depth_model
 
 SMALL_INPUT = {"depth_anything_v2": 126, "depth_pro": 128, "zoedepth": (64, 96)}
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from ops.hub import CheckpointError
 from ops.perception import ImageBatch, build_depth
-from ops.perception.loading import CheckpointError
 from ops.perception.metric3d import MEAN, STD, canonical_input
 
 HUBCONF = '''

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ops.frames import scene_keyframes
+from ops.data.keyframes import scene_keyframes
 from ops.perception.runner import KeyframePerception, simulated_perception
 from ops.perception.serving import BackendSpec, PerceptionServingError, RaySettings, run_perception, serve
 
@@ -42,8 +42,8 @@ def test_simulated_perception_on_ray_equals_in_process(ray_local, small_world, k
 @pytest.fixture(scope="module")
 def real_specs(tmp_path_factory):
     """Tiny random Grounded-SAM checkpoints in folders and a stand-in Metric3D hub repository."""
-    from ops.perception.random_models import grounding_dino, sam
     from tests.ops.perception.test_metric3d import HUBCONF
+    from tests.support.random_models import grounding_dino, sam
 
     path = tmp_path_factory.mktemp("checkpoints")
     (d, dp), (s, sp) = grounding_dino("test"), sam("test")

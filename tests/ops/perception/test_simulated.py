@@ -3,11 +3,10 @@ truth, the noise of an image depends only on its name, and it drives the fusion 
 import numpy as np
 import pytest
 
-from ops.io import save_npz
 from ops.occ3d import CLASS_ID, UNOBSERVED
 from ops.perception import ImageBatch, PerceptionError, build_depth, build_segmenter
-from ops.perception.simulated import (NoiseModel, degrade_depth, degrade_semantics, image_rng, noise_model,
-                                      truth_file)
+from ops.perception.simulated import NoiseModel, degrade_depth, degrade_semantics, image_rng, noise_model, truth_file
+from ops.storage.files import save_npz
 
 ROAD, TERRAIN, VEG, CAR = (CLASS_ID[n] for n in ("driveable_surface", "terrain", "vegetation", "car"))
 W = 1600  # pixel parameters are given at this width
@@ -166,9 +165,9 @@ def test_backends_read_the_truth_by_image_name(truth_root):
 
 def test_realistic_preset_on_the_demo_world_matches_its_parameters(small_nusc, small_world):
     """Measured on the demo world's images: depth error and class accuracy of the realistic preset."""
-    from ops.frames import scene_keyframes
+    from ops.data.keyframes import scene_keyframes
+    from ops.data.truth import load_truth
     from ops.perception.runner import simulated_perception
-    from ops.perception.simulated import load_truth
 
     root, _ = small_world
     m = noise_model("realistic")

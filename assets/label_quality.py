@@ -1,0 +1,45 @@
+"""The `label_quality` asset: the labels scored against Occ3D ground truth wherever it exists (the
+dataset's gts folder), with the Occ3D metrics (docs/conventions.md, "Metrics")."""
+import dagster as dg
+
+from assets.metadata import metadata
+from assets.values import DatasetValue, QualityValue, StageResult
+from pipelines.resources import StorageResource
+
+
+@dg.asset(group_name="labels", kinds={"python"},
+          description="The labels scored against Occ3D ground truth (where gts/ exists): mIoU-17/15, IoU, camera mask and full scene")
+def label_quality(context: dg.AssetExecutionContext, dataset: DatasetValue, occ_labels: StageResult,
+                  storage: StorageResource) -> QualityValue:
+    from ops.evaluation.scoring import score_store_labels
+    from ops.evaluation.tables import per_class_table, summary_table
+
+    store = storage.store()
+    q = QualityValue(**score_store_labels(store, occ_labels.scenes, dataset.gts_dir))
+    meta = {"quality": summary_table([*sorted(q.scenes.items()), ("all", q.all)], first="scenes"),
+            "per_class": per_class_table([("IoU (camera)", q.all, "camera"), ("IoU (full scene)", q.all, "none")]),
+            "frames_scored": q.all["frames"], "frames_without_truth": q.frames_without_truth}
+    if q.all["frames"]:
+        meta["miou17_camera"] = round(100 * q.all["masks"]["camera"]["miou17"], 2)
+        meta["iou_camera"] = round(100 * q.all["masks"]["camera"]["geometric_iou"], 2)
+        meta["label_vs_truth"] = _label_vs_truth(store, sorted(q.scenes)[0], dataset.gts_dir)
+        context.log.info(f"label quality over {q.all['frames']} frames: mIoU-17 {meta['miou17_camera']} "
+                         f"IoU {meta['iou_camera']} (camera mask)")
+    else:
+        context.log.info("no Occ3D ground truth for these scenes: nothing to score")
+    context.add_output_metadata(metadata(meta))
+    return q
+
+
+def _label_vs_truth(store, scene: str, gts_dir: str):
+    """BEV pictures of the scene's middle keyframe: our label beside the Occ3D truth."""
+    from ops.report import bev_image, markdown_image, side_by_side
+    from ops.storage import OCC_LABELS
+    from ops.storage.occ3d_layout import FrameRef, load_labels
+
+    g = store.open(scene, OCC_LABELS)
+    mid = g["semantics"].shape[0] // 2
+    gt = load_labels(FrameRef(scene, g.attrs["tokens"][mid]).path(gts_dir))["semantics"]
+    return markdown_image(side_by_side([bev_image(g["semantics"][mid]), bev_image(gt)]),
+                          f"{scene} keyframe {mid}: pseudo-label (left, grey = unobserved) and Occ3D truth (right), "
+                          f"BEV, +x up")

@@ -1,0 +1,25 @@
+"""The `occ3d_export` asset: the labels in the Occ3D layout, so that a model trained on Occ3D trains on
+them unchanged: `<data dir>/occ3d_export/gts/<scene>/<token>/labels.npz` (semantics, mask_camera)."""
+import dagster as dg
+
+from assets.metadata import metadata
+from assets.values import ExportValue, StageResult
+from pipelines.resources import StorageResource
+
+
+@dg.asset(group_name="labels", kinds={"python"},
+          description="The labels in the Occ3D layout: <data dir>/occ3d_export/gts/<scene>/<token>/labels.npz (semantics, mask_camera)")
+def occ3d_export(context: dg.AssetExecutionContext, occ_labels: StageResult, storage: StorageResource) -> ExportValue:
+    from ops.storage.occ3d_layout import write_labels
+    from ops.storage.scene_store import label_volumes
+
+    out = storage.export_dir()
+    written = unchanged = 0
+    for scene, _, token, sem, mask in label_volumes(storage.store(), occ_labels.scenes):
+        if write_labels(out, scene, token, sem, mask):
+            written += 1
+        else:
+            unchanged += 1
+    context.log.info(f"occ3d_export: {written} written, {unchanged} unchanged in {out}")
+    context.add_output_metadata(metadata({"path": out, "written": written, "unchanged": unchanged}))
+    return ExportValue(str(out), written + unchanged)

@@ -1,0 +1,41 @@
+"""The asset checks that guard `occ_labels` (blocking: nothing downstream runs when one fails)."""
+import dagster as dg
+
+from assets.values import DatasetValue, StageResult
+from pipelines.resources import StorageResource
+
+# The demo world's labels with the default simulated perception score about 29 mIoU-17 under the
+# camera mask (benchmarks/RESULTS.md); below this floor something broke.
+DEMO_QUALITY_FLOOR_MIOU17 = 0.20
+
+
+@dg.multi_asset_check(ins={"dataset": dg.AssetIn("dataset"), "occ_labels": dg.AssetIn("occ_labels")}, specs=[
+    dg.AssetCheckSpec("volumes_well_formed", asset="occ_labels", blocking=True, additional_deps=["dataset"],
+                      description="every label is (200, 200, 16) uint8 with classes 0-17 or 255, a bool camera mask, "
+                                  "and is not empty"),
+    dg.AssetCheckSpec("demo_quality_floor", asset="occ_labels", blocking=True, additional_deps=["dataset"],
+                      description=f"on the demo world, mIoU-17 (camera mask) stays above "
+                                  f"{100 * DEMO_QUALITY_FLOOR_MIOU17:.0f}"),
+])
+def occ_labels_checks(context: dg.AssetCheckExecutionContext, dataset: DatasetValue, occ_labels: StageResult,
+                      storage: StorageResource):
+    from ops.evaluation.scoring import score_store_labels
+    from ops.occ3d import label_problems
+    from ops.storage.scene_store import label_volumes
+
+    store = storage.store()
+    problems, frames = [], 0
+    for scene, _, token, sem, mask in label_volumes(store, occ_labels.scenes):
+        frames += 1
+        problems += [f"{scene}/{token}: {p}" for p in label_problems(sem, mask)]
+    yield dg.AssetCheckResult(check_name="volumes_well_formed", passed=not problems,
+                              metadata={"frames": frames, "problems": dg.MetadataValue.md("\n".join(problems[:20]) or "none")})
+    if not dataset.demo_world:
+        yield dg.AssetCheckResult(check_name="demo_quality_floor", passed=True,
+                                  metadata={"skipped": "not the demo world (label_quality reports real-data scores)"})
+        return
+    q = score_store_labels(store, occ_labels.scenes, dataset.gts_dir)["all"]
+    miou = q["masks"]["camera"]["miou17"] if q["frames"] else float("nan")
+    yield dg.AssetCheckResult(check_name="demo_quality_floor", passed=bool(miou >= DEMO_QUALITY_FLOOR_MIOU17),
+                              metadata={"miou17_camera": round(100 * miou, 2), "floor": 100 * DEMO_QUALITY_FLOOR_MIOU17,
+                                        "frames": q["frames"]})

@@ -1,0 +1,101 @@
+"""The typed values the assets hand each other (kept by pipelines/io_manager.py as JSON). Each is small
+and says what it holds; the large data (maps, labels, checkpoints) stays in the store and the data dir.
+
+    dataset        -> DatasetValue     the dataroot, its version, its scenes and their splits
+    frames         -> FramesValue      per scene: keyframe records and an input fingerprint; failed scenes
+    semantic_maps, metric_depth, occ_labels -> StageResult (ops/storage/plan.py): per scene stored or
+                      unchanged (with its fingerprint), and the failed scenes with their cause
+    label_quality  -> QualityValue     the labels' Occ3D scores, per scene and over all
+    occ3d_export   -> ExportValue      where the Occ3D-layout files are
+    easyocc_model  -> ModelValue       the newest checkpoint of the run and what it trained on
+    easyocc_eval   -> EvalValue        the model's, its labels' and a baseline's Occ3D scores
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ops.data.keyframes import KeyframeRecord
+from ops.storage.plan import StageResult
+
+__all__ = ["DatasetValue", "EvalValue", "ExportValue", "FramesValue", "ModelValue", "QualityValue", "SceneFrames",
+           "SceneInfo", "StageResult"]
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    name: str
+    token: str
+    split: str              # "train", "val" or "other"
+    samples: int            # keyframes
+
+
+@dataclass(frozen=True)
+class DatasetValue:
+    dataroot: str
+    version: str
+    gts_dir: str            # where Occ3D truth is read (may not exist)
+    demo_world: bool
+    scenes: tuple[SceneInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class SceneFrames:
+    split: str
+    fingerprint: str        # of the tables' records and the files' sizes and times
+    keyframes: tuple[KeyframeRecord, ...] = ()
+
+    @property
+    def images(self) -> int:
+        return sum(len(kf.images) for kf in self.keyframes)
+
+
+@dataclass(frozen=True)
+class FramesValue:
+    dataroot: str
+    scenes: dict[str, SceneFrames] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)     # scene -> why its tables could not be read
+
+    def keyframes(self, scenes) -> list[KeyframeRecord]:
+        return [kf for s in scenes for kf in self.scenes[s].keyframes]
+
+    def split_scenes(self, split: str, chosen: list[str] = ()) -> list[str]:
+        """`chosen` (each must be a readable scene), or else every scene of `split`, sorted."""
+        if chosen:
+            unknown = sorted(set(chosen) - set(self.scenes))
+            if unknown:
+                raise ValueError(f"scenes {unknown} are not among the dataset's readable scenes {sorted(self.scenes)}")
+            return sorted(chosen)
+        return sorted(s for s, v in self.scenes.items() if v.split == split)
+
+
+@dataclass(frozen=True)
+class QualityValue:
+    all: dict                                   # Occ3DAccumulator result over every frame with truth
+    scenes: dict[str, dict] = field(default_factory=dict)
+    frames_without_truth: int = 0
+
+
+@dataclass(frozen=True)
+class ExportValue:
+    path: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class ModelValue:
+    checkpoint: str
+    run_dir: str
+    train_scenes: tuple[str, ...]
+    steps: int
+    labels: str             # "occ_labels" (the store) or an Occ3D-layout directory
+
+
+@dataclass(frozen=True)
+class EvalValue:
+    scenes: tuple[str, ...]
+    step: int
+    model: dict                                 # Occ3DAccumulator results
+    labels: dict | None = None
+    baseline: dict | None = None
+    no_truth: int = 0
+    no_label: int = 0

@@ -1,0 +1,204 @@
+"""Lift depth and class maps into labelled 3D points (docs/method.md, "Lift"): one image
+(`lift_image`), or every camera image of a keyframe into a scene's anchor frame (`lift_keyframe`).
+
+    X_frame = T_frame_cam @ [d * K^-1 [u, v, 1]^T; 1]
+
+T_frame_cam is composed in float64 by the caller (global poses are kilometres from the origin) and
+ends in a local frame, so the per-point arithmetic can run in float32 on any device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ops.data.keyframes import KeyframeRecord
+from ops.fusion.config import FusionConfig
+from ops.geometry import check_intrinsics, check_rigid
+from ops.occ3d import FREE, UNOBSERVED
+
+
+@dataclass
+class LiftedPoints:
+    points: torch.Tensor   # (N, 3) float32, metres, in the target frame
+    classes: torch.Tensor  # (N,) uint8 Occ3D ids
+    is_ray: torch.Tensor   # (N,) bool: True for a pixel's own point (a camera ray ends there),
+    #                        False for a point filled in between two neighbouring pixels
+    origin: torch.Tensor   # (3,) float32 camera centre in the target frame
+    dropped: int           # pixels without a usable depth or class
+
+
+def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: float = 0.1,
+               max_depth: float = 80.0, fill_step: float | None = None, fill_max_jump: float = 0.08,
+               device: str | torch.device = "cpu", name: str = "") -> LiftedPoints:
+    """Labelled points of one image.
+
+    depth: (H, W) metres along the optical axis; 0, NaN, inf or outside [min_depth, max_depth] is dropped.
+    semantics: (H, W) uint8 Occ3D ids; free/sky (17) and unknown (255) are dropped.
+    K: (3, 3) intrinsics at this resolution; T_frame_cam: (4, 4) camera -> target frame.
+    stride: use every stride-th pixel in both directions.
+    fill_step: if set (metres), neighbouring pixels (right and below, at the stride) of one class whose
+      depths differ by at most fill_max_jump (relative) are joined by extra points every fill_step
+      metres, so that a surface seen at a grazing angle leaves no voxel gaps (beyond the paper). A pair
+      with a larger depth step is joined too when its 3D step continues the neighbouring pair's
+      direction (cosine >= 0.98): one surface, not an edge between two. At most 63 points fill a pair.
+    """
+    where = f"{name}: " if name else ""
+    depth_np = np.asarray(depth)
+    sem_np = np.asarray(semantics)
+    if depth_np.ndim != 2 or depth_np.shape != sem_np.shape:
+        raise ValueError(f"{where}depth {depth_np.shape} and semantics {sem_np.shape} must be the same (H, W)")
+    if sem_np.dtype != np.uint8:
+        raise ValueError(f"{where}semantics must be uint8 Occ3D ids, got {sem_np.dtype}")
+    if stride < 1:
+        raise ValueError(f"{where}stride must be >= 1, got {stride}")
+    K = check_intrinsics(K, name)
+    T = check_rigid(T_frame_cam, "T_frame_cam", name)
+    H, W = depth_np.shape
+    d = torch.as_tensor(np.ascontiguousarray(depth_np[::stride, ::stride]), dtype=torch.float32, device=device)
+    c = torch.as_tensor(np.ascontiguousarray(sem_np[::stride, ::stride]), device=device)
+    vs = torch.arange(0, H, stride, device=device, dtype=torch.float64)
+    us = torch.arange(0, W, stride, device=device, dtype=torch.float64)
+    Kinv = torch.as_tensor(np.linalg.inv(K), device=device)
+    # Ray directions (z = 1) per pixel: x = (u - cx) / fx - skew terms, in float64 then float32.
+    rx = (Kinv[0, 0] * us[None, :] + Kinv[0, 1] * vs[:, None] + Kinv[0, 2]).float()
+    ry = (Kinv[1, 1] * vs[:, None] + Kinv[1, 2]).float().expand_as(rx)
+    valid = torch.isfinite(d) & (d >= min_depth) & (d <= max_depth) & (c != FREE) & (c != UNOBSERVED)
+    dz = torch.where(valid, d, torch.zeros_like(d))
+    cam = torch.stack([rx * dz, ry * dz, dz], -1)  # (Hs, Ws, 3)
+    R = torch.as_tensor(T[:3, :3], dtype=torch.float32, device=device)
+    t = torch.as_tensor(T[:3, 3], dtype=torch.float32, device=device)
+    pts = cam @ R.T + t
+    points, classes = pts[valid], c[valid]
+    is_ray = torch.ones(len(points), dtype=torch.bool, device=device)
+    if fill_step:
+        extra_p, extra_c = _fill_points(pts, c, dz, valid, fill_step, fill_max_jump)
+        if extra_p:
+            points = torch.cat([points] + extra_p)
+            classes = torch.cat([classes] + extra_c)
+            is_ray = torch.cat([is_ray, torch.zeros(len(points) - len(is_ray), dtype=torch.bool, device=device)])
+    return LiftedPoints(points, classes, is_ray, t.clone(), int((~valid).sum()))
+
+
+def _fill_points(pts: torch.Tensor, c: torch.Tensor, dz: torch.Tensor, valid: torch.Tensor, fill_step: float,
+                 fill_max_jump: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Extra points (and their classes) between neighbouring pixels of one surface, right then below
+    (see lift_image's `fill_step`). pts (Hs, Ws, 3), c, dz (depth, 0 where invalid) and valid (Hs, Ws)."""
+    device = pts.device
+    extra_p, extra_c = [], []
+    for axis in (1, 0):  # neighbours to the right, then below
+        n_ax = pts.shape[axis]
+        if n_ax < 2:
+            continue
+        a = [slice(None), slice(None)]
+        b = [slice(None), slice(None)]
+        a[axis], b[axis] = slice(None, -1), slice(1, None)
+        a, b = tuple(a), tuple(b)
+        da, db = dz[a], dz[b]
+        pair_ok = valid[a] & valid[b] & (c[a] == c[b])
+        gap = pts[b] - pts[a]  # (.., 3) step between neighbours
+        small = (da - db).abs() <= fill_max_jump * torch.minimum(da, db)
+        # A larger step is still one surface if it continues in 3D along its neighbouring step
+        # (a road seen at a grazing angle); a depth edge between two surfaces does not.
+        # (The same slices a, b pair each step with the next one along the axis.)
+        unit = gap / gap.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        straight = pair_ok[a] & pair_ok[b] & ((unit[a] * unit[b]).sum(-1) >= 0.98)
+        cont = torch.zeros_like(pair_ok)
+        cont[a] |= straight
+        cont[b] |= straight
+        ok = pair_ok & (small | cont)
+        pa, pb, cls = pts[a][ok], pts[b][ok], c[a][ok]
+        n = torch.ceil((pb - pa).norm(dim=1) / fill_step).long().clamp(1, 64) - 1
+        if int(n.sum()) == 0:
+            continue
+        pair = torch.repeat_interleave(torch.arange(len(n), device=device), n)
+        k = torch.arange(len(pair), device=device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n) + 1
+        f = (k.float() / (n[pair] + 1).float())[:, None]
+        extra_p.append(pa[pair] + (pb[pair] - pa[pair]) * f)
+        extra_c.append(cls[pair])
+    return extra_p, extra_c
+
+
+def move_points(T_to_from: np.ndarray, p: torch.Tensor) -> torch.Tensor:
+    """Points (N, 3) float32 moved by a 4x4 transform, element by element in a fixed order (the
+    Triton kernels do the same arithmetic, so both agree on points lying on voxel faces)."""
+    T = np.asarray(T_to_from, dtype=np.float32).tolist()
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    return torch.stack([T[i][0] * x + T[i][1] * y + T[i][2] * z + T[i][3] for i in range(3)], 1)
+
+
+def remove_outliers(points: torch.Tensor, nb_neighbors: int = 20, std_ratio: float = 2.0) -> torch.Tensor:
+    """Bool keep-mask (N,) from Open3D's statistical outlier removal (docs/method.md, "Outliers")."""
+    import open3d as o3d
+
+    keep = torch.zeros(len(points), dtype=torch.bool)
+    if len(points) <= nb_neighbors:
+        keep[:] = True
+        return keep.to(points.device)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.detach().cpu().double().numpy()))
+    _, idx = pcd.remove_statistical_outlier(nb_neighbors=nb_neighbors, std_ratio=std_ratio)
+    keep[torch.as_tensor(np.asarray(idx, dtype=np.int64))] = True
+    return keep.to(points.device)
+
+
+@dataclass
+class LiftedFrame:
+    """One keyframe's points in the scene's anchor frame (about 14 bytes a point)."""
+
+    token: str
+    timestamp: int
+    T_anchor_ego: np.ndarray      # (4, 4) float64: the label frame of this keyframe
+    points: torch.Tensor          # (N, 3) float32
+    classes: torch.Tensor         # (N,) uint8
+    is_ray: torch.Tensor          # (N,) bool: a pixel's own point, where its camera ray ends (used
+    #                               for free space); False for surface-fill points and skipped rays
+    camera: torch.Tensor          # (N,) uint8: index into `origins` of the point's camera
+    origins: torch.Tensor         # (C, 3) float32 camera centres
+    dropped_pixels: int = 0
+    outliers: int = 0
+
+    def rays(self, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(origins, ends) (R, 3) of the free-space rays, of the points `keep` selects."""
+        sel = self.is_ray if keep is None else self.is_ray & keep
+        return self.origins[self.camera[sel].long()], self.points[sel]
+
+
+PerceptionFn = Callable[[KeyframeRecord], Sequence[tuple[np.ndarray, np.ndarray]]]
+
+
+def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarray]], T_anchor_global: np.ndarray,
+                  cfg: FusionConfig) -> LiftedFrame:
+    """Lift the (depth, semantics) of each of kf.images into the anchor frame."""
+    if len(maps) != len(kf.images):
+        raise ValueError(f"keyframe {kf.token}: {len(maps)} depth/class maps for {len(kf.images)} images")
+    pts, cls, rays, cams, origins, dropped = [], [], [], [], [], 0
+    for i, (img, (depth, sem)) in enumerate(zip(kf.images, maps)):
+        name = f"{kf.scene}/{kf.token}/{img.channel} ({img.filename})"
+        if np.shape(depth) != (img.height, img.width):
+            raise ValueError(f"{name}: depth is {np.shape(depth)}, the image is {(img.height, img.width)}")
+        check_rigid(img.T_global_ego, "ego_pose", name)
+        check_rigid(img.T_ego_cam, "calibrated_sensor", name)
+        T = T_anchor_global @ img.T_global_ego @ img.T_ego_cam
+        lp = lift_image(depth, sem, img.K, T, stride=cfg.stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
+                        fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name)
+        is_ray = lp.is_ray.clone()
+        if cfg.ray_stride > 1:  # keep every (ray_stride**2)-th pixel ray of this image
+            idx = torch.nonzero(is_ray).squeeze(1)
+            is_ray[idx] = False
+            is_ray[idx[::cfg.ray_stride ** 2]] = True
+        pts.append(lp.points)
+        cls.append(lp.classes)
+        rays.append(is_ray)
+        cams.append(torch.full((len(lp.points),), i, dtype=torch.uint8, device=lp.points.device))
+        origins.append(lp.origin)
+        dropped += lp.dropped
+    points, classes, is_ray, camera = torch.cat(pts), torch.cat(cls), torch.cat(rays), torch.cat(cams)
+    outliers = 0
+    if cfg.outlier_filter and len(points):
+        keep = remove_outliers(points, cfg.outlier_neighbors, cfg.outlier_std_ratio)
+        outliers = int((~keep).sum())
+        points, classes, is_ray, camera = points[keep], classes[keep], is_ray[keep], camera[keep]
+    return LiftedFrame(kf.token, kf.timestamp, T_anchor_global @ kf.T_global_ego, points, classes, is_ray, camera,
+                       torch.stack(origins) if origins else torch.zeros((0, 3)), dropped, outliers)

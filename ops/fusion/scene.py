@@ -1,0 +1,142 @@
+"""A scene's pseudo-labels: `SceneFuser` streams the labels of a scene's keyframes from any perception
+(keyframe -> per camera (depth, classes)), lifting each keyframe once; `fuse_scene` runs it on the
+perception stored in the Zarr store and writes the scene's `occ_labels` stage (its one writer).
+Runs in-process or as a Ray task; nothing here knows about Dagster."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ops.configs import fingerprint_fields
+from ops.data.keyframes import KeyframeRecord
+from ops.fusion.config import FusionConfig
+from ops.fusion.lift import LiftedFrame, PerceptionFn, lift_keyframe
+from ops.fusion.window import Label, fuse_window
+from ops.geometry import check_rigid, invert_transform
+from ops.occ3d import GRID, UNOBSERVED, OccGrid
+from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
+from ops.storage.scene_store import SceneStore
+
+
+class SceneFuser:
+    """Streams a scene's labels: each keyframe is lifted once and kept while a later label needs it."""
+
+    def __init__(self, keyframes: Sequence[KeyframeRecord], perception: PerceptionFn, cfg: FusionConfig = FusionConfig(),
+                 grid: OccGrid = GRID):
+        if not keyframes:
+            raise ValueError("a scene needs at least one keyframe")
+        for a, b in zip(keyframes, keyframes[1:]):
+            if b.timestamp <= a.timestamp:
+                raise ValueError(f"keyframes out of time order: {b.scene}/{b.token} ({b.timestamp}) comes after "
+                                 f"{a.token} ({a.timestamp})")
+        self.keyframes, self.perception, self.cfg, self.grid = list(keyframes), perception, cfg, grid
+        # Anchor: the first keyframe's ego frame; all per-point arithmetic happens near it.
+        self.T_anchor_global = invert_transform(check_rigid(keyframes[0].T_global_ego, "ego_pose", keyframes[0].token))
+        self._cache: OrderedDict[int, LiftedFrame] = OrderedDict()
+        self._lift_s: dict[str, float] = {}   # seconds reading and lifting for the label being made
+
+    def _lifted(self, i: int) -> LiftedFrame:
+        if i not in self._cache:
+            kf = self.keyframes[i]
+            t = time.perf_counter()
+            maps = self.perception(kf)
+            t1 = time.perf_counter()
+            self._cache[i] = lift_keyframe(kf, maps, self.T_anchor_global, self.cfg)
+            self._lift_s["read"] = self._lift_s.get("read", 0.0) + t1 - t
+            self._lift_s["lift"] = self._lift_s.get("lift", 0.0) + time.perf_counter() - t1
+        return self._cache[i]
+
+    def label(self, i: int) -> Label:
+        first, last = max(0, i - self.cfg.history), min(len(self.keyframes) - 1, i + self.cfg.future)
+        for old in [k for k in self._cache if k < first]:
+            del self._cache[old]  # streaming: nothing older than the window stays in memory
+        self._lift_s = {}
+        frames = [self._lifted(j) for j in range(first, last + 1)]
+        out = fuse_window(frames, self.cfg, self.grid, current_index=i - first)
+        out.seconds = {**self._lift_s, **out.seconds}
+        out.stats["dropped_pixels"] = frames[i - first].dropped_pixels
+        out.stats["outliers_removed"] = frames[i - first].outliers
+        return out
+
+    def __iter__(self) -> Iterator[Label]:
+        for i in range(len(self.keyframes)):
+            yield self.label(i)
+
+
+class StoredPerception:
+    """keyframe -> [(depth, classes)] per camera, read from the scene's semantic_maps and metric_depth."""
+
+    def __init__(self, store: SceneStore, scene: str):
+        sem, dep = store.open(scene, SEMANTIC_MAPS), store.open(scene, METRIC_DEPTH)
+        self.sem, self.depth = sem["semantics"], dep["depth"]
+        self.index = {t: i for i, t in enumerate(sem.attrs["tokens"])}
+        if list(dep.attrs["tokens"]) != list(sem.attrs["tokens"]):
+            raise ValueError(f"scene {scene}: semantic_maps and metric_depth hold different keyframes")
+
+    def __call__(self, kf: KeyframeRecord) -> list[tuple[np.ndarray, np.ndarray]]:
+        if kf.token not in self.index:
+            raise KeyError(f"scene {kf.scene}: keyframe {kf.token} has no stored perception")
+        f = self.index[kf.token]
+        sem, depth = self.sem[f], self.depth[f]
+        return [(depth[c], sem[c]) for c in range(len(kf.images))]
+
+
+@dataclass(frozen=True)
+class FusedScene:
+    """What fusing one scene reports (the labels themselves are in the store)."""
+
+    scene: str
+    seconds: float                  # wall time of the whole scene
+    stats: list[dict]               # per keyframe: points, rays, voxels occupied / observed, voxels per class
+    step_seconds: dict[str, float]  # read, lift, vote, free_space, label, write: summed over the keyframes
+
+
+def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord], cfg: FusionConfig, fp: str,
+               torch_threads: int | None = None) -> FusedScene:
+    """Fuse and store one scene under the fingerprint `fp`. Timings stay out of the store, whose bytes
+    must not depend on them. Raises on failure (nothing is committed then)."""
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    store = SceneStore(store_path)
+    start = time.time()
+    fuser = SceneFuser(keyframes, StoredPerception(store, scene), cfg)
+    stats, seconds = [], {}
+    with store.writer(scene, OCC_LABELS) as w:
+        w.create("semantics", (len(keyframes),) + GRID.shape, np.uint8, fill_value=UNOBSERVED)
+        w.create("mask_camera", (len(keyframes),) + GRID.shape, bool, fill_value=False)
+        for i, label in enumerate(fuser):
+            t = time.perf_counter()
+            w.write("semantics", i, label.semantics)
+            w.write("mask_camera", i, label.mask_camera)
+            stats.append(label.stats)
+            for k, v in {**label.seconds, "write": time.perf_counter() - t}.items():
+                seconds[k] = seconds.get(k, 0.0) + v
+        w.commit({"fingerprint": fp, "stage": OCC_LABELS, "tokens": [kf.token for kf in keyframes],
+                  "grid": {"lower": list(GRID.lower), "voxel_size": GRID.voxel_size, "shape": list(GRID.shape)},
+                  "fusion": fingerprint_fields(cfg), "stats": stats})
+    return FusedScene(scene, round(time.time() - start, 2), stats, {k: round(v, 3) for k, v in seconds.items()})
+
+
+def fuse_scenes(ray, store_path: str, todo: dict[str, str], keyframes: dict[str, list[KeyframeRecord]],
+                cfg: FusionConfig) -> Iterator[tuple[str, FusedScene | None, str]]:
+    """Fuse every scene of `todo` (scene -> fingerprint) as a Ray task of one CPU each (their torch threads
+    share the cluster's CPUs), yielding (scene, FusedScene, "") as each finishes or (scene, None, cause)
+    when it failed. `ray` is the connected ray module."""
+    task = ray.remote(num_cpus=1)(fuse_scene)
+    threads = max(1, int(ray.available_resources().get("CPU", 1) // max(1, len(todo))))
+    refs = {task.remote(store_path, scene, keyframes[scene], cfg, fp, threads): scene for scene, fp in todo.items()}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        scene = refs[ready[0]]
+        try:
+            result, cause = ray.get(ready[0]), ""
+        except Exception as exc:  # Ray wraps the task's error; its message carries the original
+            result, cause = None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1]}"
+        yield scene, result, cause

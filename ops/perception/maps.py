@@ -1,0 +1,139 @@
+"""A perception stage of the store: one backend's map of every camera image of the scenes to compute,
+served on Ray (`serving.serve`) and written into each scene's stage as (keyframes, cameras, H, W),
+one chunk per image. The caller is the one writer of each scene; a scene is committed when all its
+images are in, and an image that fails fails its scene only (the others are stored).
+
+    kind = SEMANTICS or DEPTH
+    plan = StagePlan.make(store, kind.stage, scenes, fingerprint_of=lambda s: map_fingerprint(kind, spec, fp[s]), ...)
+    stats = run_map_stage(kind, plan, keyframes, dataroot, spec, settings, log)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ops.data.keyframes import KeyframeRecord
+from ops.perception.base import backend_module
+from ops.perception.serving import BackendSpec, RaySettings, serve
+from ops.report import class_map_image, depth_image, histogram_image, markdown_image
+from ops.storage import METRIC_DEPTH, SEMANTIC_MAPS
+from ops.storage.fingerprints import code_version, fingerprint
+from ops.storage.plan import StagePlan
+from ops.storage.scene_store import StageWriter
+
+
+@dataclass(frozen=True)
+class MapKind:
+    """What one perception stage stores: which backend role fills it, the array and its dtype."""
+
+    stage: str      # store stage
+    role: str       # "segmenter" or "depth": which backend of the perception resource
+    array: str      # the array in the stage, and the field of a served row
+    dtype: str
+
+
+SEMANTICS = MapKind(SEMANTIC_MAPS, "segmenter", "semantics", "uint8")
+DEPTH = MapKind(METRIC_DEPTH, "depth", "depth", "float32")
+
+
+def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str) -> str:
+    """Fingerprint of a scene's maps: its inputs, the backend with its options, and the code that serves
+    and runs that backend."""
+    code = code_version("ops.perception.serving", backend_module(kind.role, spec.name))
+    return fingerprint(inputs_fingerprint, spec.name, spec.options, code, kind.dtype)
+
+
+@dataclass
+class MapStats:
+    """What the maps of this run looked like: class histogram (segmenter) or depth coverage, and the first map."""
+
+    kind: MapKind
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    valid: int = 0
+    pixels: int = 0
+    first: np.ndarray | None = None
+
+    def add(self, data: np.ndarray) -> None:
+        if self.kind.role == "segmenter":
+            self.histogram += np.bincount(data.ravel(), minlength=256)
+        else:
+            self.valid += int((data > 0).sum())
+        self.pixels += data.size
+        if self.first is None:
+            self.first = data
+
+    def summary(self) -> dict:
+        """Plain values and Markdown pictures for the asset's metadata (empty when nothing ran)."""
+        if self.first is None:
+            return {}
+        picture = class_map_image(self.first) if self.kind.role == "segmenter" else depth_image(self.first)
+        out = {"first_image": markdown_image(picture, f"{self.kind.stage}, first image")}
+        if self.kind.role == "segmenter":
+            out["pixel_class_histogram"] = markdown_image(histogram_image(self.histogram[:18]), "pixels per class")
+            out["unknown_pixels_percent"] = round(100 * float(self.histogram[255]) / max(1, int(self.histogram.sum())), 2)
+        else:
+            out["pixels_with_depth_percent"] = round(100 * self.valid / max(1, self.pixels), 2)
+        return out
+
+
+def run_map_stage(kind: MapKind, plan: StagePlan, keyframes: dict[str, list[KeyframeRecord]], dataroot: str,
+                  spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print) -> MapStats:
+    """Compute and store the maps of every scene in `plan.todo`, recording each scene in the plan."""
+    stats = MapStats(kind)
+    where, writers, left, started = {}, {}, {}, {}
+    images = []
+    for scene in list(plan.todo):
+        writer = _open_scene(kind, plan, scene, keyframes[scene])
+        if writer is None:
+            continue
+        writers[scene], started[scene] = writer, time.time()
+        for f, kf in enumerate(keyframes[scene]):
+            for c, im in enumerate(kf.images):
+                where[im.filename] = (scene, f, c)
+                images.append(im)
+        left[scene] = sum(len(kf.images) for kf in keyframes[scene])
+    start = time.time()
+    segmenter, depth = (spec, None) if kind.role == "segmenter" else (None, spec)
+    for seen, row in enumerate(serve(dataroot, images, segmenter, depth, settings), 1):
+        if seen % max(1, len(images) // 10) == 0 or seen == len(images):
+            log(f"{kind.stage}: {seen}/{len(images)} images ({time.time() - start:.0f} s)")
+        scene, f, c = where[row["name"]]
+        if scene in plan.failed:
+            continue
+        if row["error"]:
+            plan.fail(scene, f"{row['name']}: {row['error']}")
+            log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
+            writers[scene].abort()
+            continue
+        writers[scene].write(kind.array, (f, c), row[kind.array])
+        stats.add(row[kind.array])
+        left[scene] -= 1
+        if left[scene] == 0:
+            _commit(kind, plan, scene, keyframes[scene], writers[scene], spec, time.time() - started[scene])
+            log(f"{kind.stage}: scene {scene} stored")
+    return stats
+
+
+def _open_scene(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> StageWriter | None:
+    """The scene's writer with its array created, or None (the scene failed) when its images are not all of
+    one size or its keyframes have different numbers of cameras."""
+    sizes = {(im.height, im.width) for kf in kfs for im in kf.images}
+    cams = {len(kf.images) for kf in kfs}
+    if len(sizes) != 1 or len(cams) != 1:
+        plan.fail(scene, f"images of several sizes {sorted(sizes)} or camera counts {sorted(cams)} in one scene")
+        return None
+    (h, w), (c,) = sizes.pop(), cams
+    writer = plan.store.writer(scene, kind.stage)
+    writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
+    return writer
+
+
+def _commit(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord], writer: StageWriter,
+            spec: BackendSpec, seconds: float) -> None:
+    writer.commit({"fingerprint": plan.todo[scene], "stage": kind.stage, "backend": spec.name,
+                   "tokens": [kf.token for kf in kfs], "cameras": [im.channel for im in kfs[0].images],
+                   "images": [[im.filename for im in kf.images] for kf in kfs]})
+    plan.stored(scene, len(kfs) * len(kfs[0].images), seconds)

@@ -1,0 +1,102 @@
+"""Where code runs: the torch device, the Ray connection, and torch.compile-or-eager for the CPU hot loops.
+
+Devices: `resolve_device("auto")` is CUDA when torch sees a GPU, else the CPU; `resolve_dtype("auto", device)`
+is fp16 on a GPU, fp32 on the CPU.
+
+Ray: `ensure_ray(address)` joins the cluster at `address` (or `RAY_ADDRESS`) or starts a local Ray, once
+per process; perception serving, scene fusion and Ray Train all connect through it.
+
+Compiling: the fusion's per-point and per-crossing arithmetic is written as single expressions that
+torch.compile turns into one loop each (4-20x faster than eager on the CPU; identical integer
+results, tested). Compiling needs a C++ compiler and takes seconds once per process (inductor
+caches the result on disk, in TORCHINDUCTOR_CACHE_DIR). Where compiling is not possible, the eager
+function runs instead, with one warning.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | None = "auto"):
+    """A torch.device: "auto" (or None / "") is CUDA when torch sees a GPU, else the CPU; an explicit CUDA
+    device on a machine without one is an error."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU on this machine")
+    return dev
+
+
+def resolve_dtype(precision: str, device):
+    """A torch dtype for model weights: 'auto' = fp16 on a GPU, fp32 on the CPU; or 'fp32', 'fp16', 'bf16'."""
+    import torch
+
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in table:
+        raise ValueError(f"precision {precision!r}: expected auto, fp32, fp16 or bf16")
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 runs on a GPU only; use fp32 or bf16 on the CPU")
+    return table[precision]
+
+
+def ensure_ray(address: str | None = None, local_cpus: int | None = None):
+    """Connect to the Ray cluster at `address` (else $RAY_ADDRESS) or start a local Ray with `local_cpus`
+    CPUs (None: all), once per process; returns the ray module."""
+    import ray
+
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        kwargs = dict(address=address, include_dashboard=False, log_to_driver=True)
+        if address is None and local_cpus is not None:
+            kwargs["num_cpus"] = local_cpus
+        ray.init(**kwargs)
+    return ray
+
+
+def cpp_compiler_available() -> bool:
+    """Whether inductor can find a C++ compiler ($CXX, or c++ / g++ / clang++ on the PATH)."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]
+    return any(shutil.which(n) for n in names)
+
+
+def resolve_compile(setting: bool | None, device: str) -> bool:
+    """The `compile_cpu` setting made concrete: None (auto) compiles on CPU devices when a C++
+    compiler is present; True / False are obeyed (True off the CPU compiles nothing: GPUs use the
+    Triton kernels)."""
+    if not str(device).startswith("cpu"):
+        return False
+    return cpp_compiler_available() if setting is None else bool(setting)
+
+
+class CompiledOrEager:
+    """`fn`, optionally through torch.compile (dynamic shapes), falling back to eager on failure."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self._compiled: Callable | None = None
+        self._failed = False
+
+    def __call__(self, compiled: bool, *args):
+        if not compiled or self._failed:
+            return self.fn(*args)
+        if self._compiled is None:
+            import torch
+
+            self._compiled = torch.compile(self.fn, dynamic=True)
+        try:
+            return self._compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: run eager, say so once
+            self._failed = True
+            log.warning("torch.compile of %s failed (%s: %s); running it eagerly (slower, same results)",
+                        self.fn.__name__, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            return self.fn(*args)

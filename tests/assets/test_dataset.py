@@ -1,0 +1,47 @@
+"""The dataset asset: generates and checks the demo world once, reads a given dataroot, restricts it to a
+scene selection, and names what is wrong when the version or a scene does not exist."""
+import dagster as dg
+
+from assets.dataset import dataset
+from pipelines.io_manager import JsonIOManager
+from pipelines.resources import DatasetResource
+from tests.conftest import SMALL_WORLD
+
+
+def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
+    res = DatasetResource(data_dir=str(tmp_path), demo_keyframes=SMALL_WORLD["keyframes"],
+                          demo_image_width=SMALL_WORLD["image_width"], demo_image_height=SMALL_WORLD["image_height"])
+    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path))})
+    assert result.success
+    out = result.output_for_node("dataset")
+    assert [s.split for s in out.scenes] == ["train", "val"]
+    assert (tmp_path / "demo_world" / "easyocc_demo.json").is_file()
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["keyframes"].value == 2 * SMALL_WORLD["keyframes"]
+    assert "data:image/png;base64" in meta["truth_bev_first_keyframes"].value
+    assert "generation_seconds" in meta
+    # A second run reuses the world.
+    again = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path))})
+    assert "generation_seconds" not in again.get_asset_materialization_events()[0].materialization.metadata
+
+
+def test_wrong_version_is_a_clear_error(tmp_path, small_world):
+    root, _ = small_world
+    res = DatasetResource(data_dir=str(tmp_path), dataroot=str(root), version="v1.0-trainval")
+    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path))},
+                            raise_on_error=False)
+    assert not result.success
+    err = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "v1.0-trainval" in err and "v1.0-mini" in err
+
+
+def test_a_scene_selection_restricts_the_dataset(tmp_path, small_world):
+    root, _ = small_world
+    io = {"io_manager": JsonIOManager(data_dir=str(tmp_path))}
+    one = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
+                                                                           scenes=["scene-0103"]), **io})
+    assert [s.name for s in one.output_for_node("dataset").scenes] == ["scene-0103"]
+    bad = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
+                                                                           scenes=["scene-9999"]), **io}, raise_on_error=False)
+    err = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "scene-9999" in err and "scene-0061" in err

@@ -1,0 +1,155 @@
+"""dataset -> frames -> semantic_maps / metric_depth -> occ_labels through Dagster on the small demo world:
+Zarr per scene, the same maps and labels as in-process, unchanged scenes skipped, a config change or
+`force` rebuilds, a bad scene fails alone (the others are stored) and is the only one redone after the fix."""
+import shutil
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from assets.dataset import dataset
+from assets.frames import frames
+from assets.label_quality import label_quality
+from assets.metric_depth import metric_depth
+from assets.occ3d_export import occ3d_export
+from assets.occ_labels import occ_labels
+from assets.occ_labels_checks import occ_labels_checks
+from assets.semantic_maps import semantic_maps
+from pipelines.io_manager import JsonIOManager
+from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
+
+ASSETS = [dataset, frames, semantic_maps, metric_depth, occ_labels, label_quality, occ3d_export]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_down():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def resources(root, tmp, **perception):
+    return {"nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root)),
+            "perception": PerceptionResource(**perception),
+            "ray": RayResource(local_cpus=2, num_actors=1),
+            "storage": StorageResource(data_dir=str(tmp)),
+            "io_manager": JsonIOManager(data_dir=str(tmp))}
+
+
+def run(root, tmp, force=False, labels=None, **perception):
+    cfg = {"ops": {a: {"config": {"force": force}} for a in ("semantic_maps", "metric_depth")}}
+    cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
+    return dg.materialize([*ASSETS, occ_labels_checks], resources=resources(root, tmp, **perception), run_config=cfg,
+                          raise_on_error=False)
+
+
+def table(result, asset):
+    ev = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset][0]
+    return ev.materialization.metadata
+
+
+def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_path):
+    from ops.data.keyframes import scene_keyframes
+    from ops.perception.runner import simulated_perception
+    from ops.storage.scene_store import SceneStore
+
+    root, cfg = small_world
+    first = run(root, tmp_path)
+    assert first.success
+    store = SceneStore(tmp_path / "easyocc.zarr")
+    assert store.scenes("semantic_maps") == store.scenes("metric_depth") == ["scene-0061", "scene-0103"]
+    sem, dep = store.open("scene-0103", "semantic_maps")["semantics"], store.open("scene-0103", "metric_depth")["depth"]
+    assert sem.shape == (cfg.keyframes, 6, 90, 160) and sem.dtype == np.uint8 and dep.dtype == np.float32
+    kf = scene_keyframes(small_nusc, "scene-0103")[2]
+    for c, (d, s) in enumerate(simulated_perception(root, "realistic")(kf)):
+        np.testing.assert_array_equal(sem[2, c], s)
+        np.testing.assert_array_equal(dep[2, c], d)
+    assert "data:image/png" in table(first, "semantic_maps")["pixel_class_histogram"].value
+    # the labels equal the in-process fusion of the same simulated perception
+    from ops.fusion.config import FusionConfig
+    from ops.fusion.scene import SceneFuser
+
+    labels = store.open("scene-0103", "occ_labels")
+    kfs = scene_keyframes(small_nusc, "scene-0103")
+    for i, label in enumerate(SceneFuser(kfs, simulated_perception(root, "realistic"), FusionConfig())):
+        np.testing.assert_array_equal(labels["semantics"][i], label.semantics)
+        np.testing.assert_array_equal(labels["mask_camera"][i], label.mask_camera)
+    assert labels.attrs["tokens"] == [k.token for k in kfs] and labels.attrs["fusion"]["history"] == 13
+    meta = table(first, "occ_labels")
+    assert "data:image/png" in meta["bev_label"].value and meta["scenes"].value.count("| stored |") == 2
+    steps = meta["stage_seconds"].value   # every step timed, and drawn
+    for step in ("semantic_maps", "metric_depth", "fusion: read", "fusion: lift", "fusion: vote", "fusion: free_space",
+                 "fusion: label", "fusion: write"):
+        assert f"| {step} | " in steps
+    assert "data:image/png" in steps
+    # quality against the demo world's truth, equal to scoring the stored labels directly
+    from ops.evaluation.metrics import Occ3DAccumulator
+    from ops.occ3d import as_occ3d_semantics
+
+    acc = Occ3DAccumulator()
+    for scene in ("scene-0061", "scene-0103"):
+        g = store.open(scene, "occ_labels")
+        for i, token in enumerate(g.attrs["tokens"]):
+            with np.load(root / "gts" / scene / token / "labels.npz") as t:
+                acc.update(as_occ3d_semantics(g["semantics"][i]), t["semantics"], t["mask_camera"], t["mask_lidar"])
+    quality = first.output_for_node("label_quality")
+    assert quality.all["masks"]["camera"]["miou17"] == acc.result()["masks"]["camera"]["miou17"]
+    assert table(first, "label_quality")["miou17_camera"].value == round(100 * acc.result()["masks"]["camera"]["miou17"], 2)
+    assert "data:image/png" in table(first, "label_quality")["label_vs_truth"].value
+    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
+    assert checks == {"volumes_well_formed": True, "demo_quality_floor": True}
+    # the Occ3D export: same volumes, Occ3D values (unobserved -> free), loadable by the score CLI's reader
+    exported = tmp_path / "occ3d_export" / "gts" / "scene-0103" / kfs[1].token / "labels.npz"
+    with np.load(exported) as e:
+        np.testing.assert_array_equal(e["semantics"], as_occ3d_semantics(labels["semantics"][1]))
+        np.testing.assert_array_equal(e["mask_camera"], labels["mask_camera"][1])
+    # unchanged: skipped, bytes untouched
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "easyocc.zarr").rglob("*") if p.is_file()}
+    again = run(root, tmp_path)
+    assert again.success and table(again, "semantic_maps")["scenes"].value.count("unchanged, skipped") == 2
+    assert table(again, "occ_labels")["scenes"].value.count("unchanged, skipped") == 2
+    assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "easyocc.zarr").rglob("*") if p.is_file()}
+    # another segmenter preset rebuilds the class maps only
+    changed = run(root, tmp_path, segmenter_options='{"preset": "perfect"}')
+    assert table(changed, "semantic_maps")["scenes"].value.count("| stored |") == 2
+    assert table(changed, "metric_depth")["scenes"].value.count("unchanged, skipped") == 2
+    with np.load(root / "truth" / (kf.images[0].filename.rsplit(".", 1)[0] + ".npz")) as t:
+        np.testing.assert_array_equal(store.open("scene-0103", "semantic_maps")["semantics"][2, 0], t["semantics"])
+    assert table(changed, "occ_labels")["scenes"].value.count("| stored |") == 2   # new maps: new labels
+    history = run(root, tmp_path, labels={"history": 0}, segmenter_options='{"preset": "perfect"}')
+    assert table(history, "semantic_maps")["scenes"].value.count("unchanged, skipped") == 2
+    assert table(history, "occ_labels")["scenes"].value.count("| stored |") == 2
+    assert store.open("scene-0061", "occ_labels").attrs["fusion"]["history"] == 0
+    forced = run(root, tmp_path, force=True, segmenter_options='{"preset": "perfect"}', labels={"history": 0})
+    assert table(forced, "metric_depth")["scenes"].value.count("| stored |") == 2
+    assert table(forced, "occ_labels")["scenes"].value.count("| stored |") == 2
+
+
+def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, tmp_path):
+    from ops.data.keyframes import scene_keyframes
+    from ops.data.truth import truth_file
+    from ops.storage.scene_store import SceneStore
+
+    root, _ = small_world
+    world = tmp_path / "world"
+    shutil.copytree(root, world)
+    bad = scene_keyframes(small_nusc, "scene-0103")[1].images[3].filename
+    hidden = tmp_path / "hidden.npz"
+    shutil.move(truth_file(world, bad), hidden)
+    first = run(world, tmp_path)
+    assert not first.success                     # the run reports the bad scene ...
+    err = first.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "occ_labels: 1 scene(s) failed (the other 1 are stored): scene-0103" in err and bad in err
+    store = SceneStore(tmp_path / "easyocc.zarr")
+    assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061"]   # ... the other is stored
+    out = first.output_for_node("semantic_maps")
+    assert list(out.failed) == ["scene-0103"] and bad in out.failed["scene-0103"]
+    assert "failed: " in table(first, "metric_depth")["scenes"].value
+    shutil.move(hidden, truth_file(world, bad))
+    fixed = run(world, tmp_path)
+    assert fixed.success
+    assert table(fixed, "occ_labels")["scenes"].value.count("| stored |") == 1
+    meta = table(fixed, "semantic_maps")["scenes"].value
+    assert meta.count("unchanged, skipped") == 1 and meta.count("| stored |") == 1
+    assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061", "scene-0103"]

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from ops.fusion.lift import lift_image
+from ops.geometry import check_rigid, make_transform, rot_z
+from ops.occ3d import FREE, UNOBSERVED
+
+K = np.array([[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]])
+
+
+def test_lift_inverts_the_projection():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(2, 30, (48, 64)).astype(np.float32)
+    sem = np.full((48, 64), 4, np.uint8)
+    T = make_transform(rot_z(0.3), (5.0, -2.0, 1.5))
+    lp = lift_image(depth, sem, K, T)
+    assert lp.points.shape == (48 * 64, 3) and lp.points.dtype == torch.float32
+    # Project back: camera frame -> pixel (u, v) and depth.
+    p = (lp.points.double().numpy() - T[:3, 3]) @ T[:3, :3]
+    uv = (p @ K.T)[:, :2] / p[:, 2:3]
+    v, u = np.mgrid[0:48, 0:64]
+    np.testing.assert_allclose(uv, np.stack([u.ravel(), v.ravel()], 1), atol=1e-3)
+    np.testing.assert_allclose(p[:, 2], depth.ravel(), rtol=1e-5)
+    np.testing.assert_allclose(lp.origin.numpy(), T[:3, 3], atol=1e-6)
+
+
+def test_invalid_pixels_are_dropped_and_counted():
+    depth = np.full((4, 5), 10.0, np.float32)
+    sem = np.full((4, 5), 11, np.uint8)
+    depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3] = 0, np.nan, np.inf, 500
+    sem[1, 0], sem[1, 1] = FREE, UNOBSERVED
+    lp = lift_image(depth, sem, K, np.eye(4), max_depth=80)
+    assert len(lp.points) == 20 - 6 and lp.dropped == 6
+    assert torch.isfinite(lp.points).all()
+
+
+def test_stride_takes_every_nth_pixel():
+    depth = np.full((10, 10), 5.0, np.float32)
+    sem = np.full((10, 10), 13, np.uint8)
+    assert len(lift_image(depth, sem, K, np.eye(4), stride=3).points) == 16
+
+
+def test_fill_joins_a_grazing_surface_but_not_a_depth_edge():
+    # A ground plane seen from 1.5 m: rows hit it further and further apart.
+    H, W = 40, 8
+    K2 = np.array([[50.0, 0, 3.5], [0, 50.0, 0.0], [0, 0, 1]])
+    v = np.arange(H, dtype=np.float64)[:, None] + np.zeros((1, W))
+    depth = np.where(v > 0, 1.5 * 50 / np.maximum(v, 1e-9), 0).astype(np.float32)  # z-depth of ground y = 1.5
+    sem = np.full((H, W), 11, np.uint8)
+    plain = lift_image(depth, sem, K2, np.eye(4), max_depth=200)
+    filled = lift_image(depth, sem, K2, np.eye(4), max_depth=200, fill_step=0.2)
+    z = filled.points[:, 2].numpy()
+    assert len(filled.points) > len(plain.points) and (~filled.is_ray).sum() > 0
+    assert np.allclose(filled.points[:, 1].numpy(), 1.5, atol=1e-3)  # all on the plane
+    gaps = np.diff(np.sort(np.unique(np.round(z[(z > 2) & (z < 30)], 3))))  # (at most 63 fill points per pair)
+    assert gaps.max() <= 0.2 + 1e-3
+    # Two walls at 5 m and 20 m side by side: no points bridge the edge.
+    depth = np.full((6, 12), 5.0, np.float32)
+    depth[:, 6:] = 20.0
+    wall = lift_image(depth, np.full((6, 12), 15, np.uint8), K, np.eye(4), fill_step=0.2)
+    zs = wall.points[:, 2].numpy()
+    assert ((zs > 5.5) & (zs < 19.5)).sum() == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(depth=np.zeros((4, 5)), semantics=np.zeros((4, 6), np.uint8)), "same"),
+    (dict(semantics=np.zeros((4, 5), np.int32)), "uint8"),
+    (dict(K=np.zeros((3, 3))), "not invertible"),
+    (dict(K=np.eye(2)), "3x3"),
+    (dict(T_frame_cam=np.diag([2.0, 1, 1, 1])), "not a rigid"),
+])
+def test_bad_input_names_the_image(kwargs, message):
+    args = dict(depth=np.ones((4, 5), np.float32), semantics=np.ones((4, 5), np.uint8), K=K, T_frame_cam=np.eye(4))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message) as err:
+        lift_image(name="scene-1/tok/CAM_FRONT", **args)
+    assert "scene-1/tok/CAM_FRONT" in str(err.value)
+
+
+def test_check_rigid_accepts_rotations():
+    check_rigid(make_transform(rot_z(1.0), (1e3, -2e3, 0)), "pose")
