@@ -8,9 +8,9 @@ One label's window (14 keyframes x 6 cameras) of pixel-ordered lifted points, fr
 street of bench_fusion_memory.py (road, sidewalks, walls; surface filling on), kept on the device.
 Per label:
   - vote kernel (kernels/vote.py) with run pre-aggregation, and with one atomic per point;
-  - the torch path on the same device (ops.fusion.vote_counts_in_frame: bincount over voxel*18+class);
+  - the torch path on the same device (ops.fusion.vote.vote_counts_in_frame: bincount over voxel*18+class);
   - the free-space ray walk kernel (kernels/raywalk.py) over every pixel ray of the window.
-The floor is PERFORMANCE.md's: reading fp16 depth + uint8 class once, 3 bytes a pixel, at the GPU's
+The floor: reading fp16 depth + uint8 class once, 3 bytes a pixel, at the GPU's
 memory bandwidth; `input floor` is the same for what the vote kernel actually reads (lifted points,
 12 + 1 bytes each), since the lifted points are shared by the 14 labels that use them.
 """

@@ -5,7 +5,7 @@
 Points are synthesised like one label's window (14 keyframes x 6 cameras x H x W lifted pixels, in
 a scene-local frame, 18 classes, clustered near the car as real depth maps are): transform into the
 label's ego frame, voxelise, majority vote.
-  - ours: ops.fusion.vote_counts_in_frame + majority (torch bincount over voxel*18+class), eager and
+  - ours: ops.fusion.vote.vote_counts_in_frame + majority (torch bincount over voxel*18+class), eager and
     with torch.compile fusing transform and voxelisation into one loop (ratios use the compiled one);
   - numpy `np.unique`: unique (voxel, class) pairs with counts, then the best class per voxel;
   - numpy `np.add.at`: scatter-add into a (V, 18) counter array, then argmax;

@@ -1,4 +1,4 @@
-"""Perception (ALGORITHM.md steps 1-2): segmenters and depth estimators behind two interfaces, a
+"""Perception (docs/method.md, "Perception"): segmenters and depth estimators behind two interfaces, a
 registry of named backends, the simulated perception of the demo world, and Ray serving.
 Importing this package is cheap: backends import torch / transformers when they are built."""
 from ops.perception.base import (

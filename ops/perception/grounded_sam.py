@@ -1,4 +1,4 @@
-"""Grounded-SAM with transformers (ALGORITHM.md step 1): GroundingDINO finds boxes for the vocabulary's
+"""Grounded-SAM with transformers (docs/method.md, "Perception"): GroundingDINO finds boxes for the vocabulary's
 phrases, SAM turns each box into a mask, and per pixel the mask of the highest-scoring detection wins.
 
 Per batch of images:

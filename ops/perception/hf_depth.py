@@ -1,4 +1,4 @@
-"""Metric depth from transformers' depth-estimation models (ALGORITHM.md step 2, the alternatives to
+"""Metric depth from transformers' depth-estimation models (docs/method.md, "Perception": the alternatives to
 Metric3D): Depth Anything V2 Metric (outdoor), DepthPro and ZoeDepth, loaded with
 `AutoModelForDepthEstimation`. Output: z-depth in metres at the image size (all three predict z-depth).
 

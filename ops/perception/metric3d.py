@@ -1,4 +1,4 @@
-"""Metric3Dv2 metric depth through torch.hub (ALGORITHM.md step 2), with the canonical-camera pre- and
+"""Metric3Dv2 metric depth through torch.hub (docs/method.md, "Perception"), with the canonical-camera pre- and
 post-processing done here:
 
   1. resize the image keeping its aspect ratio into the model's input (616 x 1064 for the ViT models),

@@ -1,6 +1,6 @@
 """SIMULATED perception: a stand-in for Grounded-SAM and Metric3Dv2 on datasets that carry per-image
 truth (the demo world, or any dataroot with `truth/<image path without extension>.npz` holding `depth`
-and `semantics`, ARCHITECTURE.md). It is not a model and never looks at pixels: it reads the true depth
+and `semantics`, docs/conventions.md, "Per-image truth"). It is not a model and never looks at pixels: it reads the true depth
 and classes and degrades them with a seeded noise model of the errors foundation models make.
 
 Depth (`SimulatedDepth`), in this order:

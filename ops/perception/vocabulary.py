@@ -1,12 +1,12 @@
 """The text vocabulary of the open-vocabulary segmenter: prompt phrases and the Occ3D class each maps to.
 
-The default is the one in ALGORITHM.md (step 1), 41 phrases. A user replaces it with a mapping
+The default (docs/method.md, "Perception") has 41 phrases. A user replaces it with a mapping
 {class name: [phrases]} in config (`Vocabulary.from_mapping`). Phrases are packed into as few text
 queries as the detector's text length allows ("car . sedan . van . ... ."), so each image is encoded
 once for the whole vocabulary instead of once per phrase.
 
 Also here: merging the masks of one image into a class map, the highest detection score winning
-each pixel (ALGORITHM.md step 1); pixels no mask covers stay unknown (255).
+each pixel (docs/method.md, "Perception"); pixels no mask covers stay unknown (255).
 """
 from __future__ import annotations
 

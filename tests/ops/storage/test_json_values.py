@@ -1,0 +1,52 @@
+"""Typed values as JSON: dataclasses with keyframe records and arrays come back equal, bit for bit,
+NaN included; what cannot be stored, or a field that does not exist, is a clear error."""
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from assets.values import FramesValue, SceneFrames
+from ops.storage.json_values import from_json, to_json
+from ops.storage.plan import SceneOutcome, StageResult
+from tests.support.scenes import keyframes
+
+
+def test_frames_round_trip_with_their_arrays():
+    kfs, _ = keyframes(3, yaw=0.123456789)
+    value = FramesValue("/data/root", {"scene-t": SceneFrames("train", "abc", tuple(kfs))}, {"scene-x": "broken"})
+    back = from_json(FramesValue, to_json(value))
+    assert back.dataroot == value.dataroot and back.failed == value.failed
+    got = back.scenes["scene-t"]
+    assert isinstance(got, SceneFrames) and isinstance(got.keyframes, tuple) and len(got.keyframes) == 3
+    for a, b in zip(kfs, got.keyframes):
+        assert (a.token, a.timestamp, a.scene) == (b.token, b.timestamp, b.scene)
+        assert b.T_global_ego.dtype == np.float64 and np.array_equal(a.T_global_ego, b.T_global_ego)
+        for ia, ib in zip(a.images, b.images):
+            assert np.array_equal(ia.K, ib.K) and np.array_equal(ia.T_ego_cam, ib.T_ego_cam)
+            assert (ia.channel, ia.filename, ia.width, ia.height) == (ib.channel, ib.filename, ib.width, ib.height)
+
+
+@dataclass(frozen=True)
+class Scores:
+    miou: float
+    per_class: dict = field(default_factory=dict)
+    note: str | None = None
+    sizes: tuple[int, ...] = ()
+
+
+def test_floats_nan_optional_and_tuples():
+    value = Scores(0.1 + 0.2, {"car": float("nan"), "bus": 1e-300}, None, (1, 2))
+    back = from_json(Scores, to_json(value))
+    assert back.miou == value.miou and np.isnan(back.per_class["car"]) and back.per_class["bus"] == 1e-300
+    assert back.note is None and back.sizes == (1, 2)
+    outcome = StageResult("s", "/z", {"a": SceneOutcome("f", 3, True)})
+    assert from_json(StageResult, to_json(outcome)) == outcome
+
+
+def test_errors_name_what_is_wrong():
+    with pytest.raises(TypeError, match="cannot store a set"):
+        to_json(Scores(1.0, {"x": {1, 2}}))
+    with pytest.raises(ValueError, match=r"Scores has no field\(s\) \['extra'\]"):
+        from_json(Scores, '{"miou": 1.0, "extra": 2}')
+    with pytest.raises(TypeError, match="string keys"):
+        to_json({1: "a"})
