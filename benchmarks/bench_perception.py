@@ -13,16 +13,20 @@ Metric3D is not timed here (its hub code needs its own dependencies and CUDA).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ops.perception import ImageBatch
-from ops.perception.grounded_sam import GroundedSAM, phrase_spans
-from ops.perception.hf_depth import HFDepth
-from ops.perception.vocabulary import Vocabulary
-from tests.support.random_models import depth_model, grounding_dino, sam
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: the random-weight models of tests/support
+
+from ops.perception import ImageBatch  # noqa: E402
+from ops.perception.grounded_sam import GroundedSAM, phrase_spans  # noqa: E402
+from ops.perception.hf_depth import HFDepth  # noqa: E402
+from ops.perception.vocabulary import Vocabulary  # noqa: E402
+from tests.support.random_models import depth_model, grounding_dino, sam  # noqa: E402
 
 
 def timed(fn, repeat: int, sync, warm_up: bool = True) -> float:

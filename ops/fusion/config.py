@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ops.configs import setting
 from ops.occ3d import MOVABLE_CLASSES
+from ops.runtime import resolve_compile
 
 FREE_SPACE_MODES = ("raycast", "empty_is_free")
 BACKENDS = ("auto", "torch", "triton")
@@ -73,7 +74,5 @@ class Backend:
 def resolve_backend(cfg: FusionConfig, device) -> Backend:
     """The backend of `cfg` on `device`: triton when asked, or on CUDA with "auto"; otherwise torch, compiled
     on the CPU when `compile_cpu` allows (ops/runtime.py)."""
-    from ops.runtime import resolve_compile
-
     triton = cfg.backend == "triton" or (cfg.backend == "auto" and str(device).startswith("cuda"))
     return Backend(triton, not triton and resolve_compile(cfg.compile_cpu, str(device)))

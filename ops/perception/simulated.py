@@ -198,18 +198,29 @@ def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) ->
 # --- classes ----------------------------------------------------------------------------------------
 
 def degrade_semantics(sem: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
-    """Apply the class part of the noise model to a true class map (17 = sky)."""
-    from scipy.ndimage import binary_dilation, label, map_coordinates
-
+    """Apply the class part of the noise model to a true class map (17 = sky), step by step in a fixed
+    order (the random draws of an image stay the same)."""
     out = sem.copy()
-    h, w = sem.shape
     for c in m.unknown_classes:
         out[sem == c] = UNOBSERVED
-    # per segment: confusions and misses, decided on the truth's connected segments
+    _segment_errors(sem, out, m, rng)
+    if m.false_detections > 0:
+        _false_detections(sem, out, m, rng)
+    if m.boundary_shift_px > 0:
+        out = _shift_boundaries(out, m, rng)
+    if m.erode_px > 0:
+        _erode_boundaries(out, m)
+    return out
+
+
+def _segment_errors(sem: np.ndarray, out: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> None:
+    """Per connected segment of the truth: confusions into other classes, small objects missed (in `out`)."""
+    from scipy.ndimage import label
+
     by_source: dict[int, list[tuple[int, float]]] = {}
     for t, p, prob in m.confusions:
         by_source.setdefault(t, []).append((p, prob))
-    small = m.small_object_px * (w / REFERENCE_WIDTH) ** 2
+    small = m.small_object_px * (sem.shape[1] / REFERENCE_WIDTH) ** 2
     for c in np.unique(sem):
         c = int(c)
         targets = by_source.get(c, [])
@@ -231,34 +242,46 @@ def degrade_semantics(sem: np.ndarray, m: NoiseModel, rng: np.random.Generator) 
             new[1:][gone] = UNOBSERVED
         mask = seg > 0
         out[mask] = np.where(out[mask] == UNOBSERVED, UNOBSERVED, new[seg[mask]])
-    # false detections on surfaces
-    if m.false_detections > 0:
-        surf = np.flatnonzero(np.isin(sem, SURFACE_CLASSES))
-        yy, xx = np.mgrid[0:h, 0:w]
-        for _ in range(rng.poisson(m.false_detections) if len(surf) else 0):
-            centre = surf[rng.integers(len(surf))]
-            cy, cx = divmod(int(centre), w)
-            r = rng.uniform(*m.false_detection_radius_px) * w / REFERENCE_WIDTH
-            ry = r * rng.uniform(1.0, 2.5)
-            blob = ((yy - cy) / max(ry, 0.5)) ** 2 + ((xx - cx) / max(r, 0.5)) ** 2 <= 1
-            out[blob] = m.false_detection_classes[rng.integers(len(m.false_detection_classes))]
-    # boundary shift: a smooth random warp of the class map
-    if m.boundary_shift_px > 0:
-        amp = m.boundary_shift_px * w / REFERENCE_WIDTH
-        dy, dx = smooth_field(rng, (h, w), amp, (6, 10)), smooth_field(rng, (h, w), amp, (6, 10))
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        out = map_coordinates(out, [np.clip(yy + dy, 0, h - 1), np.clip(xx + dx, 0, w - 1)], order=0).astype(np.uint8)
-    if m.erode_px > 0:
-        k = _px(m.erode_px, w)
-        edge = np.zeros(out.shape, bool)
-        edge[:, 1:] |= out[:, 1:] != out[:, :-1]
-        edge[:, :-1] |= out[:, 1:] != out[:, :-1]
-        edge[1:] |= out[1:] != out[:-1]
-        edge[:-1] |= out[1:] != out[:-1]
-        if k > 1:
-            edge = binary_dilation(edge, iterations=k - 1)
-        out[edge] = UNOBSERVED
-    return out
+
+
+def _false_detections(sem: np.ndarray, out: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> None:
+    """Poisson(false_detections) blobs of an object class painted onto the surfaces (in `out`)."""
+    h, w = sem.shape
+    surf = np.flatnonzero(np.isin(sem, SURFACE_CLASSES))
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(rng.poisson(m.false_detections) if len(surf) else 0):
+        centre = surf[rng.integers(len(surf))]
+        cy, cx = divmod(int(centre), w)
+        r = rng.uniform(*m.false_detection_radius_px) * w / REFERENCE_WIDTH
+        ry = r * rng.uniform(1.0, 2.5)
+        blob = ((yy - cy) / max(ry, 0.5)) ** 2 + ((xx - cx) / max(r, 0.5)) ** 2 <= 1
+        out[blob] = m.false_detection_classes[rng.integers(len(m.false_detection_classes))]
+
+
+def _shift_boundaries(out: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    """The class map warped by a smooth random field of about boundary_shift_px pixels."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = out.shape
+    amp = m.boundary_shift_px * w / REFERENCE_WIDTH
+    dy, dx = smooth_field(rng, (h, w), amp, (6, 10)), smooth_field(rng, (h, w), amp, (6, 10))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return map_coordinates(out, [np.clip(yy + dy, 0, h - 1), np.clip(xx + dx, 0, w - 1)], order=0).astype(np.uint8)
+
+
+def _erode_boundaries(out: np.ndarray, m: NoiseModel) -> None:
+    """Pixels within erode_px of a class boundary become unknown (the gaps between SAM masks; in `out`)."""
+    from scipy.ndimage import binary_dilation
+
+    k = _px(m.erode_px, out.shape[1])
+    edge = np.zeros(out.shape, bool)
+    edge[:, 1:] |= out[:, 1:] != out[:, :-1]
+    edge[:, :-1] |= out[:, 1:] != out[:, :-1]
+    edge[1:] |= out[1:] != out[:-1]
+    edge[:-1] |= out[1:] != out[:-1]
+    if k > 1:
+        edge = binary_dilation(edge, iterations=k - 1)
+    out[edge] = UNOBSERVED
 
 
 # --- the backends -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ops.fusion.lift import lift_image
-from ops.geometry import check_rigid, make_transform, rot_z
+from ops.geometry import make_transform, rot_z
 from ops.occ3d import FREE, UNOBSERVED
 
 K = np.array([[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]])
@@ -76,7 +76,3 @@ def test_bad_input_names_the_image(kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
         lift_image(name="scene-1/tok/CAM_FRONT", **args)
     assert "scene-1/tok/CAM_FRONT" in str(err.value)
-
-
-def test_check_rigid_accepts_rotations():
-    check_rigid(make_transform(rot_z(1.0), (1e3, -2e3, 0)), "pose")

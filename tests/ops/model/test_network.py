@@ -10,7 +10,7 @@ from ops.model.data import OccDataset, PseudoLabels, camera_projections
 from ops.model.losses import OccupancyLoss
 from ops.model.network import EasyOcc, lift, project
 from ops.occ3d import FREE, GRID
-from tests.ops.model.common import Cropped, micro
+from tests.support.micro_model import Cropped, micro
 
 
 def test_shapes_and_parameter_groups():

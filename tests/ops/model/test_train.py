@@ -10,7 +10,7 @@ from ops.data.keyframes import scene_keyframes
 from ops.model.config import TrainConfig
 from ops.model.data import OccDataset, PseudoLabels, camera_projections
 from ops.model.train import latest_checkpoint, load_model, train_loop
-from tests.ops.model.common import Cropped, micro
+from tests.support.micro_model import Cropped, micro
 
 
 @pytest.fixture(scope="module", autouse=True)

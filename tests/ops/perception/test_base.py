@@ -2,18 +2,8 @@
 import numpy as np
 import pytest
 
-from ops.perception import (
-    DepthEstimator,
-    ImageBatch,
-    PerceptionError,
-    Segmenter,
-    build_depth,
-    build_segmenter,
-    depth_names,
-    register_depth,
-    register_segmenter,
-    segmenter_names,
-)
+from ops.perception import (DepthEstimator, ImageBatch, PerceptionError, Segmenter, build_depth, build_segmenter,
+                            depth_names, register_depth, register_segmenter, segmenter_names)
 
 K = np.array([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]])
 

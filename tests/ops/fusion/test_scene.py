@@ -1,0 +1,62 @@
+"""A scene's labels from the store: `fuse_scene` reads the stored maps, writes occ_labels (the labels the
+streaming fuser gives for the same maps, with tokens, grid, config and stats) and commits nothing when a
+keyframe's perception is missing."""
+import numpy as np
+import pytest
+
+from ops.configs import fingerprint_fields
+from ops.fusion.config import FusionConfig
+from ops.fusion.scene import SceneFuser, StoredPerception, fuse_scene
+from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
+from ops.storage.scene_store import SceneStore
+from tests.support.scenes import keyframes
+
+
+def store_maps(store, scene, kfs, maps, tokens=None):
+    depth, sem = maps
+    for stage, array, value in ((SEMANTIC_MAPS, "semantics", sem), (METRIC_DEPTH, "depth", depth)):
+        with store.writer(scene, stage) as w:
+            w.create(array, (len(kfs), 1) + value.shape, value.dtype, chunks=(1, 1) + value.shape)
+            for i in range(len(kfs)):
+                w.write(array, (i, 0), value)
+            w.commit({"fingerprint": "f", "tokens": tokens or [kf.token for kf in kfs]})
+
+
+def test_fuse_scene_stores_the_fusers_labels_with_their_attributes(tmp_path):
+    kfs, maps = keyframes(3)
+    store = SceneStore(tmp_path / "s.zarr")
+    store_maps(store, "scene-t", kfs, maps)
+    cfg = FusionConfig(history=2)
+    done = fuse_scene(str(store.path), "scene-t", kfs, cfg, "fp-1")
+    assert done.scene == "scene-t" and len(done.stats) == 3
+    assert set(done.step_seconds) == {"read", "lift", "vote", "free_space", "label", "write"}
+    g = store.open("scene-t", OCC_LABELS)
+    for i, label in enumerate(SceneFuser(kfs, lambda kf: [maps], cfg)):
+        np.testing.assert_array_equal(g["semantics"][i], label.semantics)
+        np.testing.assert_array_equal(g["mask_camera"][i], label.mask_camera)
+    assert g.attrs["tokens"] == [kf.token for kf in kfs] and g.attrs["fingerprint"] == "fp-1"
+    assert g.attrs["fusion"] == fingerprint_fields(cfg) and "device" not in g.attrs["fusion"]
+    assert g.attrs["grid"] == {"lower": [-40.0, -40.0, -1.0], "voxel_size": 0.4, "shape": [200, 200, 16]}
+    assert [s["points"] for s in g.attrs["stats"]] == [s["points"] for s in done.stats]
+    assert store.is_current("scene-t", OCC_LABELS, "fp-1")
+
+
+def test_a_keyframe_without_stored_perception_commits_nothing(tmp_path):
+    kfs, maps = keyframes(3)
+    store = SceneStore(tmp_path / "s.zarr")
+    store_maps(store, "scene-t", kfs[:2], maps)
+    with pytest.raises(KeyError, match=f"scene-t: keyframe {kfs[2].token} has no stored perception"):
+        fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp")
+    assert store.attrs("scene-t", OCC_LABELS) is None
+    assert not any(p.name.startswith(f"{OCC_LABELS}.partial") for p in (store.path / "scenes" / "scene-t").iterdir())
+
+
+def test_stored_maps_of_different_keyframes_are_refused(tmp_path):
+    kfs, maps = keyframes(2)
+    store = SceneStore(tmp_path / "s.zarr")
+    store_maps(store, "scene-t", kfs, maps)
+    with store.writer("scene-t", METRIC_DEPTH) as w:
+        w.create("depth", (2, 1) + maps[0].shape, np.float32)
+        w.commit({"fingerprint": "f", "tokens": ["other", "tokens"]})
+    with pytest.raises(ValueError, match="semantic_maps and metric_depth hold different keyframes"):
+        StoredPerception(store, "scene-t")
