@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.easyocc_model import label_source
+from assets.easyocc_model import pseudo_labels
 from assets.metadata import metadata
 from assets.values import EvalValue, FramesValue, ModelValue, StageResult
 
@@ -30,7 +30,7 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: 
     scenes = frames.split_scenes("val", config.val_scenes)
     if not scenes:
         raise dg.Failure("no validation scene: the dataset's validation split is empty here; set val_scenes")
-    labels, _ = label_source(easyocc_model.labels, occ_labels, [])
+    labels = pseudo_labels(easyocc_model.labels, occ_labels)
     baseline = HeightBaseline.fit(labels, frames.keyframes(easyocc_model.train_scenes))
     val_kfs = frames.keyframes(scenes)
     picture = _MiddlePicture(val_kfs[len(val_kfs) // 2].token, labels)

@@ -43,7 +43,8 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     scenes = frames.split_scenes("train", config.train_scenes)
     if not scenes:
         raise dg.Failure("no training scene: the dataset's training split is empty here; set train_scenes")
-    labels, labels_fp = label_source(config.labels, occ_labels, scenes)
+    labels = pseudo_labels(config.labels, occ_labels)
+    labels_fp = config.labels if config.labels != "occ_labels" else _label_fingerprints(occ_labels, scenes)
     keyframes = frames.keyframes(scenes)
     run_dir = run_directory(storage.models_dir(), config.preset, model_cfg, train_cfg, scenes, labels_fp,
                             [kf.token for kf in keyframes])
@@ -62,17 +63,19 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     return ModelValue(str(last), str(run_dir), tuple(scenes), state.step, config.labels)
 
 
-def label_source(labels: str, occ_labels: StageResult, scenes: list[str]):
-    """(PseudoLabels, a fingerprint of them) for "occ_labels" (the store; every scene must have labels
-    there) or an Occ3D-layout directory."""
+def pseudo_labels(labels: str, occ_labels: StageResult):
+    """The labels to learn from: "occ_labels" (the Zarr store) or an Occ3D-layout directory."""
     from ops.model.data import PseudoLabels
 
-    if labels != "occ_labels":
-        return PseudoLabels.from_occ3d(labels), labels
+    return PseudoLabels.from_store(occ_labels.store) if labels == "occ_labels" else PseudoLabels.from_occ3d(labels)
+
+
+def _label_fingerprints(occ_labels: StageResult, scenes: list[str]) -> list[str]:
+    """The stored labels' fingerprint of each scene; a scene without labels in the store is a failure."""
     missing = [s for s in scenes if s not in occ_labels.scenes]
     if missing:
         raise dg.Failure(f"training scenes without labels in occ_labels: {missing} (failed upstream: {occ_labels.failed})")
-    return PseudoLabels.from_store(occ_labels.store), [occ_labels.scenes[s].fingerprint for s in scenes]
+    return [occ_labels.scenes[s].fingerprint for s in scenes]
 
 
 def _loss_metadata(history: list[dict], samples: int, train_cfg) -> dict:
