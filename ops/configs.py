@@ -35,10 +35,11 @@ def in_fingerprint(f: dataclasses.Field) -> bool:
 def fingerprint_fields(cfg) -> dict:
     """The fields of a config dataclass instance that shape its results, as JSON-able values (tuples as
     lists); what fingerprints and stored attributes record."""
-    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if in_fingerprint(f)}
+    return {f.name: plain_value(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if in_fingerprint(f)}
 
 
-def _plain(v):
+def plain_value(v):
+    """A field value as JSON and Dagster config hold it: tuples as lists."""
     if isinstance(v, tuple):
-        return [_plain(x) for x in v]
+        return [plain_value(x) for x in v]
     return v

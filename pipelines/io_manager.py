@@ -5,7 +5,6 @@ not on the module paths of its classes, and it can be read by a person.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -22,13 +21,10 @@ class JsonIOManager(dg.ConfigurableIOManager):
         return settings.data_dir(self.data_dir) / "dagster_storage" / ("/".join(key.path) + ".json")
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
+        from ops.storage.files import write_bytes_atomic
         from ops.storage.json_values import to_json
 
-        path = self._path(context.asset_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(to_json(obj))
-        os.replace(tmp, path)
+        write_bytes_atomic(self._path(context.asset_key), to_json(obj).encode())
 
     def load_input(self, context: dg.InputContext):
         from ops.storage.json_values import from_json

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import dagster as dg
 import pydantic
 
-from ops.configs import field_doc
+from ops.configs import field_doc, plain_value
 
 
 def _run_type(hint: Any) -> Any:
@@ -26,10 +26,6 @@ def _run_type(hint: Any) -> Any:
     if origin is tuple:
         return list[args[0]]
     return hint
-
-
-def _run_default(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def run_config_class(name: str, source: type, *, overrides: bool = False, exclude: tuple[str, ...] = (),
@@ -46,7 +42,7 @@ def run_config_class(name: str, source: type, *, overrides: bool = False, exclud
                               pydantic.Field(default=None, description=f"{field_doc(f)} (unset: the preset's)"))
         else:
             fields[f.name] = (_run_type(hints[f.name]),
-                              pydantic.Field(default=_run_default(f.default), description=field_doc(f)))
+                              pydantic.Field(default=plain_value(f.default), description=field_doc(f)))
     for key, (kind, default, description) in (extra or {}).items():
         fields[key] = (kind, pydantic.Field(default=default, description=description))
     cls = pydantic.create_model(name, __base__=dg.Config, **fields)
