@@ -1,6 +1,7 @@
-"""The `occ_labels` asset (docs/method.md, "Fusion"): per keyframe, lift the stored class and depth maps,
-add the past keyframes (movables dropped), vote, and mark free space and what the cameras saw ->
-(200, 200, 16) semantics + camera mask, stored per scene in the Zarr store.
+"""The `occ_labels` asset (docs/method.md, "Fusion"): per keyframe, lift the stored class and depth maps
+(each image's depth rescaled from its road pixels, the ego car's body dropped), add the keyframes before
+and after it (movables dropped), and weigh every keyframe's hits against its misses -> (200, 200, 16)
+semantics + camera mask, stored per scene in the Zarr store.
 
 Its run config is generated from `FusionConfig` (ops/fusion/config.py): every parameter of the method,
 with its doc, plus `force`. Scenes fan out as Ray tasks (one writer each). A scene whose fingerprint
@@ -77,10 +78,14 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
     for st in (st for per_scene in stats.values() for st in per_scene):
         for c, n in st["class_voxels"].items():
             hist[int(c)] += n
-    meta = {"scenes": result.table("keyframes", ["points lifted", "voxels labelled"], lambda s: [
-                f"{sum(st['points'] for st in stats[s]):,}", f"{sum(st['voxels_occupied'] for st in stats[s]):,}"]),
+    meta = {"scenes": result.table("keyframes", ["points lifted", "voxels labelled", "voxels carved"], lambda s: [
+                f"{sum(st['points'] for st in stats[s]):,}", f"{sum(st['voxels_occupied'] for st in stats[s]):,}",
+                f"{sum(st.get('voxels_carved', 0) for st in stats[s]):,}"]),
             "failed_scenes": len(result.failed), "seconds": round(seconds, 2), "store": store.path,
             "class_histogram": markdown_image(histogram_image(hist), "voxels per class, all labels")}
+    ground = _ground_scale_chart(stats)
+    if ground:
+        meta["ground_scale"] = ground
     steps = _stage_seconds(semantic_maps, metric_depth, fused)
     if steps:
         meta["stage_seconds"] = Markdown(markdown_table(["step", "seconds"], [[k, f"{v:.2f}"] for k, v in steps.items()])
@@ -91,6 +96,31 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
         sem = store.open(first, OCC_LABELS)["semantics"]
         meta["bev_label"] = markdown_image(bev_image(sem[sem.shape[0] // 2]), f"{first}, middle keyframe (BEV, +x up)")
     return meta
+
+
+def _ground_scale_chart(stats: dict) -> str | None:
+    """Images per depth scale taken from the ground (ops/fusion/ground.py), in 2 % bins, and per reason
+    where none was applied: how far off the depth model's scale is, image by image."""
+    from ops.report import Markdown, bar_image, markdown_image
+
+    scales = [(sc, fit) for per_scene in stats.values() for st in per_scene
+              for sc, fit in zip(st.get("ground_scales", []), st.get("ground_fits", []))]
+    if not scales:
+        return None
+    edges = [0.9 + 0.02 * i for i in range(11)]
+    names = ["< 0.90"] + [f"{a:.2f}-{b:.2f}" for a, b in zip(edges, edges[1:])] + ["> 1.10"]
+    counts = [0] * len(names)
+    reasons: dict[str, int] = {}
+    for sc, fit in scales:
+        if fit != "applied":
+            reasons[fit] = reasons.get(fit, 0) + 1
+            continue
+        counts[sum(sc >= e for e in edges)] += 1
+    names += [f"not applied: {r}" for r in sorted(reasons)]
+    counts += [reasons[r] for r in sorted(reasons)]
+    applied = len(scales) - sum(reasons.values())
+    return Markdown(f"{applied} of {len(scales)} images rescaled from their road pixels\n\n"
+                    + markdown_image(bar_image(names, counts, unit="images"), "images per depth scale from the ground"))
 
 
 def _stage_seconds(semantic_maps: StageResult, metric_depth: StageResult, fused: dict) -> dict:

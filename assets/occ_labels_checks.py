@@ -4,7 +4,7 @@ import dagster as dg
 from assets.values import DatasetValue, StageResult
 from pipelines.resources import StorageResource
 
-# The demo world's labels with the default simulated perception score about 29 mIoU-17 under the
+# The demo world's labels with the default simulated perception score about 39 mIoU-17 under the
 # camera mask (benchmarks/RESULTS.md); below this floor something broke.
 DEMO_QUALITY_FLOOR_MIOU17 = 0.20
 

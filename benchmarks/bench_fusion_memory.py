@@ -1,7 +1,7 @@
 """Peak memory and time of streaming a real-size scene through the fusion (CPU).
 
-    python benchmarks/bench_fusion_memory.py [--keyframes 40] [--width 1600 --height 900] [--free-space empty_is_free]
-        [--compile auto|on|off]
+    python benchmarks/bench_fusion_memory.py [--keyframes 40] [--width 1600 --height 900] [--free-space projection]
+        [--evidence log_odds] [--history 13 --future 0] [--compile auto|on|off]
 
 Depth and class maps are synthesised analytically for the nuScenes rig (flat road, sidewalks and
 building walls 12 m either side, the ego driving 3 m per keyframe), so the measure is the fusion's
@@ -54,8 +54,14 @@ def main():
     ap.add_argument("--keyframes", type=int, default=40)
     ap.add_argument("--width", type=int, default=1600)
     ap.add_argument("--height", type=int, default=900)
-    ap.add_argument("--free-space", default="empty_is_free")
+    ap.add_argument("--free-space", default=FusionConfig.free_space, help="raycast, projection or empty_is_free")
+    ap.add_argument("--evidence", default=FusionConfig.evidence, help="log_odds or votes")
+    ap.add_argument("--history", type=int, default=FusionConfig.history)
+    ap.add_argument("--future", type=int, default=FusionConfig.future)
+    ap.add_argument("--stride", type=int, default=None, help="lifting stride (default: FusionConfig's, None = auto)")
     ap.add_argument("--ray-stride", type=int, default=1)
+    ap.add_argument("--labels", type=int, default=0, help="make only this many labels in the middle of the scene "
+                    "(full windows), and report the streaming steady state: one keyframe lifted + one label fused")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="torch.compile the voting and ray walk (auto: when a C++ compiler is found)")
     args = ap.parse_args()
@@ -68,18 +74,36 @@ def main():
         imgs = [ImageRecord(ch, f"{ch}/{k}.jpg", ts, cam.width, cam.height, cam.K, cam.T_ego_cam, pose)
                 for ch, cam in rig.items()]
         kfs.append(KeyframeRecord("scene-synth", f"k{k}", ts, pose, imgs))
-    cfg = FusionConfig(free_space=args.free_space, ray_stride=args.ray_stride, compile_cpu={'auto': None, 'on': True, 'off': False}[args.compile])
+    cfg = FusionConfig(free_space=args.free_space, evidence=args.evidence, history=args.history, future=args.future,
+                       stride=args.stride, ray_stride=args.ray_stride, compile_cpu={'auto': None, 'on': True, 'off': False}[args.compile])
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()
-    points = 0
-    for label in SceneFuser(kfs, lambda kf: [maps[img.channel] for img in kf.images], cfg):
+    points, steps = 0, {}
+    read = []
+    fuser = SceneFuser(kfs, lambda kf: read.append(kf.token) or [maps[img.channel] for img in kf.images], cfg)
+    todo = range(args.keyframes)
+    if args.labels:
+        mid = args.keyframes // 2
+        todo = range(mid - args.labels // 2, mid - args.labels // 2 + args.labels)
+    for i in todo:
+        label = fuser.label(i)
         points += label.stats["points"]
+        for k, v in label.seconds.items():
+            steps[k] = steps.get(k, 0.0) + v
+    if args.labels:
+        lift_one = (steps.get("read", 0) + steps.get("lift", 0)) / max(len(read), 1)
+        fuse_one = sum(v for k, v in steps.items() if k not in ("read", "lift")) / len(todo)
+        print(f"steady state a label: lift one keyframe {lift_one:.2f} s + fuse the window {fuse_one:.2f} s = "
+              f"{lift_one + fuse_one:.2f} s; {points / len(todo) / 1e6:.1f} M points a label")
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"| {args.keyframes} keyframes x 6 x {args.width}x{args.height} | {cfg.free_space}, ray_stride {cfg.ray_stride}, "
-          f"compile {args.compile} | {points / args.keyframes / 1e6:.1f} M points a label | "
-          f"{seconds / args.keyframes:.2f} s a label | peak RSS {peak:.2f} GiB (maps and rig {base_rss:.2f} GiB) | "
+    n = len(todo)
+    print(f"| {args.keyframes} keyframes x 6 x {args.width}x{args.height} | {cfg.free_space}, {cfg.evidence}, "
+          f"{cfg.history} past + {cfg.future} future, ray_stride {cfg.ray_stride}, "
+          f"compile {args.compile} | {points / n / 1e6:.1f} M points a label | "
+          f"{seconds / n:.2f} s a label ({n} labels) | peak RSS {peak:.2f} GiB (maps and rig {base_rss:.2f} GiB) | "
           f"torch threads {torch.get_num_threads()} |")
+    print("seconds a label per step: " + ", ".join(f"{k} {v / n:.2f}" for k, v in steps.items()))
 
 
 if __name__ == "__main__":

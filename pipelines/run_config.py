@@ -11,6 +11,7 @@ example by a preset); `overrides_of` then gives only the fields a run set.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Optional
 
@@ -21,11 +22,17 @@ from ops.configs import field_doc, plain_value
 
 
 def _run_type(hint: Any) -> Any:
-    """Dagster config has lists, not tuples."""
+    """Dagster config has lists, not tuples (also inside Optional)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple:
         return list[args[0]]
+    if _is_optional(hint):
+        return Optional[_run_type(next(a for a in args if a is not type(None)))]
     return hint
+
+
+def _is_optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
 def run_config_class(name: str, source: type, *, overrides: bool = False, exclude: tuple[str, ...] = (),
@@ -51,7 +58,8 @@ def run_config_class(name: str, source: type, *, overrides: bool = False, exclud
 
 
 def _value(hint: Any, v: Any) -> Any:
-    if typing.get_origin(hint) is tuple and v is not None:
+    if v is not None and (typing.get_origin(hint) is tuple or (
+            _is_optional(hint) and any(typing.get_origin(a) is tuple for a in typing.get_args(hint)))):
         return tuple(v)
     return v
 

@@ -31,13 +31,13 @@ import numpy as np
 
 from ops.demo_world import layout as L
 from ops.demo_world.groundtruth import semantics_volume, visibility_mask
-from ops.demo_world.render import CAMERA_RIG, CAMERAS, Camera, camera_rig, lidar_extrinsics, render_camera, scan_lidar
+from ops.demo_world.render import CAMERA_RIG, CAMERAS, EGO_BODY, Camera, camera_rig, lidar_extrinsics, render_camera, scan_lidar
 from ops.geometry import make_transform, matrix_to_quaternion, rot_z
 from ops.occ3d import LABELS_FILE
 from ops.storage.files import npz_bytes, write_bytes_atomic
 
 MARKER = "easyocc_demo.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the ego car's rear hatch in CAM_BACK
 KEYFRAME_INTERVAL_S = 0.5
 LOCATIONS = ("boston-seaport", "singapore-onenorth", "singapore-queenstown", "singapore-hollandvillage")
 
@@ -57,6 +57,7 @@ class DemoWorldConfig:
     lidar_mask_views: int = 3         # lidar positions (keyframes around T) cast into the world at T for mask_lidar
     ego_speed: float = 6.0            # m/s
     jpeg_quality: int = 92
+    ego_body: bool = True             # the ego car's rear hatch seen by CAM_BACK (render.py, EGO_BODY)
 
     def __post_init__(self):
         if self.keyframes < 2:
@@ -220,7 +221,8 @@ class _SceneWriter:
             ts_c = self.t0_us + int(round(t_c * 1e6))
             T_le_c = self.T_local_ego_at(t_c)
             cam: Camera = self.rig[ch]
-            r = render_camera(self.world, self.world.solids_at(t_c), cam, T_le_c @ cam.T_ego_cam)
+            r = render_camera(self.world, self.world.solids_at(t_c), cam, T_le_c @ cam.T_ego_cam,
+                              ego_body=EGO_BODY if self.cfg.ego_body else None)
             base = f"samples/{ch}/{self.logname}__{ch}__{ts_c}"
             self.write(base + ".jpg", _jpeg(r.rgb, self.cfg.jpeg_quality))
             self.write(f"truth/{base}.npz", npz_bytes(depth=r.depth, semantics=r.semantics, instance=r.instance))

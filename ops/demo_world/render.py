@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops.demo_world import layout as L
-from ops.demo_world.solids import RAY_FUNCS, Solids, surface_normals
+from ops.demo_world.solids import RAY_FUNCS, Solids, ray_boxes, surface_normals
 from ops.geometry import make_transform, rot_x, rot_z, rotate_vectors, scale_intrinsics
 from ops.occ3d import CLASS_ID, FREE
 
@@ -27,6 +27,12 @@ CAMERA_RIG = {
     "CAM_FRONT_LEFT": ((1.524, 0.495, 1.509), 55.4, 1.1, 0.2, 1272.6, 826.6, 479.8),
 }
 CAMERAS = tuple(CAMERA_RIG)
+# The ego car's own body where the cameras see it, as boxes in the ego frame (centre x, y, z, half
+# extents, yaw, as solids.py's boxes): the rear hatch of a Renault Zoe (the nuScenes car; its ego
+# origin is the rear axle's centre on the ground), which fills the bottom rows of CAM_BACK as on the
+# real car. Only the cameras see it: the Occ3D truth has no ego car (nor does the demo lidar).
+EGO_BODY = np.array([[-0.355, 0.0, 0.725, 0.305, 0.86, 0.575, 0.0]])
+EGO_BODY_COLOR = np.array([0.16, 0.19, 0.24])
 LIDAR_TRANSLATION = (0.943, 0.0, 1.840)
 LIDAR_YAW_DEG = -90.0  # LIDAR_TOP's x axis points to the car's right, as on the real car
 HDL32_ELEVATIONS_DEG = np.linspace(-30.67, 10.67, 32)
@@ -211,7 +217,9 @@ class CameraRender:
 
 
 def render_camera(world: L.World, solids: Solids, cam: Camera, T_local_cam: np.ndarray,
-                  max_range: float = 250.0) -> CameraRender:
+                  max_range: float = 250.0, ego_body: np.ndarray | None = None) -> CameraRender:
+    """One camera image of the world; `ego_body` (boxes in the ego frame, see EGO_BODY) hides what lies
+    behind the ego car's own body, which the image shows as a car (instance 0)."""
     u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64), np.arange(cam.height, dtype=np.float64))
     pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1)
     d_cam = rotate_vectors(np.linalg.inv(cam.K), pix)
@@ -225,6 +233,16 @@ def render_camera(world: L.World, solids: Solids, cam: Camera, T_local_cam: np.n
     points = origins + np.where(hit, t, 0)[:, None] * dirs
     cls, inst, normal = hit_attributes(world, visible, points, kind, part)
     rgb = _shade(world, visible, points, dirs, t, kind, part, cls, normal)
+    if ego_body is not None and len(ego_body):
+        d_ego = rotate_vectors(cam.T_ego_cam[:3, :3], d_cam)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            t_body = ray_boxes(np.broadcast_to(cam.T_ego_cam[:3, 3], d_ego.shape), d_ego, ego_body).min(1)
+        body = t_body < t
+        t, hit = np.where(body, t_body, t), hit | body
+        points = np.where(body[:, None], origins + t[:, None] * dirs, points)
+        cls, inst = np.where(body, CLASS_ID["car"], cls).astype(cls.dtype), np.where(body, 0, inst).astype(inst.dtype)
+        shade = (0.75 + 0.25 * np.abs(d_ego[:, 2:3])) * EGO_BODY_COLOR
+        rgb = np.where(body[:, None], np.clip(np.round(shade * 255), 0, 255).astype(np.uint8), rgb)
     depth = np.where(hit, t * d_cam[:, 2], 0.0).astype(np.float32)
     ends = np.where(hit[:, None], points, origins + 100.0 * dirs)
     shape = (cam.height, cam.width)

@@ -6,6 +6,8 @@ generator's objects, so it checks any dataset in this layout, not only ours:
     ego frame of the keyframe's LIDAR_TOP; count how often the voxel it lands in (or, allowing for
     objects that moved between camera and lidar time, one of its 26 neighbours) has the pixel's class;
   - count how often that voxel is inside mask_camera.
+Pixels that see the ego car's own body (inside `ego_box` in their image's own ego frame) are counted
+apart and left out: Occ3D's truth has no ego car.
 """
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ import numpy as np
 
 from ops.data.nuscenes import CAMERA_CHANNELS
 from ops.data.truth import load_truth, truth_file
+from ops.fusion.config import EGO_BOX
 from ops.geometry import invert_transform, transform_from_record, transform_points
 from ops.occ3d import GRID
 
 
-def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: dict | None = None):
+def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: dict | None = None, ego_box=None):
     """Truth-depth pixels of one image as points (N, 3) in the ego frame at the LIDAR_TOP time of
-    `frame_sample` (default: the image's own keyframe), and their classes (N,) uint8."""
+    `frame_sample` (default: the image's own keyframe), and their classes (N,) uint8; with `ego_box`
+    (x_min, x_max, y_min, y_max, z_min, z_max in the image's own ego frame), only the pixels outside it
+    and, third, how many were inside."""
     lidar = nusc.get("sample_data", (frame_sample or sample)["data"]["LIDAR_TOP"])
     T_ego_global = invert_transform(transform_from_record(nusc.get("ego_pose", lidar["ego_pose_token"])))
     sd = nusc.get("sample_data", sample["data"][channel])
@@ -34,7 +39,12 @@ def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: 
                          f"{(sd['height'], sd['width'])}")
     v, u = np.nonzero(depth > 0)
     rays = np.linalg.inv(np.asarray(cs["camera_intrinsic"])) @ np.stack([u, v, np.ones_like(u)]).astype(np.float64)
-    return transform_points(T, (rays * depth[v, u]).T), sem[v, u]
+    cam = (rays * depth[v, u]).T
+    if ego_box is None:
+        return transform_points(T, cam), sem[v, u]
+    own = transform_points(transform_from_record(cs), cam)
+    body = np.all([(own[:, k] >= ego_box[2 * k]) & (own[:, k] <= ego_box[2 * k + 1]) for k in range(3)], 0)
+    return transform_points(T, cam[~body]), sem[v, u][~body], int(body.sum())
 
 
 def _near_class(sem: np.ndarray, ijk: np.ndarray, cls: np.ndarray) -> np.ndarray:
@@ -58,12 +68,13 @@ class ConsistencyReport:
     with_neighbours: float  # ... counting the 26 neighbours too
     in_mask_camera: float  # fraction whose voxel is inside mask_camera
     keyframes: int
+    ego_body_pixels: int = 0  # pixels that see the ego car's body (left out of the fractions)
 
 
-def consistency_report(nusc, dataroot, gts_dir: str | Path | None = None) -> ConsistencyReport:
+def consistency_report(nusc, dataroot, gts_dir: str | Path | None = None, ego_box=EGO_BOX) -> ConsistencyReport:
     root = Path(dataroot)
     gts = Path(gts_dir) if gts_dir else root / "gts"
-    total = same = near = in_mask = frames = 0
+    total = same = near = in_mask = frames = body = 0
     for scene in nusc.scene:
         tok = scene["first_sample_token"]
         while tok:
@@ -71,7 +82,8 @@ def consistency_report(nusc, dataroot, gts_dir: str | Path | None = None) -> Con
             with np.load(gts / scene["name"] / tok / "labels.npz") as f:
                 sem, mask = f["semantics"], f["mask_camera"].astype(bool)
             for ch in CAMERA_CHANNELS:
-                pts, cls = backproject_truth(nusc, root, sample, ch)
+                pts, cls, n_body = backproject_truth(nusc, root, sample, ch, ego_box=ego_box)
+                body += n_body
                 ijk, inside = GRID.voxel_index(pts)
                 ijk, cls = ijk[inside], cls[inside]
                 total += len(cls)
@@ -80,4 +92,4 @@ def consistency_report(nusc, dataroot, gts_dir: str | Path | None = None) -> Con
                 in_mask += int(mask[ijk[:, 0], ijk[:, 1], ijk[:, 2]].sum())
             frames += 1
             tok = sample["next"]
-    return ConsistencyReport(total, same / max(total, 1), near / max(total, 1), in_mask / max(total, 1), frames)
+    return ConsistencyReport(total, same / max(total, 1), near / max(total, 1), in_mask / max(total, 1), frames, body)

@@ -9,22 +9,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ops.configs import setting
-from ops.occ3d import MOVABLE_CLASSES
+from ops.occ3d import CLASS_ID, MOVABLE_CLASSES
 from ops.runtime import resolve_compile
 
-FREE_SPACE_MODES = ("raycast", "empty_is_free")
+FREE_SPACE_MODES = ("raycast", "projection", "empty_is_free")
+EVIDENCE_RULES = ("log_odds", "votes")
+AUTO_LIFT_WIDTH = 800   # stride=None lifts at most this many pixels of a row
+# nuScenes' Renault Zoe (4.08 x 1.73 x 1.56 m; wheelbase 2.59 m) around its ego origin, the rear axle's
+# centre on the ground, with about 0.2 m to spare; from 0.25 m up, so that the road layer of voxels
+# under it (centres at z = 0) is not in it.
+EGO_BOX = (-0.9, 3.6, -1.1, 1.1, 0.25, 1.9)
 BACKENDS = ("auto", "torch", "triton")
 
 
 @dataclass(frozen=True)
 class FusionConfig:
     history: int = setting(13, "previous keyframes fused into each label")
-    future: int = setting(0, "later keyframes fused too (movables dropped from them, as from the past's)")
+    future: int = setting(13, "later keyframes fused too (movables dropped from them, as from the past's; offline "
+                              "labels may look ahead)")
     movable_classes: tuple[int, ...] = setting(MOVABLE_CLASSES, "class ids dropped from every keyframe but the "
                                                "label's own (default: the 8 vehicle and person classes)")
-    free_space: str = setting("raycast", "raycast: voxels a camera ray crosses are free, voxels nothing saw are "
-                                         "unobserved (255); empty_is_free: every voxel without votes is free (the paper's)")
-    stride: int = setting(1, "lift every stride-th pixel (in both directions)")
+    free_space: str = setting("projection", "raycast: voxels a camera ray crosses are free, voxels nothing saw are "
+                                         "unobserved (255); projection: the same evidence per voxel, from each voxel "
+                                         "centre projected into each image and compared with the depth there (cost "
+                                         "independent of the image size); empty_is_free: every voxel without votes is "
+                                         "free (the paper's)")
+    stride: int | None = setting(None, "lift every stride-th pixel (in both directions); None: the smallest stride "
+                                       "that lifts at most 800 pixels of a row (every pixel up to 800 px wide, every "
+                                       "2nd of nuScenes' 1600: a 0.4 m voxel at 40 m still spans 6 of them)")
     ray_stride: int = setting(1, "free-space rays: every (ray_stride**2)-th lifted pixel, row-major")
     min_depth: float = setting(0.1, "metres; nearer depths are dropped")
     max_depth: float = setting(80.0, "metres; farther depths are dropped")
@@ -34,8 +46,30 @@ class FusionConfig:
     min_points: int = setting(1, "votes a voxel needs to be occupied")
     thing_share: float = setting(1.0, "an object class (barrier .. truck) wins a voxel with this share of its votes "
                                       "(1.0: plain majority; small objects lose to the ground points in their voxels)")
-    free_over_votes: float | None = setting(None, "free crossings per vote that overrule a voxel's votes (None: off, "
-                                                  "votes always win: a ray grazing a surface crosses its voxel)")
+    evidence: str = setting("log_odds", "how a voxel's hits and misses decide it (raycast and projection): log_odds: per "
+                                     "keyframe, a hit where its points land and a miss where it sees clearly past the "
+                                     "voxel (by the depth margin), summed as log-odds; votes: votes always win (unless "
+                                     "free_over_votes)")
+    p_hit: float = setting(0.7, "log_odds: occupancy probability a keyframe's hit stands for (OctoMap's default)")
+    p_miss: float = setting(0.3, "log_odds: occupancy probability a keyframe's miss stands for (0.3: a miss weighs "
+                                 "as much as a hit; OctoMap's default is 0.4)")
+    depth_sigma0: float = setting(0.1, "metres: the depth error at zero range, sigma(d) = depth_sigma0 + "
+                                       "depth_sigma_rel * d (margin and range weights)")
+    depth_sigma_rel: float = setting(0.05, "the depth error's growth with range (relative): 0.05 = 5 % of the depth")
+    margin_k: float = setting(1.0, "a miss counts only where the ray is in front of its end by margin_k * sigma(d) "
+                                   "plus the voxel's half-diagonal")
+    range_weights: bool = setting(True, "log_odds: a keyframe's hit or miss weighs voxel_size / (voxel_size + "
+                                        "sigma(r)) at range r from its ego position")
+    ego_box: tuple[float, ...] | None = setting(EGO_BOX, "(x_min, x_max, y_min, y_max, z_min, z_max) metres in each "
+                                                "image's ego frame: lifted points inside (the ego car's own body, "
+                                                "seen by some cameras) are dropped, and no label marks a voxel whose "
+                                                "centre is inside it occupied (None: off)")
+    ground_scale: bool = setting(True, "scale each image's depth so that its road pixels at 3-25 m lie on the ground "
+                                        "plane of its ego frame, where that estimate is well supported (ops/fusion/ground.py)")
+    ground_classes: tuple[int, ...] = setting((CLASS_ID["driveable_surface"],), "class ids taken as the ground plane "
+                                              "(default: driveable_surface; sidewalks stand on kerbs)")
+    free_over_votes: float | None = setting(None, "evidence=votes: free crossings per vote that overrule a voxel's votes "
+                                                  "(None: off, votes always win: a ray grazing a surface crosses its voxel)")
     outlier_filter: bool = setting(False, "Open3D statistical outlier removal per frame")
     outlier_neighbors: int = setting(20, "outlier removal: neighbours per point")
     outlier_std_ratio: float = setting(2.0, "outlier removal: standard deviations beyond which a point goes")
@@ -51,16 +85,38 @@ class FusionConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.free_space not in FREE_SPACE_MODES:
             raise ValueError(f"free_space must be one of {FREE_SPACE_MODES}, got {self.free_space!r}")
-        if self.history < 0 or self.future < 0 or self.stride < 1 or self.ray_stride < 1 or self.min_points < 1:
-            raise ValueError("history >= 0, future >= 0, stride >= 1, ray_stride >= 1 and min_points >= 1 are required")
+        if self.history < 0 or self.future < 0 or (self.stride is not None and self.stride < 1) or self.ray_stride < 1 \
+                or self.min_points < 1:
+            raise ValueError("history >= 0, future >= 0, stride >= 1 (or None), ray_stride >= 1 and min_points >= 1 "
+                             "are required")
         if not 0 < self.thing_share <= 1:
             raise ValueError(f"thing_share must be in (0, 1], got {self.thing_share}")
         if not 0 <= self.min_depth < self.max_depth:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.ego_box is not None and (len(self.ego_box) != 6 or any(
+                self.ego_box[2 * i] >= self.ego_box[2 * i + 1] for i in range(3))):
+            raise ValueError(f"ego_box must be (x_min, x_max, y_min, y_max, z_min, z_max) with min < max, got {self.ego_box}")
         if self.fill_step is not None and self.fill_step <= 0:
             raise ValueError(f"fill_step must be > 0 metres or None (off), got {self.fill_step}")
+        if self.evidence not in EVIDENCE_RULES:
+            raise ValueError(f"evidence must be one of {EVIDENCE_RULES}, got {self.evidence!r}")
+        if not 0 < self.p_miss < 0.5 < self.p_hit < 1:
+            raise ValueError(f"need 0 < p_miss < 0.5 < p_hit < 1, got p_miss={self.p_miss}, p_hit={self.p_hit}")
+        if self.depth_sigma0 < 0 or self.depth_sigma_rel < 0 or self.margin_k < 0:
+            raise ValueError("depth_sigma0, depth_sigma_rel and margin_k must be >= 0")
+        if self.free_over_votes is not None and (self.evidence, self.free_space) != ("votes", "raycast"):
+            raise ValueError("free_over_votes applies to evidence='votes' with free_space='raycast' only")
         if self.free_over_votes is not None and self.free_over_votes < 0:
             raise ValueError(f"free_over_votes must be >= 0 or None (off), got {self.free_over_votes}")
+
+
+    def stride_for(self, width: int) -> int:
+        """The lifting stride for an image `width` pixels wide."""
+        return self.stride if self.stride is not None else max(1, -(-int(width) // AUTO_LIFT_WIDTH))
+
+    def depth_sigma(self, d):
+        """The depth error (metres) expected at range d (metres; a number or a tensor)."""
+        return self.depth_sigma0 + self.depth_sigma_rel * d
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ ends in a local frame, so the per-point arithmetic can run in float32 on any dev
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,6 +16,8 @@ import torch
 
 from ops.data.keyframes import KeyframeRecord
 from ops.fusion.config import FusionConfig
+from ops.fusion.ground import GroundRule, GroundScale, ground_scale
+from ops.fusion.projection import CameraView
 from ops.geometry import check_intrinsics, check_rigid
 from ops.occ3d import FREE, UNOBSERVED
 
@@ -28,11 +30,14 @@ class LiftedPoints:
     #                        False for a point filled in between two neighbouring pixels
     origin: torch.Tensor   # (3,) float32 camera centre in the target frame
     dropped: int           # pixels without a usable depth or class
+    confidence: torch.Tensor | None = None  # (N,) float32 in [0, 1] when a confidence map was given
+    usable_depth: torch.Tensor | None = None  # (Hs, Ws) float32 depth at the stride, 0 where a pixel was dropped
+    pixel_confidence: torch.Tensor | None = None  # (Hs, Ws) float32 confidence at the stride, when given
 
 
 def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: float = 0.1,
                max_depth: float = 80.0, fill_step: float | None = None, fill_max_jump: float = 0.08,
-               device: str | torch.device = "cpu", name: str = "") -> LiftedPoints:
+               device: str | torch.device = "cpu", name: str = "", confidence=None) -> LiftedPoints:
     """Labelled points of one image.
 
     depth: (H, W) metres along the optical axis; 0, NaN, inf or outside [min_depth, max_depth] is dropped.
@@ -44,6 +49,8 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
       metres, so that a surface seen at a grazing angle leaves no voxel gaps (beyond the paper). A pair
       with a larger depth step is joined too when its 3D step continues the neighbouring pair's
       direction (cosine >= 0.98): one surface, not an edge between two. At most 63 points fill a pair.
+    confidence: optional (H, W) per-pixel confidence in [0, 1] (a float map, or uint8 0-255); each point
+      carries its pixel's, a filled point the lower of its pair's.
     """
     where = f"{name}: " if name else ""
     depth_np = np.asarray(depth)
@@ -54,6 +61,7 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
         raise ValueError(f"{where}semantics must be uint8 Occ3D ids, got {sem_np.dtype}")
     if stride < 1:
         raise ValueError(f"{where}stride must be >= 1, got {stride}")
+    conf = None if confidence is None else _confidence_map(confidence, depth_np.shape, where)
     K = check_intrinsics(K, name)
     T = check_rigid(T_frame_cam, "T_frame_cam", name)
     H, W = depth_np.shape
@@ -72,22 +80,41 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
     t = torch.as_tensor(T[:3, 3], dtype=torch.float32, device=device)
     pts = cam @ R.T + t
     points, classes = pts[valid], c[valid]
+    cs = None if conf is None else torch.as_tensor(np.ascontiguousarray(conf[::stride, ::stride]), device=device)
+    point_conf = None if cs is None else cs[valid]
     is_ray = torch.ones(len(points), dtype=torch.bool, device=device)
     if fill_step:
-        extra_p, extra_c = _fill_points(pts, c, dz, valid, fill_step, fill_max_jump)
+        extra_p, extra_c, extra_w = _fill_points(pts, c, dz, valid, fill_step, fill_max_jump, cs)
         if extra_p:
             points = torch.cat([points] + extra_p)
             classes = torch.cat([classes] + extra_c)
             is_ray = torch.cat([is_ray, torch.zeros(len(points) - len(is_ray), dtype=torch.bool, device=device)])
-    return LiftedPoints(points, classes, is_ray, t.clone(), int((~valid).sum()))
+            if point_conf is not None:
+                point_conf = torch.cat([point_conf] + extra_w)
+    return LiftedPoints(points, classes, is_ray, t.clone(), int((~valid).sum()), point_conf, dz, cs)
+
+
+def _confidence_map(confidence, shape: tuple, where: str) -> np.ndarray:
+    """A per-pixel confidence map as float32 in [0, 1] (uint8 maps are read as 0-255)."""
+    conf = np.asarray(confidence)
+    if conf.shape != shape:
+        raise ValueError(f"{where}confidence {conf.shape} must be the size of the depth map {shape}")
+    if conf.dtype == np.uint8:
+        return conf.astype(np.float32) / 255
+    conf = conf.astype(np.float32)
+    if not np.all(np.isfinite(conf)) or conf.min(initial=0) < 0 or conf.max(initial=0) > 1:
+        raise ValueError(f"{where}confidence must lie in [0, 1] (or be uint8 0-255), got values in "
+                         f"[{np.nanmin(conf):.3g}, {np.nanmax(conf):.3g}]")
+    return conf
 
 
 def _fill_points(pts: torch.Tensor, c: torch.Tensor, dz: torch.Tensor, valid: torch.Tensor, fill_step: float,
-                 fill_max_jump: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Extra points (and their classes) between neighbouring pixels of one surface, right then below
-    (see lift_image's `fill_step`). pts (Hs, Ws, 3), c, dz (depth, 0 where invalid) and valid (Hs, Ws)."""
+                 fill_max_jump: float, conf: torch.Tensor | None = None):
+    """Extra points, their classes and (with a confidence map `conf`) confidences between neighbouring
+    pixels of one surface, right then below (see lift_image's `fill_step`). pts (Hs, Ws, 3), c, dz (depth,
+    0 where invalid) and valid (Hs, Ws)."""
     device = pts.device
-    extra_p, extra_c = [], []
+    extra_p, extra_c, extra_w = [], [], []
     for axis in (1, 0):  # neighbours to the right, then below
         n_ax = pts.shape[axis]
         if n_ax < 2:
@@ -118,7 +145,9 @@ def _fill_points(pts: torch.Tensor, c: torch.Tensor, dz: torch.Tensor, valid: to
         f = (k.float() / (n[pair] + 1).float())[:, None]
         extra_p.append(pa[pair] + (pb[pair] - pa[pair]) * f)
         extra_c.append(cls[pair])
-    return extra_p, extra_c
+        if conf is not None:
+            extra_w.append(torch.minimum(conf[a][ok], conf[b][ok])[pair])
+    return extra_p, extra_c, extra_w
 
 
 def move_points(T_to_from: np.ndarray, p: torch.Tensor) -> torch.Tensor:
@@ -158,31 +187,87 @@ class LiftedFrame:
     origins: torch.Tensor         # (C, 3) float32 camera centres
     dropped_pixels: int = 0
     outliers: int = 0
+    confidence: torch.Tensor | None = None   # (N,) float32 per point, when the perception gave confidence maps
+    views: list[CameraView] = field(default_factory=list)  # per image, for free space by projection
+    ground: list[GroundScale] = field(default_factory=list)  # per image, when the depth was scaled from the ground
+    ego_points: int = 0           # points dropped inside the ego car's box
+    axes: torch.Tensor | None = None  # (C, 3) float32 optical axis (unit) of each camera
+    n_static: int | None = None   # the first n_static points are of static classes, the rest movable
+    movable_classes: tuple = ()   # ... movable as these class ids say
 
-    def rays(self, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(origins, ends) (R, 3) of the free-space rays, of the points `keep` selects."""
-        sel = self.is_ray if keep is None else self.is_ray & keep
-        return self.origins[self.camera[sel].long()], self.points[sel]
+    def static(self, movable_classes: tuple) -> slice:
+        """The points of static classes: a prefix (lift_keyframe puts the movable ones last)."""
+        if tuple(movable_classes) != self.movable_classes:
+            raise ValueError(f"keyframe {self.token} was lifted with movable classes {self.movable_classes}, "
+                             f"not {tuple(movable_classes)}")
+        return slice(0, len(self.points) if self.n_static is None else self.n_static)
+
+    def rays(self, keep: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """(origins, ends) (R, 3) of the free-space rays of the points `keep` selects (a slice)."""
+        sel = self.is_ray[keep]
+        return self.origins[self.camera[keep][sel].long()], self.points[keep][sel]
+
+    def ray_depths(self, keep: slice = slice(None)) -> torch.Tensor:
+        """(R,) z-depth of each ray's end in its camera (the depth the perception gave), in rays()' order."""
+        sel = self.is_ray[keep]
+        cam = self.camera[keep][sel].long()
+        return ((self.points[keep][sel] - self.origins[cam]) * self.axes[cam]).sum(1)
 
 
-PerceptionFn = Callable[[KeyframeRecord], Sequence[tuple[np.ndarray, np.ndarray]]]
+def in_box(p: torch.Tensor, box) -> torch.Tensor:
+    """(N,) bool: points (N, 3) inside the axis-aligned box (x_min, x_max, y_min, y_max, z_min, z_max)."""
+    inside = torch.ones(len(p), dtype=torch.bool, device=p.device)
+    for k in range(3):
+        inside &= (p[:, k] >= box[2 * k]) & (p[:, k] <= box[2 * k + 1])
+    return inside
 
 
-def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarray]], T_anchor_global: np.ndarray,
+def _drop_ego_body(lp: LiftedPoints, T_anchor_ego: np.ndarray, box) -> int:
+    """Drop (in place) the points of one image that fall inside the ego car's box in that image's own ego
+    frame; the number dropped."""
+    body = in_box(move_points(np.linalg.inv(T_anchor_ego), lp.points), box)
+    n = int(body.sum())
+    if n:
+        keep = ~body
+        lp.points, lp.classes, lp.is_ray = lp.points[keep], lp.classes[keep], lp.is_ray[keep]
+        if lp.confidence is not None:
+            lp.confidence = lp.confidence[keep]
+    return n
+
+
+# Per camera: (depth, semantics) or (depth, semantics, confidence or None).
+PerceptionFn = Callable[[KeyframeRecord], Sequence[tuple]]
+
+
+def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np.ndarray,
                   cfg: FusionConfig) -> LiftedFrame:
-    """Lift the (depth, semantics) of each of kf.images into the anchor frame."""
+    """Lift the (depth, semantics[, confidence]) of each of kf.images into the anchor frame."""
     if len(maps) != len(kf.images):
         raise ValueError(f"keyframe {kf.token}: {len(maps)} depth/class maps for {len(kf.images)} images")
-    pts, cls, rays, cams, origins, dropped = [], [], [], [], [], 0
-    for i, (img, (depth, sem)) in enumerate(zip(kf.images, maps)):
+    pts, cls, rays, cams, origins, axes, confs, views, grounds = [], [], [], [], [], [], [], [], []
+    dropped = ego_points = 0
+    rule = GroundRule(tuple(cfg.ground_classes)) if cfg.ground_scale else None
+    for i, (img, m) in enumerate(zip(kf.images, maps)):
         name = f"{kf.scene}/{kf.token}/{img.channel} ({img.filename})"
+        if len(m) not in (2, 3):
+            raise ValueError(f"{name}: expected (depth, semantics) or (depth, semantics, confidence), got {len(m)} maps")
+        depth, sem, conf = m[0], m[1], (m[2] if len(m) == 3 else None)
         if np.shape(depth) != (img.height, img.width):
             raise ValueError(f"{name}: depth is {np.shape(depth)}, the image is {(img.height, img.width)}")
         check_rigid(img.T_global_ego, "ego_pose", name)
         check_rigid(img.T_ego_cam, "calibrated_sensor", name)
         T = T_anchor_global @ img.T_global_ego @ img.T_ego_cam
-        lp = lift_image(depth, sem, img.K, T, stride=cfg.stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
-                        fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name)
+        stride = cfg.stride_for(img.width)
+        if rule is not None:
+            gs = ground_scale(depth, sem, img.K, img.T_ego_cam, rule, stride=stride)
+            grounds.append(gs)
+            if gs.fit == "applied":
+                depth = np.asarray(depth, dtype=np.float32) * np.float32(gs.scale)
+        lp = lift_image(depth, sem, img.K, T, stride=stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
+                        fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name,
+                        confidence=conf)
+        if cfg.ego_box is not None:
+            ego_points += _drop_ego_body(lp, T_anchor_global @ img.T_global_ego, cfg.ego_box)
         is_ray = lp.is_ray.clone()
         if cfg.ray_stride > 1:  # keep every (ray_stride**2)-th pixel ray of this image
             idx = torch.nonzero(is_ray).squeeze(1)
@@ -193,12 +278,30 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple[np.ndarray, np.ndarra
         rays.append(is_ray)
         cams.append(torch.full((len(lp.points),), i, dtype=torch.uint8, device=lp.points.device))
         origins.append(lp.origin)
+        axes.append(torch.as_tensor(T[:3, 2], dtype=torch.float32, device=lp.points.device))
+        confs.append(lp.confidence)
         dropped += lp.dropped
+        if cfg.free_space == "projection":
+            views.append(CameraView(T, img.K, lp.usable_depth, stride, lp.pixel_confidence))
     points, classes, is_ray, camera = torch.cat(pts), torch.cat(cls), torch.cat(rays), torch.cat(cams)
+    confidence = None
+    if any(c is not None for c in confs):
+        if any(c is None for c in confs):
+            raise ValueError(f"keyframe {kf.scene}/{kf.token}: confidence maps for some cameras but not all")
+        confidence = torch.cat(confs)
     outliers = 0
     if cfg.outlier_filter and len(points):
         keep = remove_outliers(points, cfg.outlier_neighbors, cfg.outlier_std_ratio)
         outliers = int((~keep).sum())
         points, classes, is_ray, camera = points[keep], classes[keep], is_ray[keep], camera[keep]
+        confidence = None if confidence is None else confidence[keep]
+    # Static points first, movable ones last: the other labels of the window take a prefix (no copy).
+    movable = torch.isin(classes, torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=classes.device))
+    n_static = int((~movable).sum())
+    if n_static < len(classes):
+        order = torch.cat([torch.nonzero(~movable).squeeze(1), torch.nonzero(movable).squeeze(1)])
+        points, classes, is_ray, camera = points[order], classes[order], is_ray[order], camera[order]
+        confidence = None if confidence is None else confidence[order]
     return LiftedFrame(kf.token, kf.timestamp, T_anchor_global @ kf.T_global_ego, points, classes, is_ray, camera,
-                       torch.stack(origins) if origins else torch.zeros((0, 3)), dropped, outliers)
+                       torch.stack(origins) if origins else torch.zeros((0, 3)), dropped, outliers, confidence, views, grounds, ego_points,
+                       torch.stack(axes) if axes else torch.zeros((0, 3)), n_static, tuple(cfg.movable_classes))

@@ -60,6 +60,10 @@ class SceneFuser:
         out.seconds = {**self._lift_s, **out.seconds}
         out.stats["dropped_pixels"] = frames[i - first].dropped_pixels
         out.stats["outliers_removed"] = frames[i - first].outliers
+        out.stats["ego_points_removed"] = frames[i - first].ego_points
+        if frames[i - first].ground:
+            out.stats["ground_scales"] = [round(g.scale, 4) for g in frames[i - first].ground]
+            out.stats["ground_fits"] = [g.fit for g in frames[i - first].ground]
         return out
 
     def __iter__(self) -> Iterator[Label]:

@@ -16,7 +16,7 @@ from ops.runtime import CompiledOrEager
 THING_CLASSES = slice(OBJECT_CLASSES[0], OBJECT_CLASSES[-1] + 1)
 
 
-def _vote_keys(p: torch.Tensor, c: torch.Tensor, T: list, lower: list, vs: float, shape: list, C: int) -> torch.Tensor:
+def vote_keys(p: torch.Tensor, c: torch.Tensor, T: list, lower: list, vs: float, shape: list, C: int) -> torch.Tensor:
     """(N,) int64 key voxel * C + class per point moved by T (3x4 nested list), or the sentinel
     V * C for points outside the grid. One fused expression: torch.compile turns it into one loop."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
@@ -28,7 +28,7 @@ def _vote_keys(p: torch.Tensor, c: torch.Tensor, T: list, lower: list, vs: float
     return torch.where(inside, key, torch.full_like(key, shape[0] * shape[1] * shape[2] * C))
 
 
-_vote_keys_maybe_compiled = CompiledOrEager(_vote_keys)
+_vote_keys_maybe_compiled = CompiledOrEager(vote_keys)
 
 
 def vote_counts_in_frame(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid = GRID,

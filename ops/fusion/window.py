@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from ops.fusion.config import FusionConfig, resolve_backend
-from ops.fusion.lift import LiftedFrame, move_points
+from ops.fusion.lift import LiftedFrame, in_box, move_points
+from ops.fusion.evidence import best_point_confidence, decide_log_odds, range_weight, ray_evidence
+from ops.fusion.projection import Margin, frame_projection, voxel_centres
 from ops.fusion.raycast import free_crossings
 from ops.fusion.vote import frame_votes, majority
 from ops.geometry import invert_transform
@@ -65,57 +67,103 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     current = frames[current_index]
     seconds: dict = {}
     clock = _Clock(current.points.device, seconds)
-    counts, free, n_points, n_rays = _accumulate(frames, current, cfg, grid, clock)
-    sem, voted, observed = _decide(counts, free, cfg)
+    ev = _accumulate(frames, current, cfg, grid, clock)
+    sem, occupied, observed = _decide(ev, cfg, grid)
     sem_np = sem.view(grid.shape).cpu().numpy()
     hist = np.bincount(sem_np.ravel(), minlength=256)
-    stats = {"frames": len(frames), "points": int(n_points), "points_in_grid": int(counts.sum()),
-             "rays": int(n_rays), "voxels_occupied": int(voted.sum()), "voxels_observed": int(observed.sum()),
+    voted = ev.counts.sum(1) >= cfg.min_points
+    stats = {"frames": len(frames), "points": int(ev.points), "points_in_grid": int(ev.counts.sum()),
+             "rays": int(ev.rays), "voxels_occupied": int(occupied.sum()), "voxels_observed": int(observed.sum()),
+             "voxels_carved": int((voted & ~occupied).sum()),
              "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]}}
     mask_np = observed.view(grid.shape).cpu().numpy()
     clock.lap("label")
     return Label(current.token, sem_np, mask_np, stats, seconds)
 
 
-def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: FusionConfig, grid: OccGrid, clock: _Clock):
-    """(V, 18) votes and (V,) free crossings of the window in the current frame's ego frame, with the
-    numbers of points and rays that went in."""
+@dataclass
+class _Evidence:
+    counts: torch.Tensor   # (V, 18) int64 votes
+    free: torch.Tensor     # (V,) int64 free crossings (evidence="votes" with the ray walk)
+    hits: torch.Tensor     # (V,) float32 weighted keyframe hits (evidence="log_odds")
+    misses: torch.Tensor   # (V,) float32 weighted keyframe misses (evidence="log_odds")
+    seen: torch.Tensor     # (V,) bool: some keyframe saw through the voxel (before its depth, no margin)
+    points: int = 0
+    rays: int = 0
+
+
+def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: FusionConfig, grid: OccGrid, clock: _Clock) -> _Evidence:
+    """The window's votes and free-space evidence in the current frame's ego frame."""
     dev = current.points.device
     T_ego_anchor = invert_transform(current.T_anchor_ego)
-    movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=dev)
     backend = resolve_backend(cfg, dev)
-    counts = torch.zeros((grid.num_voxels, NUM_CLASSES), dtype=torch.int64, device=dev)
-    free = torch.zeros(grid.num_voxels, dtype=torch.int64, device=dev)
-    n_points = n_rays = 0
+    V = grid.num_voxels
+    ev = _Evidence(torch.zeros((V, NUM_CLASSES), dtype=torch.int64, device=dev), torch.zeros(V, dtype=torch.int64, device=dev),
+                   torch.zeros(V, device=dev), torch.zeros(V, device=dev), torch.zeros(V, dtype=torch.bool, device=dev))
+    log_odds = cfg.evidence == "log_odds" and cfg.free_space != "empty_is_free"
+    centres = voxel_centres(grid, dev) if log_odds or cfg.free_space == "projection" else None
+    margin = Margin.of(cfg, grid)
     for f in frames:
-        keep = None
-        if f is not current and len(movable):
-            keep = ~torch.isin(f.classes, movable)
-        points = f.points if keep is None else f.points[keep]
-        classes = f.classes if keep is None else f.classes[keep]
-        n_points += len(points)
-        counts += frame_votes(points, classes, T_ego_anchor, grid, backend)
+        keep = slice(None) if f is current else f.static(cfg.movable_classes)   # views, no copies
+        points, classes = f.points[keep], f.classes[keep]
+        ev.points += len(points)
+        votes = frame_votes(points, classes, T_ego_anchor, grid, backend)
+        ev.counts += votes
         clock.lap("vote")
-        if cfg.free_space == "raycast":
+        if cfg.free_space == "empty_is_free":
+            continue
+        if cfg.free_space == "projection":
+            seen, miss = frame_projection(f.views, current.T_anchor_ego, grid, cfg, backend, centres)
+        elif log_odds:   # the ray walk of every ray (movables too: the space in front of them was free then)
+            ro, re = f.rays()
+            ev.rays += len(ro)
+            seen, miss = ray_evidence(move_points(T_ego_anchor, ro), move_points(T_ego_anchor, re), f.ray_depths(), grid,
+                                      margin, backend)
+        else:            # the ray walk as before: free crossings counted, rays of dropped points left out
             ro, re = f.rays(keep)
             if len(ro):
-                free += free_crossings(move_points(T_ego_anchor, ro), move_points(T_ego_anchor, re), grid, backend)
-                n_rays += len(ro)
+                ev.free += free_crossings(move_points(T_ego_anchor, ro), move_points(T_ego_anchor, re), grid, backend)
+                ev.rays += len(ro)
             clock.lap("free_space")
-    return counts, free, n_points, n_rays
+            continue
+        ev.seen |= seen
+        if log_odds:
+            _add_keyframe_evidence(ev, f, votes, miss, points, classes, keep, T_ego_anchor, centres, cfg, grid)
+        clock.lap("free_space")
+    return ev
 
 
-def _decide(counts: torch.Tensor, free: torch.Tensor, cfg: FusionConfig):
-    """Per voxel: its class (uint8; FREE, or UNOBSERVED where nothing saw it), whether votes made it
-    occupied, and whether it was observed at all."""
-    best, voted = majority(counts, cfg.min_points, cfg.thing_share)
-    sem = torch.where(voted, best, torch.full_like(best, FREE))
-    if cfg.free_space == "raycast":
-        if cfg.free_over_votes is not None:
-            overruled = voted & (free > cfg.free_over_votes * counts.sum(1))
-            sem = torch.where(overruled, torch.full_like(sem, FREE), sem)
-        observed = voted | (free > 0)
-        sem = torch.where(observed, sem, torch.full_like(sem, UNOBSERVED))
+def _add_keyframe_evidence(ev: _Evidence, f: LiftedFrame, votes, miss, points, classes, keep, T_ego_anchor, centres,
+                           cfg: FusionConfig, grid: OccGrid) -> None:
+    """One keyframe's weighted hits and misses (ops/fusion/evidence.py): a hit outranks its own miss."""
+    hit = votes.sum(1) > 0
+    weight = torch.ones_like(ev.hits)
+    if cfg.range_weights:
+        ego = torch.as_tensor((T_ego_anchor @ f.T_anchor_ego)[:3, 3], dtype=torch.float32, device=centres.device)
+        weight = range_weight(centres, ego, cfg, grid)
+    hit_weight = weight
+    if f.confidence is not None:
+        conf = f.confidence[keep]
+        hit_weight = weight * best_point_confidence(points, classes, conf, T_ego_anchor, grid)
+    ev.hits += torch.where(hit, hit_weight, torch.zeros_like(hit_weight))
+    ev.misses += torch.where(hit, torch.zeros_like(weight), weight * miss)
+
+
+def _decide(ev: _Evidence, cfg: FusionConfig, grid: OccGrid):
+    """Per voxel: its class (uint8; FREE, or UNOBSERVED where nothing saw it), whether it is occupied,
+    and whether it was observed at all."""
+    best, voted = majority(ev.counts, cfg.min_points, cfg.thing_share)
+    if cfg.free_space == "empty_is_free":
+        occupied, observed = voted, torch.ones_like(voted)
+    elif cfg.evidence == "log_odds":
+        movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=best.device)
+        occupied, observed = decide_log_odds(best, voted, ev.hits, ev.misses, ev.seen, movable, cfg)
     else:
-        observed = torch.ones_like(voted)
-    return sem, voted, observed
+        occupied = voted
+        if cfg.free_over_votes is not None and cfg.free_space == "raycast":
+            occupied = voted & ~(ev.free > cfg.free_over_votes * ev.counts.sum(1))
+        observed = voted | (ev.free > 0) | ev.seen
+    if cfg.ego_box is not None:   # the ego car is never part of a label (Occ3D's truth has none)
+        occupied = occupied & ~in_box(voxel_centres(grid, best.device), cfg.ego_box)
+    sem = torch.where(occupied, best, torch.full_like(best, FREE))
+    return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), occupied, observed

@@ -66,3 +66,22 @@ def test_resolve_compile(monkeypatch):
     assert not resolve_compile(None, "cpu")
     monkeypatch.setattr(compiled_mod, "cpp_compiler_available", lambda: True)
     assert resolve_compile(None, "cpu")
+
+
+@needs_compiler
+def test_compiled_projection_equals_eager():
+    from ops.fusion.projection import CameraView, Margin, project_image, voxel_centres
+
+    rng = np.random.default_rng(5)
+    R = np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])
+    margin = Margin(1.0, 0.1, 0.05, 0.3464)
+    centres = voxel_centres(GRID)
+    for k, (H, W) in enumerate([(90, 160), (45, 80)]):
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, [rng.uniform(-3, 3), rng.uniform(-3, 3), 1.5]
+        depth = torch.from_numpy(rng.uniform(0, 60, (H, W)).astype(np.float32))
+        K = np.array([[0.8 * W, 0, W / 2], [0, 0.8 * W, H / 2], [0, 0, 1]])
+        view = CameraView(T, K, depth, stride=1 + k)
+        want = project_image(centres, view, np.eye(4), margin, compiled=False)
+        got = project_image(centres, view, np.eye(4), margin, compiled=True)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and want[0].any()

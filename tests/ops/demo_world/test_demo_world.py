@@ -111,6 +111,7 @@ def test_backprojected_depth_lands_on_truth_of_its_class(small_nusc, small_world
     print(f"\nback-projected pixels: {r.pixels}, same class in hit voxel {r.same_voxel:.4%}, "
           f"with neighbours {r.with_neighbours:.4%}, hit voxel in mask_camera {r.in_mask_camera:.4%}")
     assert r.keyframes == len(small_nusc.sample) and r.pixels > 100_000
+    assert r.ego_body_pixels > 0   # CAM_BACK sees the ego car's rear hatch
     # Neighbours allow for objects that moved up to ~0.35 m between camera and lidar time.
     assert r.with_neighbours > 0.999
     assert r.same_voxel > 0.97
@@ -226,3 +227,13 @@ def test_free_is_not_a_solid_anywhere_below_ground(small_nusc, small_world):
     assert (sem[:, :, :2] == FREE).all()
     ground = {CLASS_ID[n] for n in ("driveable_surface", "sidewalk", "terrain", "other_flat")}
     assert np.isin(sem[:, :, 2], list(ground)).mean() > 0.7
+
+
+def test_cam_back_shows_the_ego_cars_body_and_no_other_camera_does(small_nusc, small_world):
+    root, _ = small_world
+    sample = small_nusc.sample[0]
+    for ch in CAMERA_CHANNELS:
+        _, _, body = backproject_truth(small_nusc, root, sample, ch, ego_box=(-0.9, 3.6, -1.1, 1.1, 0.25, 1.9))
+        sd = small_nusc.get("sample_data", sample["data"][ch])
+        share = body / (sd["width"] * sd["height"])
+        assert (0.05 < share < 0.2) if ch == "CAM_BACK" else body == 0, (ch, share)

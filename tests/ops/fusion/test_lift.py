@@ -76,3 +76,28 @@ def test_bad_input_names_the_image(kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
         lift_image(name="scene-1/tok/CAM_FRONT", **args)
     assert "scene-1/tok/CAM_FRONT" in str(err.value)
+
+
+def test_confidence_follows_the_points_and_fill_takes_the_lower():
+    depth = np.full((6, 8), 10.0, np.float32)
+    depth[:, 4:] = 10.5                          # a small step: still one surface, filled between
+    sem = np.full((6, 8), 15, np.uint8)
+    sem[0, 0] = FREE                             # a dropped pixel drops its confidence too
+    conf = np.tile(np.linspace(0.2, 0.9, 8, dtype=np.float32), (6, 1))
+    lp = lift_image(depth, sem, K, np.eye(4), fill_step=0.01, confidence=conf)
+    n_px = int(lp.is_ray.sum())
+    assert n_px == 47 and len(lp.confidence) == len(lp.points) > n_px
+    torch.testing.assert_close(lp.confidence[:n_px], torch.as_tensor(conf.ravel()[1:]))
+    # One row: only horizontal pairs are filled; each pair's points take the lower (left) confidence.
+    row = lift_image(depth[:1], sem[:1], K, np.eye(4), fill_step=0.01, confidence=conf[:1])
+    fill = set(np.round(row.confidence[int(row.is_ray.sum()):].numpy(), 4).tolist())
+    assert fill == set(np.round(conf[0, 1:-1], 4).tolist())   # pixel 0 was dropped, so no pair (0, 1)
+    as_uint8 = lift_image(depth, sem, K, np.eye(4), confidence=np.round(conf * 255).astype(np.uint8))
+    torch.testing.assert_close(as_uint8.confidence, lp.confidence[:n_px], atol=1 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("conf, message", [(np.ones((3, 3), np.float32), "size of the depth map"),
+                                           (np.full((6, 8), 1.5, np.float32), r"in \[0, 1\]")])
+def test_bad_confidence_names_the_image(conf, message):
+    with pytest.raises(ValueError, match=f"cam0: confidence.*{message}|{message}"):
+        lift_image(np.ones((6, 8), np.float32), np.full((6, 8), 15, np.uint8), K, np.eye(4), confidence=conf, name="cam0")

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -41,9 +43,11 @@ def test_free_crossings_exclude_the_end_voxel():
     assert free[ix(0.2)] == 1 and free[ix(3.8)] == 1 and free[ix(4.2)] == 0 and free.sum() == 10
 
 
-def test_single_frame_label_geometry_in_raycast_mode():
+@pytest.mark.parametrize("free_space", ["projection", "raycast"])
+@pytest.mark.parametrize("evidence", ["log_odds", "votes"])
+def test_single_frame_label_geometry(free_space, evidence):
     kfs, maps = keyframes(1)
-    label = next(iter(SceneFuser(kfs, lambda kf: [maps], FusionConfig(history=0))))
+    label = next(iter(SceneFuser(kfs, lambda kf: [maps], FusionConfig(history=0, free_space=free_space, evidence=evidence))))
     sem, mask = label.semantics, label.mask_camera
     wall_x = int((20.0 + 40) / 0.4)
     assert (sem[wall_x, 100, 3:12] == CLASS_ID["manmade"]).all()  # wall from z 0.2 to 3.8 m ahead
@@ -52,7 +56,7 @@ def test_single_frame_label_geometry_in_raycast_mode():
     assert (sem[wall_x + 3:, 100] == UNOBSERVED).all()  # behind the wall: never seen
     assert (sem[:95, 100] == UNOBSERVED).all()  # behind the camera
     assert (mask == (sem != UNOBSERVED)).all()
-    assert label.stats["voxels_occupied"] > 0 and label.stats["rays"] > 0
+    assert label.stats["voxels_occupied"] > 0 and (label.stats["rays"] > 0) == (free_space == "raycast")
     assert set(label.seconds) == {"read", "lift", "vote", "free_space", "label"}
     assert all(v >= 0 for v in label.seconds.values())
 
@@ -82,7 +86,7 @@ def test_history_drops_movables_from_past_frames_only():
 def test_scene_fuser_streams_and_lifts_each_frame_once():
     kfs, maps = keyframes(6)
     calls = []
-    fuser = SceneFuser(kfs, lambda kf: calls.append(kf.token) or [maps], FusionConfig(history=2))
+    fuser = SceneFuser(kfs, lambda kf: calls.append(kf.token) or [maps], FusionConfig(history=2, future=0))
     labels = list(fuser)
     assert [l.token for l in labels] == [k.token for k in kfs]
     assert calls == [k.token for k in kfs]
@@ -109,7 +113,9 @@ def test_empty_frame_is_all_unobserved_not_an_error():
     assert label.stats["points"] == 0
 
 
-@pytest.mark.parametrize("kwargs", [dict(free_space="carve"), dict(history=-1), dict(stride=0), dict(min_depth=5, max_depth=1)])
+@pytest.mark.parametrize("kwargs", [dict(free_space="carve"), dict(history=-1), dict(stride=0), dict(min_depth=5, max_depth=1),
+                                    dict(evidence="bayes"), dict(p_miss=0.6), dict(p_hit=0.5), dict(margin_k=-1),
+                                    dict(free_over_votes=2.0), dict(ego_box=(1, 0, 0, 1, 0, 1)), dict(ego_box=(0, 1))])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         FusionConfig(**kwargs)
@@ -141,14 +147,17 @@ def test_thing_share_lets_small_objects_keep_their_voxel():
 
 
 def test_future_keyframes_add_static_surfaces_ahead_but_no_movables():
+    # These frames see the wall at three places (it drives with the ego): the votes rule keeps every
+    # copy, which shows the window; the evidence rule would rightly let later frames clear the nearer ones.
     kfs, (depth, sem) = keyframes(3)
+    votes = FusionConfig(history=0, future=0, evidence="votes")
     wall_x = {ahead: int((ahead + 40) / 0.4) for ahead in (20.0, 22.0, 24.0)}
-    now = next(iter(SceneFuser(kfs, lambda kf: [(depth, sem)], FusionConfig(history=0)))).semantics
-    ahead = next(iter(SceneFuser(kfs, lambda kf: [(depth, sem)], FusionConfig(history=0, future=2)))).semantics
+    now = next(iter(SceneFuser(kfs, lambda kf: [(depth, sem)], votes))).semantics
+    ahead = next(iter(SceneFuser(kfs, lambda kf: [(depth, sem)], replace(votes, future=2)))).semantics
     assert not (now[wall_x[22.0], 100, 3:12] == CLASS_ID["manmade"]).any()
     for x in wall_x.values():  # later frames saw the (static) wall 2 and 4 m further on
         assert (ahead[x, 100, 3:12] == CLASS_ID["manmade"]).all()
     car = np.where(sem == CLASS_ID["manmade"], CLASS_ID["car"], sem).astype(np.uint8)
-    ahead_car = next(iter(SceneFuser(kfs, lambda kf: [(depth, car)], FusionConfig(history=0, future=2)))).semantics
+    ahead_car = next(iter(SceneFuser(kfs, lambda kf: [(depth, car)], replace(votes, future=2)))).semantics
     assert (ahead_car[wall_x[20.0], 100, 3:12] == CLASS_ID["car"]).all()
     assert not (ahead_car[wall_x[22.0], 100, 3:12] == CLASS_ID["car"]).any()

@@ -125,6 +125,16 @@ def test_presets_and_overrides():
         NoiseModel(depth_rel_noise=-0.1)
 
 
+def test_harsh_is_harsher_than_realistic_on_every_error():
+    real, harsh = noise_model("realistic"), noise_model("harsh")
+    for name in ("depth_scale_std", "depth_smooth_noise", "depth_rel_noise", "flying_pixels", "small_object_px",
+                 "small_object_miss", "false_detections", "boundary_shift_px", "erode_px"):
+        assert getattr(harsh, name) > getattr(real, name), name
+    assert harsh.dropout_start_m < real.dropout_start_m
+    worse = {(t, p): prob for t, p, prob in harsh.confusions}
+    assert all(worse.get((t, p), 0) > prob for t, p, prob in real.confusions)
+
+
 @pytest.fixture()
 def truth_root(tmp_path):
     rng = np.random.default_rng(0)
