@@ -68,10 +68,9 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     seconds: dict = {}
     clock = _Clock(current.points.device, seconds)
     ev = _accumulate(frames, current, cfg, grid, clock)
-    sem, occupied, observed = _decide(ev, cfg, grid)
+    sem, voted, occupied, observed = _decide(ev, cfg, grid)
     sem_np = sem.view(grid.shape).cpu().numpy()
     hist = np.bincount(sem_np.ravel(), minlength=256)
-    voted = ev.counts.sum(1) >= cfg.min_points
     stats = {"frames": len(frames), "points": int(ev.points), "points_in_grid": int(ev.counts.sum()),
              "rays": int(ev.rays), "voxels_occupied": int(occupied.sum()), "voxels_observed": int(observed.sum()),
              "voxels_carved": int((voted & ~occupied).sum()),
@@ -150,8 +149,8 @@ def _add_keyframe_evidence(ev: _Evidence, f: LiftedFrame, votes, miss, points, c
 
 
 def _decide(ev: _Evidence, cfg: FusionConfig, grid: OccGrid):
-    """Per voxel: its class (uint8; FREE, or UNOBSERVED where nothing saw it), whether it is occupied,
-    and whether it was observed at all."""
+    """Per voxel: its class (uint8; FREE, or UNOBSERVED where nothing saw it), whether it has enough votes,
+    whether it is occupied, and whether it was observed at all."""
     best, voted = majority(ev.counts, cfg.min_points, cfg.thing_share)
     if cfg.free_space == "empty_is_free":
         occupied, observed = voted, torch.ones_like(voted)
@@ -166,4 +165,4 @@ def _decide(ev: _Evidence, cfg: FusionConfig, grid: OccGrid):
     if cfg.ego_box is not None:   # the ego car is never part of a label (Occ3D's truth has none)
         occupied = occupied & ~in_box(voxel_centres(grid, best.device), cfg.ego_box)
     sem = torch.where(occupied, best, torch.full_like(best, FREE))
-    return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), occupied, observed
+    return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), voted, occupied, observed

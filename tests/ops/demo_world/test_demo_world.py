@@ -8,6 +8,7 @@ import pytest
 
 from ops.data.nuscenes import CAMERA_CHANNELS
 from ops.demo_world.verify import backproject_truth, consistency_report
+from ops.fusion.config import EGO_BOX
 from ops.geometry import quaternion_to_matrix, transform_from_record, transform_points
 from ops.occ3d import CLASS_ID, FREE, GRID
 
@@ -233,7 +234,7 @@ def test_cam_back_shows_the_ego_cars_body_and_no_other_camera_does(small_nusc, s
     root, _ = small_world
     sample = small_nusc.sample[0]
     for ch in CAMERA_CHANNELS:
-        _, _, body = backproject_truth(small_nusc, root, sample, ch, ego_box=(-0.9, 3.6, -1.1, 1.1, 0.25, 1.9))
+        _, _, body = backproject_truth(small_nusc, root, sample, ch, ego_box=EGO_BOX)
         sd = small_nusc.get("sample_data", sample["data"][ch])
         share = body / (sd["width"] * sd["height"])
         assert (0.05 < share < 0.2) if ch == "CAM_BACK" else body == 0, (ch, share)
