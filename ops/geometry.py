@@ -82,6 +82,15 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return rotate_vectors(T[:3, :3], p) + T[:3, 3]
 
 
+def in_box(p, box):
+    """(N,) bool: which points p (N, 3), a numpy array or a torch tensor, lie inside the axis-aligned box
+    (x_min, x_max, y_min, y_max, z_min, z_max), faces included."""
+    inside = (p[:, 0] >= box[0]) & (p[:, 0] <= box[1])
+    for k in (1, 2):
+        inside = inside & (p[:, k] >= box[2 * k]) & (p[:, k] <= box[2 * k + 1])
+    return inside
+
+
 def rotate_vectors(R: np.ndarray, v: np.ndarray) -> np.ndarray:
     """(N, 3) vectors rotated by a 3x3 R, summed in a fixed order (no BLAS: same bytes on any thread count)."""
     v = np.asarray(v, dtype=np.float64)

@@ -19,7 +19,7 @@ import numpy as np
 from ops.data.nuscenes import CAMERA_CHANNELS
 from ops.data.truth import load_truth, truth_file
 from ops.fusion.config import EGO_BOX
-from ops.geometry import invert_transform, transform_from_record, transform_points
+from ops.geometry import in_box, invert_transform, transform_from_record, transform_points
 from ops.occ3d import GRID
 
 
@@ -43,7 +43,7 @@ def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: 
     if ego_box is None:
         return transform_points(T, cam), sem[v, u]
     own = transform_points(transform_from_record(cs), cam)
-    body = np.all([(own[:, k] >= ego_box[2 * k]) & (own[:, k] <= ego_box[2 * k + 1]) for k in range(3)], 0)
+    body = in_box(own, ego_box)
     return transform_points(T, cam[~body]), sem[v, u][~body], int(body.sum())
 
 
@@ -82,8 +82,11 @@ def consistency_report(nusc, dataroot, gts_dir: str | Path | None = None, ego_bo
             with np.load(gts / scene["name"] / tok / "labels.npz") as f:
                 sem, mask = f["semantics"], f["mask_camera"].astype(bool)
             for ch in CAMERA_CHANNELS:
-                pts, cls, n_body = backproject_truth(nusc, root, sample, ch, ego_box=ego_box)
-                body += n_body
+                if ego_box is None:
+                    pts, cls = backproject_truth(nusc, root, sample, ch)
+                else:
+                    pts, cls, n_body = backproject_truth(nusc, root, sample, ch, ego_box=ego_box)
+                    body += n_body
                 ijk, inside = GRID.voxel_index(pts)
                 ijk, cls = ijk[inside], cls[inside]
                 total += len(cls)

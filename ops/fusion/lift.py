@@ -18,7 +18,7 @@ from ops.data.keyframes import KeyframeRecord
 from ops.fusion.config import FusionConfig
 from ops.fusion.ground import GroundRule, GroundScale, ground_scale
 from ops.fusion.projection import CameraView
-from ops.geometry import check_intrinsics, check_rigid
+from ops.geometry import check_intrinsics, check_rigid, in_box, invert_transform
 from ops.occ3d import FREE, UNOBSERVED
 
 
@@ -214,18 +214,10 @@ class LiftedFrame:
         return ((self.points[keep][sel] - self.origins[cam]) * self.axes[cam]).sum(1)
 
 
-def in_box(p: torch.Tensor, box) -> torch.Tensor:
-    """(N,) bool: points (N, 3) inside the axis-aligned box (x_min, x_max, y_min, y_max, z_min, z_max)."""
-    inside = torch.ones(len(p), dtype=torch.bool, device=p.device)
-    for k in range(3):
-        inside &= (p[:, k] >= box[2 * k]) & (p[:, k] <= box[2 * k + 1])
-    return inside
-
-
 def _drop_ego_body(lp: LiftedPoints, T_anchor_ego: np.ndarray, box) -> int:
     """Drop (in place) the points of one image that fall inside the ego car's box in that image's own ego
     frame; the number dropped."""
-    body = in_box(move_points(np.linalg.inv(T_anchor_ego), lp.points), box)
+    body = in_box(move_points(invert_transform(T_anchor_ego), lp.points), box)
     n = int(body.sum())
     if n:
         keep = ~body

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from ops.fusion.config import FusionConfig, resolve_backend
-from ops.fusion.lift import LiftedFrame, in_box, move_points
+from ops.fusion.lift import LiftedFrame, move_points
 from ops.fusion.evidence import best_point_confidence, decide_log_odds, range_weight, ray_evidence
 from ops.fusion.projection import Margin, frame_projection, voxel_centres
 from ops.fusion.raycast import free_crossings
 from ops.fusion.vote import frame_votes, majority
-from ops.geometry import invert_transform
+from ops.geometry import in_box, invert_transform
 from ops.occ3d import FREE, GRID, NUM_CLASSES, UNOBSERVED, OccGrid
 
 
@@ -67,8 +67,9 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     current = frames[current_index]
     seconds: dict = {}
     clock = _Clock(current.points.device, seconds)
-    ev = _accumulate(frames, current, cfg, grid, clock)
-    sem, voted, occupied, observed = _decide(ev, cfg, grid)
+    centres = voxel_centres(grid, current.points.device)
+    ev = _accumulate(frames, current, cfg, grid, clock, centres)
+    sem, voted, occupied, observed = _decide(ev, cfg, centres)
     sem_np = sem.view(grid.shape).cpu().numpy()
     hist = np.bincount(sem_np.ravel(), minlength=256)
     stats = {"frames": len(frames), "points": int(ev.points), "points_in_grid": int(ev.counts.sum()),
@@ -91,8 +92,10 @@ class _Evidence:
     rays: int = 0
 
 
-def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: FusionConfig, grid: OccGrid, clock: _Clock) -> _Evidence:
-    """The window's votes and free-space evidence in the current frame's ego frame."""
+def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: FusionConfig, grid: OccGrid, clock: _Clock,
+                centres: torch.Tensor) -> _Evidence:
+    """The window's votes and free-space evidence in the current frame's ego frame (`centres`: the grid's
+    (V, 3) voxel centres)."""
     dev = current.points.device
     T_ego_anchor = invert_transform(current.T_anchor_ego)
     backend = resolve_backend(cfg, dev)
@@ -100,7 +103,6 @@ def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: Fusion
     ev = _Evidence(torch.zeros((V, NUM_CLASSES), dtype=torch.int64, device=dev), torch.zeros(V, dtype=torch.int64, device=dev),
                    torch.zeros(V, device=dev), torch.zeros(V, device=dev), torch.zeros(V, dtype=torch.bool, device=dev))
     log_odds = cfg.evidence == "log_odds" and cfg.free_space != "empty_is_free"
-    centres = voxel_centres(grid, dev) if log_odds or cfg.free_space == "projection" else None
     margin = Margin.of(cfg, grid)
     for f in frames:
         keep = slice(None) if f is current else f.static(cfg.movable_classes)   # views, no copies
@@ -148,7 +150,7 @@ def _add_keyframe_evidence(ev: _Evidence, f: LiftedFrame, votes, miss, points, c
     ev.misses += torch.where(hit, torch.zeros_like(weight), weight * miss)
 
 
-def _decide(ev: _Evidence, cfg: FusionConfig, grid: OccGrid):
+def _decide(ev: _Evidence, cfg: FusionConfig, centres: torch.Tensor):
     """Per voxel: its class (uint8; FREE, or UNOBSERVED where nothing saw it), whether it has enough votes,
     whether it is occupied, and whether it was observed at all."""
     best, voted = majority(ev.counts, cfg.min_points, cfg.thing_share)
@@ -163,6 +165,6 @@ def _decide(ev: _Evidence, cfg: FusionConfig, grid: OccGrid):
             occupied = voted & ~(ev.free > cfg.free_over_votes * ev.counts.sum(1))
         observed = voted | (ev.free > 0) | ev.seen
     if cfg.ego_box is not None:   # the ego car is never part of a label (Occ3D's truth has none)
-        occupied = occupied & ~in_box(voxel_centres(grid, best.device), cfg.ego_box)
+        occupied = occupied & ~in_box(centres, cfg.ego_box)
     sem = torch.where(occupied, best, torch.full_like(best, FREE))
     return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), voted, occupied, observed

@@ -42,3 +42,15 @@ def test_intrinsics_resize_and_checks():
         check_intrinsics(np.zeros((3, 3)), "x.jpg")
     with pytest.raises(ValueError, match="must be a finite 3x3 matrix"):
         check_intrinsics(np.eye(2))
+
+
+def test_in_box_on_numpy_and_torch_faces_included():
+    import torch
+
+    from ops.geometry import in_box
+
+    box = (-1.0, 2.0, -0.5, 0.5, 0.0, 1.0)
+    p = np.array([[0.0, 0.0, 0.5], [2.0, 0.5, 1.0], [2.01, 0.0, 0.5], [0.0, -0.6, 0.5], [0.0, 0.0, -0.1]])
+    want = [True, True, False, False, False]
+    assert in_box(p, box).tolist() == want
+    assert in_box(torch.as_tensor(p, dtype=torch.float32), box).tolist() == want

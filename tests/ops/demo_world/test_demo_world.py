@@ -113,6 +113,8 @@ def test_backprojected_depth_lands_on_truth_of_its_class(small_nusc, small_world
           f"with neighbours {r.with_neighbours:.4%}, hit voxel in mask_camera {r.in_mask_camera:.4%}")
     assert r.keyframes == len(small_nusc.sample) and r.pixels > 100_000
     assert r.ego_body_pixels > 0   # CAM_BACK sees the ego car's rear hatch
+    whole = consistency_report(small_nusc, root, ego_box=None)   # the body's pixels counted in
+    assert whole.ego_body_pixels == 0 and whole.same_voxel < r.same_voxel
     # Neighbours allow for objects that moved up to ~0.35 m between camera and lidar time.
     assert r.with_neighbours > 0.999
     assert r.same_voxel > 0.97

@@ -9,11 +9,11 @@ import torch
 from ops.fusion.config import EGO_BOX, FusionConfig
 from ops.fusion.evidence import ray_evidence
 from ops.fusion.ground import GroundRule, ground_scale
-from ops.fusion.lift import in_box, lift_keyframe
+from ops.fusion.lift import lift_keyframe
 from ops.fusion.projection import Margin, frame_projection, voxel_centres
 from ops.fusion.config import resolve_backend
 from ops.fusion.scene import SceneFuser
-from ops.geometry import make_transform
+from ops.geometry import in_box, make_transform
 from ops.occ3d import CLASS_ID, FREE, GRID, MOVABLE_CLASSES, OccGrid
 from tests.support.scenes import R_EGO_CAM, render_street, street_keyframes
 

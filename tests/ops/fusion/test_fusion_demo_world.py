@@ -7,8 +7,8 @@ from ops.evaluation.metrics import Occ3DAccumulator
 from ops.fusion.config import FusionConfig
 from ops.fusion.scene import SceneFuser
 from ops.fusion.config import EGO_BOX
-from ops.fusion.lift import in_box
 from ops.fusion.projection import voxel_centres
+from ops.geometry import in_box
 from ops.occ3d import FREE, GRID, UNOBSERVED, as_occ3d_semantics
 from ops.perception.runner import simulated_perception
 
