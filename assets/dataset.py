@@ -9,12 +9,14 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, SceneInfo
+from assets.versions import code_version_of, versioned
 from pipelines.resources import DatasetResource
 
 
 @dg.asset(group_name="dataset", kinds={"python"},
+          code_version=code_version_of("ops.data.keyframes", "ops.demo_world.generate"),
           description="nuScenes-format dataroot (real, or the generated demo world), opened and checked")
-def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> DatasetValue:
+def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> dg.Output[DatasetValue]:
     from ops.data.keyframes import summarise_scenes
     from ops.data.nuscenes import open_nuscenes, scene_split
     from ops.report import markdown_table
@@ -23,17 +25,26 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> Dat
     generated_s = _generate_demo_world(nuscenes, context.log.info) if nuscenes.is_demo else None
     nusc = open_nuscenes(root, version)
     split = scene_split(nusc, version, nuscenes.train_scenes, nuscenes.val_scenes)
-    scenes = _selected(summarise_scenes(nusc, nuscenes.gts_dir(), split), nuscenes.scenes, root, version)
-    context.log.info(f"{root} ({version}): {len(scenes)} scenes, {sum(s.samples for s in scenes)} keyframes")
+    summaries = _selected(summarise_scenes(nusc, nuscenes.gts_dir(), split), nuscenes.scenes, root, version)
+    failed = {s.name: s.error for s in summaries if s.error}
+    scenes = [s for s in summaries if not s.error]
+    for name, error in failed.items():
+        context.log.error(f"dataset: scene {name} left out: {error}")
+    if not scenes:
+        raise dg.Failure(f"{root} ({version}): no scene's tables can be read: {failed}")
+    context.log.info(f"{root} ({version}): {len(scenes)} scenes, {sum(s.samples for s in scenes)} keyframes"
+                     + (f"; {len(failed)} scene(s) left out (broken tables)" if failed else ""))
     table = markdown_table(["scene", "split", "keyframes", "images", "Occ3D truth"],
-                           [[s.name, s.split, s.samples, s.images, s.has_truth] for s in scenes])
+                           [[s.name, s.split, s.samples, s.images, s.has_truth] for s in scenes]
+                           + [[n, "failed", None, None, e] for n, e in failed.items()])
     context.add_output_metadata(metadata({
         "dataroot": root, "version": version, "demo_world": nuscenes.is_demo, "scenes": table,
         "keyframes": sum(s.samples for s in scenes), "images": sum(s.images for s in scenes),
+        "failed_scenes": len(failed),
         "generation_seconds": None if generated_s is None else round(generated_s, 1),
         **_truth_pictures(nusc, nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
-    return DatasetValue(str(root), version, str(nuscenes.gts_dir()), nuscenes.is_demo,
-                        tuple(SceneInfo(s.name, s.token, s.split, s.samples) for s in scenes))
+    return versioned(DatasetValue(str(root), version, str(nuscenes.gts_dir()), nuscenes.is_demo,
+                                  tuple(SceneInfo(s.name, s.token, s.split, s.samples) for s in scenes), failed))
 
 
 def _generate_demo_world(nuscenes: DatasetResource, log) -> float | None:

@@ -9,6 +9,7 @@ import dagster as dg
 from assets.easyocc_model import pseudo_labels
 from assets.metadata import metadata
 from assets.values import EvalValue, FramesValue, ModelValue, StageResult
+from assets.versions import code_version_of, versioned
 
 
 class EvalConfig(dg.Config):
@@ -16,10 +17,10 @@ class EvalConfig(dg.Config):
     device: str = "auto"                 # auto: cuda when there is a GPU
 
 
-@dg.asset(group_name="model", kinds={"torch"},
+@dg.asset(group_name="model", kinds={"torch"}, code_version=code_version_of("ops.model.evaluate"),
           description="EasyOcc on the validation scenes: Occ3D metrics, next to its labels and a per-height baseline")
 def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: FramesValue, occ_labels: StageResult,
-                 easyocc_model: ModelValue) -> EvalValue:
+                 easyocc_model: ModelValue) -> dg.Output[EvalValue]:
     from ops.evaluation.tables import per_class_table, summary_table
     from ops.model.evaluate import HeightBaseline, evaluate
     from ops.model.train import load_model
@@ -48,8 +49,8 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: 
         meta["miou17_camera"] = round(100 * res["model"]["masks"]["camera"]["miou17"], 2)
         meta["baseline_miou17_camera"] = round(100 * res["baseline"]["masks"]["camera"]["miou17"], 2)
     context.add_output_metadata(metadata(meta))
-    return EvalValue(tuple(scenes), ckpt["step"], res["model"], res.get("labels"), res.get("baseline"),
-                     res["no_truth"], res["no_label"])
+    return versioned(EvalValue(tuple(scenes), ckpt["step"], res["model"], res.get("labels"), res.get("baseline"),
+                               res["no_truth"], res["no_label"]))
 
 
 class _MiddlePicture:

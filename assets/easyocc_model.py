@@ -16,6 +16,7 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import FramesValue, ModelValue, StageResult
+from assets.versions import code_version_of, versioned
 from ops.model.config import TrainConfig
 from pipelines.resources import StorageResource
 from pipelines.run_config import overrides_of, run_config_class
@@ -29,10 +30,10 @@ ModelConfig = run_config_class("ModelConfig", TrainConfig, overrides=True, extra
 }, doc="Which model and labels, and TrainConfig's fields (unset: the preset's).")
 
 
-@dg.asset(group_name="model", kinds={"torch", "ray"},
+@dg.asset(group_name="model", kinds={"torch", "ray"}, code_version=code_version_of("ops.model.train", "ops.model.data"),
           description="EasyOcc trained on the pseudo-labels of the training scenes (resumable checkpoints)")
 def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames: FramesValue, occ_labels: StageResult,
-                  storage: StorageResource) -> ModelValue:
+                  storage: StorageResource) -> dg.Output[ModelValue]:
     from ops.model.config import preset, train_preset
     from ops.model.data import OccDataset
     from ops.model.runs import prepare_run, run_directory
@@ -41,8 +42,14 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
     over = {} if not config.pretrained else {"pretrained": None if config.pretrained == "none" else config.pretrained}
     model_cfg, train_cfg = preset(config.preset, **over), train_preset(config.preset, **overrides_of(config, TrainConfig))
     scenes = frames.split_scenes("train", config.train_scenes)
+    if config.labels == "occ_labels" and not config.train_scenes:
+        unlabelled = sorted(set(scenes) - set(occ_labels.scenes))
+        if unlabelled:   # failed upstream: train on the others (the failure is reported where it happened)
+            context.log.warning(f"easyocc_model: training scenes without labels left out: {unlabelled}")
+            scenes = [s for s in scenes if s in occ_labels.scenes]
     if not scenes:
-        raise dg.Failure("no training scene: the dataset's training split is empty here; set train_scenes")
+        raise dg.Failure("no training scene: the dataset's training split is empty here (or none of it has labels: "
+                         f"{occ_labels.failed}); set train_scenes")
     labels = pseudo_labels(config.labels, occ_labels)
     labels_fp = config.labels if config.labels != "occ_labels" else _label_fingerprints(occ_labels, scenes)
     keyframes = frames.keyframes(scenes)
@@ -60,7 +67,7 @@ def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames
         "train_keyframes": len(keyframes), **_loss_metadata(state.history, len(keyframes), train_cfg),
         "model_config": json.loads(model_cfg.to_json()),
         "train_config": json.loads(json.dumps(asdict(train_cfg), default=list))}))
-    return ModelValue(str(last), str(run_dir), tuple(scenes), state.step, config.labels)
+    return versioned(ModelValue(str(last), str(run_dir), tuple(scenes), state.step, config.labels))
 
 
 def pseudo_labels(labels: str, occ_labels: StageResult):

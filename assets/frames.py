@@ -1,24 +1,26 @@
 """The `frames` asset: every scene's keyframes as the later stages see them (per camera image its
 file, calibration and own ego pose; the keyframe's LIDAR_TOP pose), with a fingerprint of the inputs.
 
-A scene whose tables are broken (a missing calibration, a missing image record) is reported and left
-out; the other scenes go on."""
+A scene whose tables are broken (a missing calibration, ego pose or image record; found here or
+already by `dataset`) is reported and left out; the other scenes go on."""
 import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, FramesValue, SceneFrames
+from assets.versions import code_version_of, versioned
 
 
 @dg.asset(group_name="perception", kinds={"python"},
+          code_version=code_version_of("ops.data.keyframes", "ops.storage.fingerprints"),
           description="Keyframes of every scene: images, calibration, ego poses, and an input fingerprint")
-def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> FramesValue:
+def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> dg.Output[FramesValue]:
     from ops.data.keyframes import scene_keyframes
     from ops.data.nuscenes import open_nuscenes
     from ops.report import markdown_table
     from ops.storage.fingerprints import scene_inputs_fingerprint
 
     nusc = open_nuscenes(dataset.dataroot, dataset.version)
-    scenes, failed = {}, {}
+    scenes, failed = {}, dict(dataset.failed)
     for s in dataset.scenes:
         try:
             kfs = scene_keyframes(nusc, s.name)
@@ -34,4 +36,4 @@ def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> FramesVa
         "failed_scenes": len(failed), "keyframes": sum(len(v.keyframes) for v in scenes.values())}))
     if not scenes:
         raise dg.Failure(f"no scene could be read: {failed}")
-    return FramesValue(dataset.dataroot, scenes, failed)
+    return versioned(FramesValue(dataset.dataroot, scenes, failed))

@@ -4,13 +4,14 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, QualityValue, StageResult
+from assets.versions import code_version_of, versioned
 from pipelines.resources import StorageResource
 
 
-@dg.asset(group_name="labels", kinds={"python"},
+@dg.asset(group_name="labels", kinds={"python"}, code_version=code_version_of("ops.evaluation.scoring"),
           description="The labels scored against Occ3D ground truth (where gts/ exists): mIoU-17/15, IoU, camera mask and full scene")
 def label_quality(context: dg.AssetExecutionContext, dataset: DatasetValue, occ_labels: StageResult,
-                  storage: StorageResource) -> QualityValue:
+                  storage: StorageResource) -> dg.Output[QualityValue]:
     from ops.evaluation.scoring import score_store_labels
     from ops.evaluation.tables import per_class_table, summary_table
 
@@ -28,7 +29,7 @@ def label_quality(context: dg.AssetExecutionContext, dataset: DatasetValue, occ_
     else:
         context.log.info("no Occ3D ground truth for these scenes: nothing to score")
     context.add_output_metadata(metadata(meta))
-    return q
+    return versioned(q)
 
 
 def _label_vs_truth(store, scene: str, gts_dir: str):

@@ -12,6 +12,7 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import FramesValue, StageResult
+from assets.versions import versioned
 from pipelines.resources import PerceptionResource, RayResource, StorageResource
 
 
@@ -20,13 +21,13 @@ class RebuildConfig(dg.Config):
 
 
 def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildConfig, frames: FramesValue,
-                     perception: PerceptionResource, ray: RayResource, storage: StorageResource) -> StageResult:
+                     perception: PerceptionResource, ray: RayResource, storage: StorageResource) -> dg.Output[StageResult]:
     """Run one perception stage (`kind`: ops.perception.maps.SEMANTICS or DEPTH) over the dataset's scenes."""
     from ops.perception.maps import map_fingerprint, run_map_stage
     from ops.storage.plan import StagePlan
 
     spec = perception.spec(kind.role)
-    plan = StagePlan.make(storage.store(), kind.stage, frames.scenes,
+    plan = StagePlan.make(storage.store(on_wait=context.log.warning), kind.stage, frames.scenes,
                           fingerprint_of=lambda s: map_fingerprint(kind, spec, frames.scenes[s].fingerprint),
                           items_of=lambda s: frames.scenes[s].images, force=config.force, failed=frames.failed)
     context.log.info(f"{plan.summary()}, backend {spec.name}")
@@ -39,4 +40,4 @@ def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildCon
         "seconds": round(time.time() - start, 2), "store": plan.store.path, **stats.summary()}))
     if not result.scenes:
         raise dg.Failure(f"{kind.stage}: every scene failed: {result.failed}")
-    return result
+    return versioned(result)

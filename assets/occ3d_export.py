@@ -4,12 +4,13 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import ExportValue, StageResult
+from assets.versions import code_version_of, versioned
 from pipelines.resources import StorageResource
 
 
-@dg.asset(group_name="labels", kinds={"python"},
+@dg.asset(group_name="labels", kinds={"python"}, code_version=code_version_of("ops.storage.occ3d_layout"),
           description="The labels in the Occ3D layout: <data dir>/occ3d_export/gts/<scene>/<token>/labels.npz (semantics, mask_camera)")
-def occ3d_export(context: dg.AssetExecutionContext, occ_labels: StageResult, storage: StorageResource) -> ExportValue:
+def occ3d_export(context: dg.AssetExecutionContext, occ_labels: StageResult, storage: StorageResource) -> dg.Output[ExportValue]:
     from ops.storage.occ3d_layout import write_labels
     from ops.storage.scene_store import label_volumes
 
@@ -22,4 +23,4 @@ def occ3d_export(context: dg.AssetExecutionContext, occ_labels: StageResult, sto
             unchanged += 1
     context.log.info(f"occ3d_export: {written} written, {unchanged} unchanged in {out}")
     context.add_output_metadata(metadata({"path": out, "written": written, "unchanged": unchanged}))
-    return ExportValue(str(out), written + unchanged)
+    return versioned(ExportValue(str(out), written + unchanged))

@@ -4,10 +4,13 @@ and after it (movables dropped), and weigh every keyframe's hits against its mis
 semantics + camera mask, stored per scene in the Zarr store.
 
 Its run config is generated from `FusionConfig` (ops/fusion/config.py): every parameter of the method,
-with its doc, plus `force`. Scenes fan out as Ray tasks (one writer each). A scene whose fingerprint
-(its perception, the fusion config, the fusion code) is unchanged is skipped; `force` redoes everything.
-A scene that failed here or upstream is reported; the others are stored first, then the asset fails
-naming them.
+with its doc, plus `force`. Scenes fan out as Ray tasks (one writer each, under the scene's write lock:
+another run's writer of the same scene is waited for). A scene whose fingerprint (its perception, the
+fusion config, the fusion code) is unchanged and whose stored labels are intact is skipped; `force`
+redoes everything. A scene that failed here or upstream does not stop the others: they are stored and
+handed on downstream, and the failed ones are named in the metadata and by the `every_scene_labelled`
+check (assets/occ_labels_checks.py), which fails the run. Only when no scene at all has labels does
+the asset itself fail.
 """
 import time
 
@@ -15,6 +18,7 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import FramesValue, StageResult
+from assets.versions import code_version_of, versioned
 from ops.fusion.config import FusionConfig
 from pipelines.resources import RayResource, StorageResource
 from pipelines.run_config import run_config_class, to_dataclass
@@ -23,10 +27,10 @@ LabelConfig = run_config_class("LabelConfig", FusionConfig, extra={"force": (boo
                                doc="The fusion's parameters (FusionConfig), and `force` to redo unchanged scenes.")
 
 
-@dg.asset(group_name="labels", kinds={"ray", "zarr", "torch"},
+@dg.asset(group_name="labels", kinds={"ray", "zarr", "torch"}, code_version=code_version_of("ops.fusion.scene"),
           description="3D pseudo-labels per keyframe: (200, 200, 16) Occ3D semantics + camera mask, in Zarr")
 def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: FramesValue, semantic_maps: StageResult,
-               metric_depth: StageResult, ray: RayResource, storage: StorageResource) -> StageResult:
+               metric_depth: StageResult, ray: RayResource, storage: StorageResource) -> dg.Output[StageResult]:
     from ops.configs import fingerprint_fields
     from ops.fusion.scene import fuse_scenes
     from ops.storage import OCC_LABELS
@@ -35,7 +39,7 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
 
     cfg, code = to_dataclass(config, FusionConfig), code_version("ops.fusion.scene")
     plan = StagePlan.make(
-        storage.store(), OCC_LABELS, frames.scenes, force=config.force,
+        storage.store(on_wait=context.log.warning), OCC_LABELS, frames.scenes, force=config.force,
         failed={**frames.failed, **semantic_maps.failed, **metric_depth.failed},
         fingerprint_of=lambda s: fingerprint(semantic_maps.scenes[s].fingerprint, metric_depth.scenes[s].fingerprint,
                                              frames.scenes[s].fingerprint, fingerprint_fields(cfg), code),
@@ -44,10 +48,15 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
     start, fused = time.time(), {}
     if plan.todo:
         keyframes = {s: list(frames.scenes[s].keyframes) for s in plan.todo}
-        for scene, result, cause in fuse_scenes(ray.connect(), str(plan.store.path), plan.todo, keyframes, cfg):
+        for scene, result, cause in fuse_scenes(ray.connect(), str(plan.store.path), plan.todo, keyframes, cfg,
+                                                lock_timeout=storage.lock_timeout, skip_if_current=not config.force):
             if result is None:
                 plan.fail(scene, cause)
                 context.log.error(f"occ_labels: scene {scene} failed: {cause}")
+                continue
+            if result.skipped:
+                plan.unchanged(scene)
+                context.log.info(f"occ_labels: scene {scene} was stored by another run meanwhile: unchanged, skipped")
                 continue
             fused[scene] = result
             plan.stored(scene, len(result.stats), result.seconds)
@@ -55,11 +64,14 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
                              f"{time.time() - start:.0f} s)")
     result = plan.result()
     context.add_output_metadata(metadata(_label_metadata(result, fused, semantic_maps, metric_depth, time.time() - start)))
-    if result.failed:
-        raise dg.Failure(f"occ_labels: {len(result.failed)} scene(s) failed (the other {len(result.scenes)} are stored): "
+    if not result.scenes:
+        raise dg.Failure("occ_labels: no scene has labels; every one failed: "
                          + "; ".join(f"{s}: {e}" for s, e in result.failed.items()),
                          metadata={"failed_scenes": dg.MetadataValue.json(result.failed)})
-    return result
+    if result.failed:
+        context.log.error(f"occ_labels: {len(result.failed)} scene(s) failed, the other {len(result.scenes)} go on "
+                          f"downstream: " + "; ".join(f"{s}: {e}" for s, e in result.failed.items()))
+    return versioned(result)
 
 
 def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult, metric_depth: StageResult,
@@ -81,7 +93,10 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
     meta = {"scenes": result.table("keyframes", ["points lifted", "voxels labelled", "voxels carved"], lambda s: [
                 f"{sum(st['points'] for st in stats[s]):,}", f"{sum(st['voxels_occupied'] for st in stats[s]):,}",
                 f"{sum(st.get('voxels_carved', 0) for st in stats[s]):,}"]),
-            "failed_scenes": len(result.failed), "seconds": round(seconds, 2), "store": store.path,
+            "failed_scenes": len(result.failed),
+            "failed": markdown_table(["scene", "cause"], [list(kv) for kv in sorted(result.failed.items())])
+                      if result.failed else "none",
+            "seconds": round(seconds, 2), "store": store.path,
             "class_histogram": markdown_image(histogram_image(hist), "voxels per class, all labels")}
     ground = _ground_scale_chart(stats)
     if ground:

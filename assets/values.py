@@ -36,6 +36,7 @@ class DatasetValue:
     gts_dir: str            # where Occ3D truth is read (may not exist)
     demo_world: bool
     scenes: tuple[SceneInfo, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)     # scene -> why its tables could not be read
 
 
 @dataclass(frozen=True)

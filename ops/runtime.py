@@ -51,16 +51,41 @@ def resolve_dtype(precision: str, device):
 
 def ensure_ray(address: str | None = None, local_cpus: int | None = None):
     """Connect to the Ray cluster at `address` (else $RAY_ADDRESS) or start a local Ray with `local_cpus`
-    CPUs (None: all), once per process; returns the ray module."""
+    CPUs (None: all), once per process; returns the ray module. Ray's own logging is kept to warnings
+    (its workers' output still reaches the driver) and Ray Data's progress tables are off: the stages
+    log their own progress."""
     import ray
 
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
-        kwargs = dict(address=address, include_dashboard=False, log_to_driver=True)
+        kwargs = dict(address=address, include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
         if address is None and local_cpus is not None:
             kwargs["num_cpus"] = local_cpus
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_DefaultTokenAuth())
         ray.init(**kwargs)
+        _quiet_ray_data()
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        log.info("Ray: %s (%d CPUs, %d GPUs)", f"joined the cluster at {address}" if address
+                 else "started a local instance for this run", cpus, gpus)
     return ray
+
+
+class _DefaultTokenAuth(logging.Filter):
+    """Drops Ray's notice that a new local cluster uses token authentication, its default (every run
+    starts one, so the notice would be in every log); any other authentication message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
+def _quiet_ray_data() -> None:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def cpp_compiler_available() -> bool:

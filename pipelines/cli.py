@@ -4,6 +4,7 @@
     easyocc demo-world [--dataroot DIR] [--seed 0] [--keyframes 20] [--force]
     easyocc perceive --scene NAME [--dataroot DIR] [--segmenter simulated] [--depth simulated]
                      [--seg-opt KEY=VALUE ...] [--depth-opt KEY=VALUE ...] [--keyframes 0:1] [--ray] --out DIR
+    easyocc summary [--data-dir DIR]      what the last runs stored: label quality, model scores, where things are
 """
 from __future__ import annotations
 
@@ -164,6 +165,50 @@ def _write_maps(root: Path, images, results: dict, out: Path) -> tuple[list, lis
     return acc, absrel
 
 
+def summary_lines(data: Path) -> list[str]:
+    """What the assets' stored values (<data dir>/dagster_storage/*.json) say, in a few lines."""
+    from assets.values import EvalValue, ExportValue, ModelValue, QualityValue, StageResult
+    from ops.storage.json_values import from_json
+
+    def value(name, cls):
+        path = data / "dagster_storage" / f"{name}.json"
+        return from_json(cls, path.read_text()) if path.is_file() else None
+
+    def scores(q: dict) -> str:
+        cam = q["masks"]["camera"]
+        return f"mIoU-17 {100 * cam['miou17']:.2f}, IoU {100 * cam['geometric_iou']:.2f} (camera mask, {q['frames']} frames)"
+
+    labels, quality = value("occ_labels", StageResult), value("label_quality", QualityValue)
+    export, model, ev = value("occ3d_export", ExportValue), value("easyocc_model", ModelValue), value("easyocc_eval", EvalValue)
+    if labels is None:
+        return [f"easyocc: nothing stored yet in {data} (run `make demo`)"]
+    keyframes = sum(o.items for o in labels.scenes.values())
+    lines = [f"labels        {keyframes} keyframes of {len(labels.scenes)} scene(s) in {labels.store}"
+             + (f"; FAILED: {', '.join(sorted(labels.failed))}" if labels.failed else "")]
+    for name, cause in sorted(labels.failed.items()):
+        lines.append(f"  {name}: {cause}")
+    if quality is not None:
+        lines.append(f"label quality {scores(quality.all)}" if quality.all["frames"]
+                     else "label quality no Occ3D truth to score against")
+    if model is not None:
+        lines.append(f"model         {model.checkpoint} (step {model.steps}, {len(model.train_scenes)} training scene(s))")
+    if ev is not None and ev.model["frames"]:
+        lines.append(f"model score   {scores(ev.model)} on {', '.join(ev.scenes)}")
+        if ev.baseline and ev.baseline["frames"]:
+            lines.append(f"  baseline    {scores(ev.baseline)} (most common class per height)")
+    if export is not None:
+        lines.append(f"Occ3D export  {export.path} ({export.frames} frames)")
+    lines.append("the UI        `make ui`, then http://127.0.0.1:3000 (every asset's metadata, pictures and checks)")
+    return lines
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from pipelines.settings import data_dir
+
+    print("\n".join(summary_lines(data_dir(args.data_dir or ""))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="easyocc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -197,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ray", action="store_true", help="serve on Ray (RAY_ADDRESS or a local Ray) instead of in-process")
     q.add_argument("--out", required=True, help="writes <out>/<image path>.npz (semantics, depth) and .png previews")
     q.set_defaults(func=cmd_perceive)
+    m = sub.add_parser("summary", help="what the last runs stored: label quality, model scores, where things are")
+    m.add_argument("--data-dir", help="the data directory (default: $EASYOCC_DATA_DIR, else data/)")
+    m.set_defaults(func=cmd_summary)
     return p
 
 

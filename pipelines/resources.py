@@ -101,14 +101,22 @@ class StorageResource(dg.ConfigurableResource):
 
     data_dir: str = ""            # EASYOCC_DATA_DIR; empty = data/ in the repository
     zarr_path: str = ""           # empty = <data dir>/easyocc.zarr
+    lock_timeout_s: float = 3600.0  # how long a writer waits for another run's writer of the same scene and
+                                    # stage before it gives that scene up (failed, named); < 0: no limit
 
     def base(self) -> Path:
         return settings.data_dir(self.data_dir)
 
-    def store(self):
+    @property
+    def lock_timeout(self) -> float | None:
+        return None if self.lock_timeout_s < 0 else self.lock_timeout_s
+
+    def store(self, on_wait=None):
+        """The scene store; `on_wait(message)` hears when a writer waits for another run's."""
         from ops.storage.scene_store import SceneStore
 
-        return SceneStore(self.zarr_path or self.base() / "easyocc.zarr")
+        return SceneStore(self.zarr_path or self.base() / "easyocc.zarr", lock_timeout=self.lock_timeout,
+                          on_wait=on_wait)
 
     def models_dir(self) -> Path:
         """Model checkpoints: <data dir>/models/<run>/step-*.pt."""

@@ -34,30 +34,59 @@ class KeyframeRecord:
     images: list[ImageRecord] = field(default_factory=list)
 
 
+class TableRecordError(KeyError):
+    """A table record that a scene needs is missing or lacks a field; the message names the table, the
+    record and where it was needed (scene, sample, channel)."""
+
+    def __str__(self) -> str:   # KeyError would print its message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+def _get(nusc, table: str, token: str, where: str) -> dict:
+    """nusc.get(table, token), failing with the table, the token and `where` it was referenced."""
+    try:
+        return nusc.get(table, token)
+    except KeyError:
+        raise TableRecordError(f"{where}: its {table} record {token} is missing from "
+                               f"{Path(nusc.dataroot) / nusc.version / (table + '.json')}") from None
+
+
+def _field(record: dict, key: str, table: str, where: str):
+    if key not in record:
+        raise TableRecordError(f"{where}: its {table} record {record.get('token', '?')} has no field {key!r}")
+    return record[key]
+
+
 def scene_keyframes(nusc, scene_name: str, channels=CAMERA_CHANNELS) -> list[KeyframeRecord]:
-    """All keyframes of a scene in time order."""
+    """All keyframes of a scene in time order; a missing or incomplete record is a `TableRecordError`
+    (or ValueError) naming the scene, the sample, the channel and the table."""
     scenes = [s for s in nusc.scene if s["name"] == scene_name]
     if not scenes:
         raise KeyError(f"scene {scene_name!r} is not in this dataset ({len(nusc.scene)} scenes)")
     out = []
     tok = scenes[0]["first_sample_token"]
     while tok:
-        sample = nusc.get("sample", tok)
+        sample = _get(nusc, "sample", tok, f"scene {scene_name}")
+        where = f"scene {scene_name}, sample {tok}"
         if LIDAR_CHANNEL not in sample["data"]:
-            raise ValueError(f"scene {scene_name}, sample {tok}: no {LIDAR_CHANNEL} sample_data (its ego pose is the label frame)")
-        lidar = nusc.get("sample_data", sample["data"][LIDAR_CHANNEL])
-        kf = KeyframeRecord(scene_name, tok, lidar["timestamp"],
-                            transform_from_record(nusc.get("ego_pose", lidar["ego_pose_token"])))
+            raise ValueError(f"{where}: no {LIDAR_CHANNEL} sample_data (its ego pose is the label frame)")
+        lidar = _get(nusc, "sample_data", sample["data"][LIDAR_CHANNEL], where)
+        lidar_where = f"{where}, {LIDAR_CHANNEL} sample_data {lidar['token']}"
+        kf = KeyframeRecord(scene_name, tok, _field(lidar, "timestamp", "sample_data", lidar_where),
+                            transform_from_record(_get(nusc, "ego_pose", _field(lidar, "ego_pose_token", "sample_data",
+                                                                                  lidar_where), lidar_where)))
         for ch in channels:
             if ch not in sample["data"]:
-                raise ValueError(f"scene {scene_name}, sample {tok}: no {ch} image")
-            sd = nusc.get("sample_data", sample["data"][ch])
-            cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+                raise ValueError(f"{where}: no {ch} image")
+            sd = _get(nusc, "sample_data", sample["data"][ch], where)
+            sd_where = f"{where}, {ch} sample_data {sd['token']} ({sd.get('filename', '?')})"
+            cs = _get(nusc, "calibrated_sensor", _field(sd, "calibrated_sensor_token", "sample_data", sd_where), sd_where)
             if len(cs.get("camera_intrinsic") or []) != 3:
                 raise ValueError(f"scene {scene_name}, {sd['filename']}: missing camera_intrinsic in calibrated_sensor")
+            pose = _get(nusc, "ego_pose", _field(sd, "ego_pose_token", "sample_data", sd_where), sd_where)
             kf.images.append(ImageRecord(ch, sd["filename"], sd["timestamp"], sd["width"], sd["height"],
                                          np.asarray(cs["camera_intrinsic"], np.float64), transform_from_record(cs),
-                                         transform_from_record(nusc.get("ego_pose", sd["ego_pose_token"]))))
+                                         transform_from_record(pose)))
         out.append(kf)
         tok = sample["next"]
     return out
@@ -71,14 +100,21 @@ class SceneSummary:
     samples: int
     images: int
     has_truth: int  # keyframes with Occ3D truth under gts/
+    error: str = ""  # why its tables cannot be read (then it has no keyframes here)
 
 
 def summarise_scenes(nusc, gts_dir: str | Path, split: dict[str, str]) -> list[SceneSummary]:
-    """Walk every scene's keyframes (each must have the six cameras, with calibration, and LIDAR_TOP)."""
+    """Walk every scene's keyframes (each must have the six cameras, with calibration, and LIDAR_TOP). A
+    scene whose records are broken is summarised with its `error`; the others are unaffected."""
     gts_dir = Path(gts_dir)
     out = []
     for scene in nusc.scene:
-        kfs = scene_keyframes(nusc, scene["name"])
+        try:
+            kfs = scene_keyframes(nusc, scene["name"])
+        except (KeyError, ValueError) as exc:
+            out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), 0, 0, 0,
+                                    error=str(exc)))
+            continue
         truth = sum((gts_dir / scene["name"] / kf.token / LABELS_FILE).is_file() for kf in kfs)
         out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), len(kfs),
                                 sum(len(kf.images) for kf in kfs), truth))

@@ -4,6 +4,7 @@
 writes them; the simulated perception reads them from any dataroot that has them."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,12 @@ def load_truth(dataroot: str | Path, filename: str) -> tuple[np.ndarray, np.ndar
     try:
         with np.load(path) as f:
             depth, sem = f["depth"], f["semantics"]
-    except (KeyError, ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: unreadable truth file, expected arrays 'depth' and 'semantics' ({exc})") from exc
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: unreadable truth file of image {filename}, expected an .npz with arrays 'depth' "
+                         f"and 'semantics' ({type(exc).__name__}: {exc})") from exc
     if depth.shape != sem.shape or depth.ndim != 2:
         raise ValueError(f"{path}: depth {depth.shape} and semantics {sem.shape} must be the same (H, W)")
     if not np.isfinite(depth).all():
-        raise ValueError(f"{path}: depth holds NaN or inf (expected metres, 0 for sky)")
+        raise ValueError(f"{path}: field 'depth' holds {int((~np.isfinite(depth)).sum())} NaN or inf value(s) "
+                         f"(expected metres, 0 for sky)")
     return depth.astype(np.float32, copy=False), sem.astype(np.uint8, copy=False)

@@ -72,10 +72,10 @@ class SceneFuser:
 
 
 class StoredPerception:
-    """keyframe -> [(depth, classes)] per camera, read from the scene's semantic_maps and metric_depth."""
+    """keyframe -> [(depth, classes)] per camera, read from the scene's semantic_maps and metric_depth
+    groups (opened by the caller, e.g. with `SceneStore.reading`)."""
 
-    def __init__(self, store: SceneStore, scene: str):
-        sem, dep = store.open(scene, SEMANTIC_MAPS), store.open(scene, METRIC_DEPTH)
+    def __init__(self, sem, dep, scene: str):
         self.sem, self.depth = sem["semantics"], dep["depth"]
         self.index = {t: i for i, t in enumerate(sem.attrs["tokens"])}
         if list(dep.attrs["tokens"]) != list(sem.attrs["tokens"]):
@@ -97,44 +97,60 @@ class FusedScene:
     seconds: float                  # wall time of the whole scene
     stats: list[dict]               # per keyframe: points, rays, voxels occupied / observed, voxels per class
     step_seconds: dict[str, float]  # read, lift, vote, free_space, label, write: summed over the keyframes
+    skipped: bool = False           # True: another run stored this fingerprint meanwhile; nothing was computed
 
 
 def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord], cfg: FusionConfig, fp: str,
-               torch_threads: int | None = None) -> FusedScene:
-    """Fuse and store one scene under the fingerprint `fp`. Timings stay out of the store, whose bytes
-    must not depend on them. Raises on failure (nothing is committed then)."""
+               torch_threads: int | None = None, lock_timeout: float | None = None,
+               skip_if_current: bool = False) -> FusedScene:
+    """Fuse and store one scene under the fingerprint `fp`, as the one writer of its occ_labels (waiting
+    up to `lock_timeout` s for another; `skip_if_current`: if that one stored `fp`, nothing is done).
+    The stored maps are read under their read locks. Timings stay out of the store, whose bytes must
+    not depend on them. Raises on failure (nothing is committed then)."""
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
-    store = SceneStore(store_path)
+    store = SceneStore(store_path, lock_timeout=lock_timeout)
     start = time.time()
-    fuser = SceneFuser(keyframes, StoredPerception(store, scene), cfg)
-    stats, seconds = [], {}
     with store.writer(scene, OCC_LABELS) as w:
-        w.create("semantics", (len(keyframes),) + GRID.shape, np.uint8, fill_value=UNOBSERVED)
-        w.create("mask_camera", (len(keyframes),) + GRID.shape, bool, fill_value=False)
-        for i, label in enumerate(fuser):
-            t = time.perf_counter()
-            w.write("semantics", i, label.semantics)
-            w.write("mask_camera", i, label.mask_camera)
-            stats.append(label.stats)
-            for k, v in {**label.seconds, "write": time.perf_counter() - t}.items():
-                seconds[k] = seconds.get(k, 0.0) + v
+        if skip_if_current and store.is_current(scene, OCC_LABELS, fp):
+            w.abort()
+            return FusedScene(scene, 0.0, store.attrs(scene, OCC_LABELS)["stats"], {}, skipped=True)
+        with store.reading(scene, SEMANTIC_MAPS) as sem, store.reading(scene, METRIC_DEPTH) as dep:
+            stats, seconds = _fuse_into(w, SceneFuser(keyframes, StoredPerception(sem, dep, scene), cfg))
         w.commit({"fingerprint": fp, "stage": OCC_LABELS, "tokens": [kf.token for kf in keyframes],
                   "grid": {"lower": list(GRID.lower), "voxel_size": GRID.voxel_size, "shape": list(GRID.shape)},
                   "fusion": fingerprint_fields(cfg), "stats": stats})
     return FusedScene(scene, round(time.time() - start, 2), stats, {k: round(v, 3) for k, v in seconds.items()})
 
 
+def _fuse_into(w, fuser: SceneFuser) -> tuple[list[dict], dict[str, float]]:
+    """Write every label of the fuser's scene into the writer's arrays; per-label stats, seconds per step."""
+    n = len(fuser.keyframes)
+    stats, seconds = [], {}
+    w.create("semantics", (n,) + GRID.shape, np.uint8, fill_value=UNOBSERVED)
+    w.create("mask_camera", (n,) + GRID.shape, bool, fill_value=False)
+    for i, label in enumerate(fuser):
+        t = time.perf_counter()
+        w.write("semantics", i, label.semantics)
+        w.write("mask_camera", i, label.mask_camera)
+        stats.append(label.stats)
+        for k, v in {**label.seconds, "write": time.perf_counter() - t}.items():
+            seconds[k] = seconds.get(k, 0.0) + v
+    return stats, seconds
+
+
 def fuse_scenes(ray, store_path: str, todo: dict[str, str], keyframes: dict[str, list[KeyframeRecord]],
-                cfg: FusionConfig) -> Iterator[tuple[str, FusedScene | None, str]]:
+                cfg: FusionConfig, lock_timeout: float | None = None,
+                skip_if_current: bool = False) -> Iterator[tuple[str, FusedScene | None, str]]:
     """Fuse every scene of `todo` (scene -> fingerprint) as a Ray task of one CPU each (their torch threads
     share the cluster's CPUs), yielding (scene, FusedScene, "") as each finishes or (scene, None, cause)
     when it failed. `ray` is the connected ray module."""
     task = ray.remote(num_cpus=1)(fuse_scene)
     threads = max(1, int(ray.available_resources().get("CPU", 1) // max(1, len(todo))))
-    refs = {task.remote(store_path, scene, keyframes[scene], cfg, fp, threads): scene for scene, fp in todo.items()}
+    refs = {task.remote(store_path, scene, keyframes[scene], cfg, fp, threads, lock_timeout, skip_if_current): scene
+            for scene, fp in todo.items()}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

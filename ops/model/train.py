@@ -60,7 +60,8 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only: tensors and plain containers only, so a checkpoint from elsewhere cannot run code
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a readable EasyOcc checkpoint ({type(exc).__name__}: {exc})") from exc
     for key in ("model", "config", "step"):
@@ -160,7 +161,8 @@ def _resume(parts: _Parts, model_cfg: EasyOccConfig, ckpt_dir: Path, world: int,
     parts.optim.load_state_dict(ckpt["optimizer"])
     parts.scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["rng"]["torch"])
-    np.random.set_state(ckpt["rng"]["numpy"])
+    kind, keys, pos, has_gauss, gauss = ckpt["rng"]["numpy"]
+    np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
     random.setstate(ckpt["rng"]["python"])
     log(f"resumed from {last} at step {ckpt['step']}")
     return TrainState(ckpt["step"], ckpt.get("history", []))
@@ -215,8 +217,14 @@ def _checkpoint(parts: _Parts, model_cfg: EasyOccConfig, cfg: TrainConfig, state
         "model": parts.model.state_dict(), "optimizer": parts.optim.state_dict(), "scaler": parts.scaler.state_dict(),
         "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step, "world": world,
         "history": state.history,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
+        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()}},
         cfg.keep_checkpoints)
+
+
+def _numpy_rng_state() -> list:
+    """numpy's global RNG state as plain Python values (loadable with torch.load(weights_only=True))."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
 
 
 def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_dir: str | Path,

@@ -81,52 +81,85 @@ class MapStats:
 
 def run_map_stage(kind: MapKind, plan: StagePlan, keyframes: dict[str, list[KeyframeRecord]], dataroot: str,
                   spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print) -> MapStats:
-    """Compute and store the maps of every scene in `plan.todo`, recording each scene in the plan."""
+    """Compute and store the maps of every scene in `plan.todo`, recording each scene in the plan.
+
+    One Ray Data pass serves the images of all the scenes (in sorted scene order). A scene's write lock
+    is taken when its first image comes back, after the locks of every scene before it in that order
+    (so two runs never wait for each other crosswise, and only the scenes in flight hold a lock and an
+    open writer); it is released at the scene's commit. A scene that another run stored meanwhile is
+    left as that run stored it."""
     stats = MapStats(kind)
-    where, writers, left, started = {}, {}, {}, {}
+    order = [s for s in sorted(plan.todo) if _check_shapes(plan, s, keyframes[s])]
+    rank = {s: i for i, s in enumerate(order)}
+    where, writers, left, started, skipped = {}, {}, {}, {}, set()
     images = []
-    for scene in list(plan.todo):
-        writer = _open_scene(kind, plan, scene, keyframes[scene])
-        if writer is None:
-            continue
-        writers[scene], started[scene] = writer, time.time()
+    for scene in order:
         for f, kf in enumerate(keyframes[scene]):
             for c, im in enumerate(kf.images):
                 where[im.filename] = (scene, f, c)
                 images.append(im)
         left[scene] = sum(len(kf.images) for kf in keyframes[scene])
+    opened = 0
     start = time.time()
     segmenter, depth = (spec, None) if kind.role == "segmenter" else (None, spec)
-    for seen, row in enumerate(serve(dataroot, images, segmenter, depth, settings), 1):
-        if seen % max(1, len(images) // 10) == 0 or seen == len(images):
-            log(f"{kind.stage}: {seen}/{len(images)} images ({time.time() - start:.0f} s)")
-        scene, f, c = where[row["name"]]
-        if scene in plan.failed:
-            continue
-        if row["error"]:
-            plan.fail(scene, f"{row['name']}: {row['error']}")
-            log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
-            writers[scene].abort()
-            continue
-        writers[scene].write(kind.array, (f, c), row[kind.array])
-        stats.add(row[kind.array])
-        left[scene] -= 1
-        if left[scene] == 0:
-            _commit(kind, plan, scene, keyframes[scene], writers[scene], spec, time.time() - started[scene])
-            log(f"{kind.stage}: scene {scene} stored")
+    try:
+        for seen, row in enumerate(serve(dataroot, images, segmenter, depth, settings), 1):
+            if seen % max(1, len(images) // 10) == 0 or seen == len(images):
+                log(f"{kind.stage}: {seen}/{len(images)} images ({time.time() - start:.0f} s)")
+            scene, f, c = where[row["name"]]
+            while opened <= rank[scene]:          # open this scene, and every one before it, in order
+                first = order[opened]
+                opened += 1
+                writer = _open_writer(kind, plan, first, keyframes[first])
+                if writer is None:
+                    continue
+                if plan.became_current(first):
+                    writer.abort()
+                    skipped.add(first)
+                    log(f"{kind.stage}: scene {first} was stored by another run meanwhile: unchanged, skipped")
+                    continue
+                writers[first], started[first] = writer, time.time()
+            if scene in plan.failed or scene in skipped:
+                continue
+            if row["error"]:
+                plan.fail(scene, f"image {row['name']}: {row['error']}")
+                log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
+                writers.pop(scene).abort()
+                continue
+            writers[scene].write(kind.array, (f, c), row[kind.array])
+            stats.add(row[kind.array])
+            left[scene] -= 1
+            if left[scene] == 0:
+                _commit(kind, plan, scene, keyframes[scene], writers.pop(scene), spec, time.time() - started[scene])
+                log(f"{kind.stage}: scene {scene} stored")
+    finally:
+        for w in writers.values():   # scenes not committed (the serving broke off): drop, unlock
+            w.abort()
     return stats
 
 
-def _open_scene(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> StageWriter | None:
-    """The scene's writer with its array created, or None (the scene failed) when its images are not all of
-    one size or its keyframes have different numbers of cameras."""
+def _check_shapes(plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> bool:
+    """Whether the scene's images are all of one size and its keyframes all have the same cameras; if not,
+    the scene fails (its maps could not be one array)."""
     sizes = {(im.height, im.width) for kf in kfs for im in kf.images}
     cams = {len(kf.images) for kf in kfs}
     if len(sizes) != 1 or len(cams) != 1:
         plan.fail(scene, f"images of several sizes {sorted(sizes)} or camera counts {sorted(cams)} in one scene")
+        return False
+    return True
+
+
+def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> StageWriter | None:
+    """The scene's writer with its array created, or None (the scene failed) when another writer holds it
+    longer than the store's lock timeout."""
+    from ops.storage.locks import StageBusy
+
+    (h, w), c = (kfs[0].images[0].height, kfs[0].images[0].width), len(kfs[0].images)
+    try:
+        writer = plan.store.writer(scene, kind.stage)
+    except StageBusy as exc:
+        plan.fail(scene, str(exc))
         return None
-    (h, w), (c,) = sizes.pop(), cams
-    writer = plan.store.writer(scene, kind.stage)
     writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
     return writer
 

@@ -117,7 +117,13 @@ def load_metric3d(variant: str = "vit_giant2", repo: str = "yvanyin/metric3d", w
     except Exception as exc:  # hub code, network and file errors all end here
         raise CheckpointError(f"metric3d: could not load {entry} from {repo!r} ({type(exc).__name__}: {exc}); {how}") from exc
     if weights is not None:
-        ckpt = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=False)
+        try:   # weights_only: a weights file from elsewhere cannot run code when it is loaded
+            ckpt = torch.load(Path(weights).expanduser(), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"metric3d: {weights} is not a plain weights file (torch.load with "
+                                  f"weights_only=True refused it: {type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                                  f"if you trust it, re-save its state dict alone: torch.save(torch.load(f, weights_only=False)"
+                                  f"['model_state_dict'], 'plain.pth')") from exc
         state = ckpt.get("model_state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
         result = model.load_state_dict(state, strict=False)
         if len(result.missing_keys) > len(state) // 2 or not state:

@@ -60,8 +60,6 @@ class PerceptionActor:
             self.init_error = f"building the perception backends failed: {type(exc).__name__}: {exc}"
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
-        from ops.perception.base import ImageBatch
-
         names = [str(n) for n in rows["name"]]
         sizes = [(int(h), int(w)) for h, w in zip(rows["height"], rows["width"])]
         errors = [self.init_error] * len(names)
@@ -77,26 +75,38 @@ class PerceptionActor:
         sems = [np.zeros(hw, np.uint8) for hw in sizes]
         depths = [np.zeros(hw, np.float32) for hw in sizes]
         if good:
-            try:
-                batch = ImageBatch([names[i] for i in good],
-                                   [np.asarray(rows["K"][i], np.float64).reshape(3, 3) for i in good],
-                                   [pixels[i] for i in good] if pixels[good[0]] is not None else None,
-                                   [sizes[i] for i in good])
-                if self.segmenter is not None:
-                    for i, m in zip(good, self.segmenter(batch)):
-                        sems[i] = m
-                if self.depth is not None:
-                    for i, d in zip(good, self.depth(batch)):
-                        depths[i] = d
-            except Exception as exc:
-                for i in good:
-                    errors[i] = f"{type(exc).__name__}: {exc}"
+            self._run(good, names, sizes, rows, pixels, sems, depths, errors)
         out: dict[str, list] = {"name": names, "error": errors}
         if self.segmenter is not None or self.init_error:
             out["semantics"] = sems
         if self.depth is not None or self.init_error:
             out["depth"] = depths
         return out
+
+
+    def _run(self, idx, names, sizes, rows, pixels, sems, depths, errors) -> None:
+        """Run the backends on the images `idx` as one batch. If the batch fails, each image is run on its
+        own, so that the error lands on the image that caused it, not on the whole batch."""
+        from ops.perception.base import ImageBatch
+
+        try:
+            batch = ImageBatch([names[i] for i in idx], [np.asarray(rows["K"][i], np.float64).reshape(3, 3) for i in idx],
+                               [pixels[i] for i in idx] if pixels[idx[0]] is not None else None,
+                               [sizes[i] for i in idx])
+            seg = self.segmenter(batch) if self.segmenter is not None else None
+            dep = self.depth(batch) if self.depth is not None else None
+        except Exception as exc:
+            if len(idx) > 1:
+                for i in idx:
+                    self._run([i], names, sizes, rows, pixels, sems, depths, errors)
+            else:
+                errors[idx[0]] = f"{type(exc).__name__}: {exc}"
+            return
+        for k, i in enumerate(idx):
+            if seg is not None:
+                sems[i] = seg[k]
+            if dep is not None:
+                depths[i] = dep[k]
 
 
 def _with_root(spec: BackendSpec, dataroot: str) -> dict:

@@ -1,32 +1,55 @@
 """Zarr (v3) storage of per-scene results (docs/architecture.md, "Storage").
 
     <store>/scenes/<scene>/<stage>/          a group per scene and pipeline stage, e.g. semantic_maps
-        zarr.json attributes                 {"complete": true, "fingerprint": ..., plus the stage's own}
+        zarr.json attributes                 {"complete": true, "fingerprint": ..., "files": {path: bytes},
+                                              plus the stage's own}
         <array>                              frame-major arrays, one chunk per frame (and camera)
+    <store>/locks/<scene>/<stage>.write|read  the stage's locks (ops/storage/locks.py)
 
-One writer per (scene, stage): a `StageWriter` builds the new result beside the old one
-(`<stage>.partial-<id>`) and, on `commit`, swaps it in with directory renames, so a reader (or a
-re-run after a crash) sees either the old complete result or nothing marked complete, never a
-half-written one. Everything written is a function of the data and the attributes given (no clocks,
-no process ids in the bytes), so the same inputs give the same bytes.
+One writer per (scene, stage), enforced: `writer()` takes the stage's write lock (a second writer
+waits, naming the first, or gives up after `lock_timeout` seconds without touching anything). A
+`StageWriter` builds the new result beside the old one (`<stage>.partial-<id>`) and, on `commit`,
+records every file it wrote with its size, then swaps it in with two directory renames while no
+reader holds the stage (`reading()`), so a reader, or a re-run after a crash, sees either the old
+complete result or nothing marked complete, never a half-written one or a mix of two.
+A result counts as current only when its fingerprint matches *and* every recorded file is there
+with its size (`damage()`): a stage damaged on disk is rebuilt, not skipped. Everything written is
+a function of the data and the attributes given (no clocks, no process ids in the bytes), so the
+same inputs give the same bytes.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ops.storage.locks import FileLock
+
+log = logging.getLogger(__name__)
+
 
 class SceneStore:
-    """The store at `path` (created on first write)."""
+    """The store at `path` (created on first write). `lock_timeout`: seconds a writer waits for another
+    writer of the same scene and stage (None: as long as it takes); `on_wait` hears why it waits."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, lock_timeout: float | None = None,
+                 on_wait: Callable[[str], None] | None = None):
         self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.on_wait = on_wait or log.warning
+
+    def lock(self, scene: str, stage: str, kind: str) -> FileLock:
+        """The (unacquired) `kind` ("write" or "read") lock of a scene's stage."""
+        self.stage_dir(scene, stage)   # validates the names
+        return FileLock(self.path / "locks" / scene / f"{stage}.{kind}", f"{stage} of scene {scene} ({self.path})",
+                        names_holder=kind == "write")
 
     def stage_dir(self, scene: str, stage: str) -> Path:
         if not scene or "/" in scene or scene.startswith("."):
@@ -62,9 +85,35 @@ class SceneStore:
             return None
         return attrs if attrs.get("complete") is True else None
 
-    def is_current(self, scene: str, stage: str, fp: str) -> bool:
+    def damage(self, scene: str, stage: str) -> str | None:
+        """What is wrong on disk with a complete result (a recorded file missing or of another size, an
+        array's metadata unreadable), or None when every file it recorded at commit is intact."""
         a = self.attrs(scene, stage)
-        return a is not None and a.get("fingerprint") == fp
+        if a is None:
+            return "no complete result"
+        files = a.get("files")
+        if not isinstance(files, dict):
+            return "no file list (written before easyocc recorded one)"
+        base = self.stage_dir(scene, stage)
+        for rel, size in files.items():
+            path = base / rel
+            try:
+                got = path.stat().st_size
+            except OSError:
+                return f"{rel} is missing"
+            if got != size:
+                return f"{rel} has {got} bytes, {size} were written"
+            if path.name == "zarr.json":
+                try:
+                    json.loads(path.read_text())
+                except (OSError, ValueError) as exc:
+                    return f"{rel} is unreadable ({exc})"
+        return None
+
+    def is_current(self, scene: str, stage: str, fp: str) -> bool:
+        """The stored result carries fingerprint `fp` and is intact on disk."""
+        a = self.attrs(scene, stage)
+        return a is not None and a.get("fingerprint") == fp and self.damage(scene, stage) is None
 
     def open(self, scene: str, stage: str):
         """The zarr group of a complete result (read only)."""
@@ -74,23 +123,43 @@ class SceneStore:
             raise FileNotFoundError(f"no complete {stage} for scene {scene} in {self.path}")
         return zarr.open_group(str(self.stage_dir(scene, stage)), mode="r")
 
+    @contextmanager
+    def reading(self, scene: str, stage: str) -> Iterator[Any]:
+        """The zarr group of a complete result, with the stage's read lock held (shared) meanwhile: no
+        commit swaps the result while it is read."""
+        lock = self.lock(scene, stage, "read")
+        lock.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
+        try:
+            yield self.open(scene, stage)
+        finally:
+            lock.release()
+
     def scenes(self, stage: str) -> list[str]:
         base = self.path / "scenes"
         return sorted(p.name for p in base.iterdir() if p.is_dir() and self.attrs(p.name, stage)) if base.is_dir() else []
 
     def writer(self, scene: str, stage: str) -> "StageWriter":
-        self.recover(scene, stage)
-        self._ensure_groups(scene)
-        return StageWriter(self, scene, stage)
+        """The one writer of a scene's stage: waits for (or, after `lock_timeout`, gives up on with
+        `StageBusy`) another writer of it, then finishes or undoes whatever a crashed writer left."""
+        lock = self.lock(scene, stage, "write")
+        lock.acquire(exclusive=True, timeout=self.lock_timeout, on_wait=self.on_wait)
+        try:
+            self.recover(scene, stage)
+            self._ensure_groups(scene)
+            return StageWriter(self, scene, stage, lock)
+        except BaseException:
+            lock.release()
+            raise
 
 
 class StageWriter:
-    """Builds one stage's result for one scene; `commit(attrs)` makes it the complete result."""
+    """Builds one stage's result for one scene, holding its write lock; `commit(attrs)` makes it the
+    complete result, `abort()` drops it; either releases the lock."""
 
-    def __init__(self, store: SceneStore, scene: str, stage: str):
+    def __init__(self, store: SceneStore, scene: str, stage: str, lock: FileLock):
         import zarr
 
-        self.store, self.scene, self.stage = store, scene, stage
+        self.store, self.scene, self.stage, self._lock = store, scene, stage, lock
         self.final = store.stage_dir(scene, stage)
         self.partial = self.final.with_name(f"{stage}.partial-{uuid.uuid4().hex[:12]}")
         self.group = zarr.open_group(str(self.partial), mode="w")
@@ -107,24 +176,42 @@ class StageWriter:
     def write(self, name: str, index, data: np.ndarray) -> None:
         self.arrays[name][index] = data
 
+    def _files(self) -> dict[str, int]:
+        """Every file written so far (but the group's own zarr.json) with its size, sorted."""
+        return {p.relative_to(self.partial).as_posix(): p.stat().st_size
+                for p in sorted(self.partial.rglob("*")) if p.is_file() and p != self.partial / "zarr.json"}
+
     def commit(self, attrs: dict) -> None:
-        """Mark complete and swap in: the old result (if any) is replaced in two renames."""
-        self.group.attrs.update({**attrs, "complete": True})
-        old = self.final.with_name(f"{self.stage}.old")
-        if self.final.exists():
-            self.final.rename(old)
-        self.partial.rename(self.final)
-        if old.exists():
-            shutil.rmtree(old)
+        """Record the files, mark complete and swap in: once no reader holds the stage, the old result
+        (if any) is replaced in two renames."""
+        if not self._lock.held:
+            raise RuntimeError(f"{self.stage} of scene {self.scene}: this writer was already committed or aborted")
+        try:
+            self.group.attrs.update({**attrs, "files": self._files(), "complete": True})
+            readers = self.store.lock(self.scene, self.stage, "read")
+            readers.acquire(exclusive=True, timeout=None, on_wait=self.store.on_wait)
+            try:
+                old = self.final.with_name(f"{self.stage}.old")
+                if self.final.exists():
+                    self.final.rename(old)
+                self.partial.rename(self.final)
+            finally:
+                readers.release()
+            if old.exists():
+                shutil.rmtree(old)
+        finally:
+            self._lock.release()
 
     def abort(self) -> None:
+        """Drop the partial result (the stored one stays as it was) and release the write lock."""
         shutil.rmtree(self.partial, ignore_errors=True)
+        self._lock.release()
 
     def __enter__(self) -> "StageWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None or self.partial.exists():
+        if exc_type is not None or self.partial.exists() or self._lock.held:
             self.abort()
 
 
@@ -134,7 +221,7 @@ def label_volumes(store: SceneStore, scenes):
     from ops.storage import OCC_LABELS
 
     for scene in sorted(scenes):
-        g = store.open(scene, OCC_LABELS)
-        sem, mask = g["semantics"], g["mask_camera"]
-        for i, token in enumerate(g.attrs["tokens"]):
-            yield scene, i, token, sem[i], mask[i]
+        with store.reading(scene, OCC_LABELS) as g:
+            sem, mask = g["semantics"], g["mask_camera"]
+            for i, token in enumerate(g.attrs["tokens"]):
+                yield scene, i, token, sem[i], mask[i]

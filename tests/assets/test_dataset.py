@@ -45,3 +45,29 @@ def test_a_scene_selection_restricts_the_dataset(tmp_path, small_world):
                                                                            scenes=["scene-9999"]), **io}, raise_on_error=False)
     err = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "scene-9999" in err and "scene-0061" in err
+
+
+def test_a_broken_table_record_fails_its_scene_not_the_dataset(tmp_path, small_world):
+    """An ego_pose record of scene-0103 edited out of the tables: `dataset` and `frames` succeed with
+    scene-0061; scene-0103 is named as failed, with the table and the record, in both."""
+    import json
+    import shutil
+
+    from assets.frames import frames
+
+    root, cfg = small_world
+    world = tmp_path / "world"
+    shutil.copytree(root, world)
+    scenes = {s["name"]: s for s in json.loads((world / cfg.version / "scene.json").read_text())}
+    data = [d for d in json.loads((world / cfg.version / "sample_data.json").read_text())
+            if d["sample_token"] == scenes["scene-0103"]["last_sample_token"] and "CAM_FRONT/" in d["filename"]]
+    table = world / cfg.version / "ego_pose.json"
+    table.write_text(json.dumps([p for p in json.loads(table.read_text()) if p["token"] != data[0]["ego_pose_token"]]))
+    res = {"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(world)),
+           "io_manager": JsonIOManager(data_dir=str(tmp_path))}
+    result = dg.materialize([dataset, frames], resources=res)
+    assert result.success
+    ds, fr = result.output_for_node("dataset"), result.output_for_node("frames")
+    assert [s.name for s in ds.scenes] == ["scene-0061"] and list(fr.scenes) == ["scene-0061"]
+    assert list(ds.failed) == list(fr.failed) == ["scene-0103"]
+    assert f"ego_pose record {data[0]['ego_pose_token']} is missing from {table}" in fr.failed["scene-0103"]

@@ -15,6 +15,7 @@ from assets.occ3d_export import occ3d_export
 from assets.occ_labels import occ_labels
 from assets.occ_labels_checks import occ_labels_checks
 from assets.semantic_maps import semantic_maps
+from assets.stage_checks import STAGE_CHECKS
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
@@ -40,8 +41,13 @@ def resources(root, tmp, **perception):
 def run(root, tmp, force=False, labels=None, **perception):
     cfg = {"ops": {a: {"config": {"force": force}} for a in ("semantic_maps", "metric_depth")}}
     cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
-    return dg.materialize([*ASSETS, occ_labels_checks], resources=resources(root, tmp, **perception), run_config=cfg,
+    return dg.materialize([*ASSETS, occ_labels_checks, *STAGE_CHECKS], resources=resources(root, tmp, **perception), run_config=cfg,
                           raise_on_error=False)
+
+
+def data_version(result, asset):
+    ev = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset][0]
+    return ev.materialization.tags["dagster/data_version"]
 
 
 def table(result, asset):
@@ -97,8 +103,9 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert quality.all["masks"]["camera"]["miou17"] == acc.result()["masks"]["camera"]["miou17"]
     assert table(first, "label_quality")["miou17_camera"].value == round(100 * acc.result()["masks"]["camera"]["miou17"], 2)
     assert "data:image/png" in table(first, "label_quality")["label_vs_truth"].value
-    checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
-    assert checks == {"volumes_well_formed": True, "demo_quality_floor": True}
+    checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in first.get_asset_check_evaluations()}
+    assert checks == {("occ_labels", "volumes_well_formed"): True, ("occ_labels", "demo_quality_floor"): True,
+                      **{(a, "every_scene_stored"): True for a in ("semantic_maps", "metric_depth", "occ_labels")}}
     # the Occ3D export: same volumes, Occ3D values (unobserved -> free), loadable by the score CLI's reader
     exported = tmp_path / "occ3d_export" / "gts" / "scene-0103" / kfs[1].token / "labels.npz"
     with np.load(exported) as e:
@@ -110,6 +117,8 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert again.success and table(again, "semantic_maps")["scenes"].value.count("unchanged, skipped") == 2
     assert table(again, "occ_labels")["scenes"].value.count("unchanged, skipped") == 2
     assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "easyocc.zarr").rglob("*") if p.is_file()}
+    for asset in ("frames", "semantic_maps", "metric_depth", "occ_labels", "label_quality"):   # nothing turns unsynced
+        assert data_version(again, asset) == data_version(first, asset), asset
     # another segmenter preset rebuilds the class maps only
     changed = run(root, tmp_path, segmenter_options='{"preset": "perfect"}')
     assert table(changed, "semantic_maps")["scenes"].value.count("| stored |") == 2
@@ -117,6 +126,9 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     with np.load(root / "truth" / (kf.images[0].filename.rsplit(".", 1)[0] + ".npz")) as t:
         np.testing.assert_array_equal(store.open("scene-0103", "semantic_maps")["semantics"][2, 0], t["semantics"])
     assert table(changed, "occ_labels")["scenes"].value.count("| stored |") == 2   # new maps: new labels
+    assert data_version(changed, "metric_depth") == data_version(first, "metric_depth")
+    assert data_version(changed, "semantic_maps") != data_version(first, "semantic_maps")
+    assert data_version(changed, "occ_labels") != data_version(first, "occ_labels")
     history = run(root, tmp_path, labels={"history": 0}, segmenter_options='{"preset": "perfect"}')
     assert table(history, "semantic_maps")["scenes"].value.count("unchanged, skipped") == 2
     assert table(history, "occ_labels")["scenes"].value.count("| stored |") == 2
@@ -127,6 +139,8 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
 
 
 def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, tmp_path):
+    """A truncated truth file in one scene: the other scene's labels are stored, scored and exported; the
+    `every_scene_stored` checks fail naming the scene and the file, and so does the run."""
     from ops.data.keyframes import scene_keyframes
     from ops.data.truth import truth_file
     from ops.storage.scene_store import SceneStore
@@ -137,15 +151,27 @@ def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, 
     bad = scene_keyframes(small_nusc, "scene-0103")[1].images[3].filename
     hidden = tmp_path / "hidden.npz"
     shutil.move(truth_file(world, bad), hidden)
+    truth_file(world, bad).write_bytes(hidden.read_bytes()[:100])      # truncated
     first = run(world, tmp_path)
     assert not first.success                     # the run reports the bad scene ...
-    err = first.get_step_failure_events()[0].event_specific_data.error.to_string()
-    assert "occ_labels: 1 scene(s) failed (the other 1 are stored): scene-0103" in err and bad in err
+    failed_steps = sorted(e.step_key for e in first.get_step_failure_events())
+    assert failed_steps == [f"{a}_every_scene_stored" for a in ("metric_depth", "occ_labels", "semantic_maps")]
+    err = [e for e in first.get_step_failure_events() if e.step_key.startswith("occ_labels")][0]
+    err = err.event_specific_data.error.to_string()
+    assert "occ_labels: 1 scene(s) failed (the other 1 went on): scene-0103" in err
+    assert f"{truth_file(world, bad)}: unreadable truth file" in err   # the truth file is named, not only the jpg
+    checks = {(c.asset_key.path[-1], c.check_name): c for c in first.get_asset_check_evaluations()}
+    labelled = checks[("occ_labels", "every_scene_stored")]
+    assert not labelled.passed and "scene-0103" in labelled.metadata["failed"].value
+    assert checks[("occ_labels", "volumes_well_formed")].passed
     store = SceneStore(tmp_path / "easyocc.zarr")
     assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061"]   # ... the other is stored
+    assert list(first.output_for_node("label_quality").scenes) == ["scene-0061"]      # ... and goes on downstream
+    assert first.output_for_node("occ3d_export").frames == 4
     out = first.output_for_node("semantic_maps")
     assert list(out.failed) == ["scene-0103"] and bad in out.failed["scene-0103"]
     assert "failed: " in table(first, "metric_depth")["scenes"].value
+    assert "scene-0103" in table(first, "occ_labels")["failed"].value
     shutil.move(hidden, truth_file(world, bad))
     fixed = run(world, tmp_path)
     assert fixed.success

@@ -33,3 +33,31 @@ def test_missing_pieces_are_named(small_nusc):
     del sample["data"]["LIDAR_TOP"]
     with pytest.raises(ValueError, match="no LIDAR_TOP"):
         scene_keyframes(nusc, nusc.scene[0]["name"])
+
+
+def test_a_missing_ego_pose_record_fails_its_scene_naming_table_record_and_sample(tmp_path, small_world):
+    """A sample_data whose ego_pose record is gone (edited out of the real tables): the devkit still loads,
+    that scene is summarised with an error naming the table file, the record, the sample and the camera,
+    and the other scene is unaffected."""
+    import json
+    import shutil
+
+    from ops.data.keyframes import summarise_scenes
+    from ops.data.nuscenes import open_nuscenes
+
+    root, cfg = small_world
+    world = tmp_path / "world"
+    shutil.copytree(root, world)
+    nusc = open_nuscenes(world, cfg.version)
+    scene = [s for s in nusc.scene if s["name"] == "scene-0103"][0]
+    sample = nusc.get("sample", nusc.get("sample", scene["first_sample_token"])["next"])
+    sd = nusc.get("sample_data", sample["data"]["CAM_BACK_LEFT"])
+    table = world / cfg.version / "ego_pose.json"
+    poses = [p for p in json.loads(table.read_text()) if p["token"] != sd["ego_pose_token"]]
+    table.write_text(json.dumps(poses))
+    summaries = {s.name: s for s in summarise_scenes(open_nuscenes(world, cfg.version), world / "gts", {})}
+    assert summaries["scene-0061"].error == "" and summaries["scene-0061"].samples == cfg.keyframes
+    err = summaries["scene-0103"].error
+    for part in ("scene-0103", sample["token"], "CAM_BACK_LEFT", sd["token"], f"ego_pose record {sd['ego_pose_token']}",
+                 str(table)):
+        assert part in err, (part, err)

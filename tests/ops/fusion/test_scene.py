@@ -59,4 +59,4 @@ def test_stored_maps_of_different_keyframes_are_refused(tmp_path):
         w.create("depth", (2, 1) + maps[0].shape, np.float32)
         w.commit({"fingerprint": "f", "tokens": ["other", "tokens"]})
     with pytest.raises(ValueError, match="semantic_maps and metric_depth hold different keyframes"):
-        StoredPerception(store, "scene-t")
+        StoredPerception(store.open("scene-t", "semantic_maps"), store.open("scene-t", METRIC_DEPTH), "scene-t")

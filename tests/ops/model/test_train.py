@@ -140,3 +140,23 @@ def test_ray_train_with_two_workers_matches_its_checkpoints(dataset, tmp_path):
     more = train(micro(), TrainConfig(**{**cfg.__dict__, "max_steps": 3}), lambda: dataset, tmp_path, np.arange(1, 19),
                  log=lambda m: None)
     assert more.step == 3 and [h["loss"] for h in more.history[:2]] == [h["loss"] for h in state.history]
+
+
+class _RunsOnLoad:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(dataset, tmp_path, capsys):
+    """Checkpoints load with weights_only=True: our own (tensors, plain containers, the RNG states as
+    plain values) load; one carrying an arbitrary object is refused before anything of it runs."""
+    from ops.model.train import load_checkpoint
+
+    train_loop(micro(), TrainConfig(max_steps=1), dataset, tmp_path / "run", log=lambda m: None)
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert ckpt["step"] == 1 and isinstance(ckpt["rng"]["numpy"][1], list)
+    ckpt["extra"] = _RunsOnLoad()
+    torch.save(ckpt, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="evil.pt: not a readable EasyOcc checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "code ran" not in capsys.readouterr().out

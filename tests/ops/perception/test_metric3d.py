@@ -106,3 +106,18 @@ def test_missing_code_weights_or_hub_are_clear_errors(hub, tmp_path, monkeypatch
     monkeypatch.setattr(torch.hub, "load", offline)
     with pytest.raises(CheckpointError, match="could not load metric3d_vit_giant2 from 'yvanyin/metric3d'.*URLError.*repo=DIR weights=FILE"):
         build_depth("metric3d")
+
+
+class _RunsOnLoad:
+    """Unpickling this would call print: what a malicious weights file does with a real payload."""
+
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_a_weights_file_that_would_run_code_is_refused(hub, tmp_path, capsys):
+    weights = tmp_path / "evil.pth"
+    torch.save({"model_state_dict": {"w": torch.tensor([2.0])}, "extra": _RunsOnLoad()}, weights)
+    with pytest.raises(CheckpointError, match="evil.pth is not a plain weights file .*weights_only=True"):
+        build_depth("metric3d", repo=str(hub), variant="vit_large", weights=str(weights))
+    assert "code ran" not in capsys.readouterr().out

@@ -87,3 +87,33 @@ def test_a_missing_image_fails_naming_it(ray_local, small_world, keyframes, real
     with pytest.raises(PerceptionServingError, match="failed for 6 of 6 images: .*building the perception backends "
                                                      "failed: CheckpointError: metric3d: no hubconf.py"):
         run_perception(root, keyframes[0].images, None, broken, SETTINGS)
+
+
+def test_an_error_in_one_image_of_a_batch_lands_on_that_image(small_world, keyframes, tmp_path):
+    """A NaN in CAM_FRONT_LEFT's truth file and a truncated CAM_BACK one, in the same batch: each error
+    names its own image's truth file and field, and the other four images of the batch go through."""
+    from ops.data.truth import truth_file
+    from ops.perception.serving import PerceptionActor
+
+    root, _ = small_world
+    copy = tmp_path / "world"
+    shutil.copytree(root, copy)
+    images = keyframes[0].images
+    by_channel = {im.channel: im for im in images}
+    nan_file, cut_file = truth_file(copy, by_channel["CAM_FRONT_LEFT"].filename), truth_file(copy, by_channel["CAM_BACK"].filename)
+    with np.load(nan_file) as f:
+        depth, sem = f["depth"].copy(), f["semantics"]
+    depth[5, 7] = np.nan
+    np.savez(nan_file, depth=depth, semantics=sem)
+    cut_file.write_bytes(cut_file.read_bytes()[:64])
+    actor = PerceptionActor(str(copy), BackendSpec("simulated"), BackendSpec("simulated"))
+    rows = {"name": np.array([im.filename for im in images]), "height": np.array([im.height for im in images]),
+            "width": np.array([im.width for im in images]), "K": np.stack([np.asarray(im.K).reshape(9) for im in images])}
+    out = actor(rows)
+    errors = dict(zip(out["name"], out["error"]))
+    assert str(nan_file) in errors[by_channel["CAM_FRONT_LEFT"].filename]
+    assert "field 'depth' holds 1 NaN" in errors[by_channel["CAM_FRONT_LEFT"].filename]
+    assert str(cut_file) in errors[by_channel["CAM_BACK"].filename]
+    assert "unreadable truth file" in errors[by_channel["CAM_BACK"].filename]
+    ok = [i for i, im in enumerate(images) if im.channel not in ("CAM_FRONT_LEFT", "CAM_BACK")]
+    assert all(out["error"][i] == "" and out["depth"][i].max() > 0 for i in ok)

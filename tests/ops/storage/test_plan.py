@@ -39,3 +39,25 @@ def test_recorded_outcomes_make_the_result_and_its_table(tmp_path):
     assert lines == ["| scene | images | seconds | points | result |", "|---|---|---|---|---|",
                      "| a | 6 |  | 1 pt | unchanged, skipped |", "| b | 12 | 1.23 | 1 pt | stored |",
                      "| c |  |  |  | failed: c/img.jpg: corrupt |"]
+
+
+def test_a_damaged_scene_is_rebuilt_and_reported(tmp_path):
+    store = SceneStore(tmp_path / "s.zarr")
+    commit(store, "a", "fp-a")
+    commit(store, "b", "fp-b")
+    (store.stage_dir("a", "maps") / "x" / "zarr.json").unlink()
+    plan = StagePlan.make(store, "maps", ["a", "b"], lambda s: f"fp-{s}", lambda s: 6)
+    assert plan.todo == {"a": "fp-a"} and plan.damaged == {"a": "x/zarr.json is missing"}
+    assert plan.summary() == "maps: 1 scene(s) to compute (1 of them damaged on disk: rebuilt), 1 unchanged, 0 failed"
+    plan.stored("a", 6, 1.0)
+    assert "| a | 6 | 1.0 | rebuilt (was damaged: x/zarr.json is missing) |" in plan.result().table("images")
+
+
+def test_a_scene_another_run_stored_meanwhile_becomes_unchanged(tmp_path):
+    store = SceneStore(tmp_path / "s.zarr")
+    plan = StagePlan.make(store, "maps", ["a"], lambda s: f"fp-{s}", lambda s: 6)
+    assert plan.todo == {"a": "fp-a"} and not plan.became_current("a")
+    commit(store, "a", "fp-a")                      # the other run's commit
+    assert plan.became_current("a") and plan.result().scenes["a"].skipped
+    forced = StagePlan.make(store, "maps", ["a"], lambda s: f"fp-{s}", lambda s: 6, force=True)
+    assert not forced.became_current("a")

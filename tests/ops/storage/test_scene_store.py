@@ -73,3 +73,65 @@ def test_fingerprint_and_bad_names(tmp_path):
     assert fingerprint({"a": 1}, "v1") != fingerprint({"a": 1}, "v2")
     with pytest.raises(ValueError, match="cannot name a store folder"):
         SceneStore(tmp_path).stage_dir("../x", "labels")
+
+
+def test_a_second_writer_waits_then_gives_up_without_touching_the_first(tmp_path):
+    from ops.storage.locks import StageBusy
+
+    store = SceneStore(tmp_path / "s.zarr")
+    write(store, "scene-1", 10)
+    before = digest(store.stage_dir("scene-1", "labels"))
+    first = store.writer("scene-1", "labels")
+    first.create("semantics", (3, 4, 5), np.uint8)
+    first.write("semantics", 0, np.full((4, 5), 99, np.uint8))
+    heard = []
+    impatient = SceneStore(store.path, lock_timeout=0.5, on_wait=heard.append)
+    with pytest.raises(StageBusy, match=r"labels of scene scene-1 .* is held by host .* pid \d+ since .* for more than 0 s"):
+        impatient.writer("scene-1", "labels")
+    assert heard and "waiting for host" in heard[0]
+    assert first.partial.is_dir() and digest(store.stage_dir("scene-1", "labels")) == before   # nothing touched
+    for i in (1, 2):
+        first.write("semantics", i, np.full((4, 5), 99, np.uint8))
+    first.commit({"fingerprint": "b", "tokens": ["t0", "t1", "t2"]})
+    assert store.open("scene-1", "labels")["semantics"][2, 0, 0] == 99
+    write(impatient, "scene-1", 10)       # free again: the next writer goes ahead at once
+    assert digest(store.stage_dir("scene-1", "labels")) == before
+
+
+def test_a_commit_waits_for_the_readers_of_the_old_result(tmp_path):
+    import threading
+    import time
+
+    store = SceneStore(tmp_path / "s.zarr")
+    write(store, "scene-1", 10)
+    committed = threading.Event()
+
+    def rewrite():
+        write(store, "scene-1", 50, fp="b")
+        committed.set()
+
+    with store.reading("scene-1", "labels") as g:
+        t = threading.Thread(target=rewrite)
+        t.start()
+        time.sleep(1.0)
+        assert not committed.is_set()
+        assert [int(g["semantics"][i, 0, 0]) for i in range(3)] == [10, 11, 12]   # the old result, whole
+    t.join(timeout=30)
+    assert committed.is_set() and store.open("scene-1", "labels")["semantics"][0, 0, 0] == 50
+
+
+def test_a_damaged_result_is_not_current(tmp_path):
+    store = SceneStore(tmp_path / "s.zarr")
+    write(store, "scene-1", 10)
+    assert store.damage("scene-1", "labels") is None and store.is_current("scene-1", "labels", "a")
+    stage = store.stage_dir("scene-1", "labels")
+    files = store.attrs("scene-1", "labels")["files"]
+    assert "semantics/zarr.json" in files and any(k.startswith("semantics/c/") for k in files)
+    chunk = stage / next(k for k in files if k.startswith("semantics/c/"))
+    chunk.write_bytes(chunk.read_bytes()[:-1])
+    assert "has" in store.damage("scene-1", "labels") and not store.is_current("scene-1", "labels", "a")
+    write(store, "scene-1", 10)
+    (stage / "semantics" / "zarr.json").unlink()        # the reported loss: group attributes intact, array gone
+    assert store.attrs("scene-1", "labels")["fingerprint"] == "a"
+    assert store.damage("scene-1", "labels") == "semantics/zarr.json is missing"
+    assert not store.is_current("scene-1", "labels", "a")
