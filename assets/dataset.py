@@ -1,7 +1,8 @@
 """The `dataset` asset: the nuScenes-format data every later stage reads.
 
 With no EASYOCC_DATAROOT it generates the demo world (once; reused while its config is unchanged);
-a real dataroot is only read. Either way it is opened with nuscenes-devkit and checked.
+a real dataroot is only read. Either way it is opened with nuscenes-devkit and checked, in a Ray
+worker of its own (the devkit keeps every table in memory; the run's driver does not).
 """
 import time
 
@@ -10,22 +11,23 @@ import dagster as dg
 from assets.metadata import metadata
 from assets.values import DatasetValue, SceneInfo
 from assets.versions import code_version_of, versioned
-from pipelines.resources import DatasetResource
+from pipelines.resources import DatasetResource, RayResource
 
 
 @dg.asset(group_name="dataset", kinds={"python"},
           code_version=code_version_of("ops.data.keyframes", "ops.demo_world.generate"),
           description="nuScenes-format dataroot (real, or the generated demo world), opened and checked")
-def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> dg.Output[DatasetValue]:
-    from ops.data.keyframes import summarise_scenes
-    from ops.data.nuscenes import open_nuscenes, scene_split
+def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: RayResource) -> dg.Output[DatasetValue]:
+    from ops.data.keyframes import read_dataset
     from ops.report import markdown_table
+    from ops.runtime import in_own_worker
 
     root, version = nuscenes.root(), nuscenes.table_version()
     generated_s = _generate_demo_world(nuscenes, context.log.info) if nuscenes.is_demo else None
-    nusc = open_nuscenes(root, version)
-    split = scene_split(nusc, version, nuscenes.train_scenes, nuscenes.val_scenes)
-    summaries = _selected(summarise_scenes(nusc, nuscenes.gts_dir(), split), nuscenes.scenes, root, version)
+    # The devkit's tables are read in a worker of their own, so the run's driver never holds them.
+    summaries = in_own_worker(ray.connect(), read_dataset, str(root), version, str(nuscenes.gts_dir()),
+                              list(nuscenes.train_scenes), list(nuscenes.val_scenes))
+    summaries = _selected(summaries, nuscenes.scenes, root, version)
     failed = {s.name: s.error for s in summaries if s.error}
     scenes = [s for s in summaries if not s.error]
     for name, error in failed.items():
@@ -42,7 +44,7 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource) -> dg.
         "keyframes": sum(s.samples for s in scenes), "images": sum(s.images for s in scenes),
         "failed_scenes": len(failed),
         "generation_seconds": None if generated_s is None else round(generated_s, 1),
-        **_truth_pictures(nusc, nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
+        **_truth_pictures(nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
     return versioned(DatasetValue(str(root), version, str(nuscenes.gts_dir()), nuscenes.is_demo,
                                   tuple(SceneInfo(s.name, s.token, s.split, s.samples) for s in scenes), failed))
 
@@ -70,7 +72,7 @@ def _selected(scenes: list, names: list[str], root, version: str) -> list:
     return [s for s in scenes if s.name in set(names)]
 
 
-def _truth_pictures(nusc, gts_dir, scenes: list) -> dict:
+def _truth_pictures(gts_dir, scenes: list) -> dict:
     """A class histogram over the first keyframe of each scene with truth, and a BEV picture of each."""
     import numpy as np
 
@@ -82,8 +84,7 @@ def _truth_pictures(nusc, gts_dir, scenes: list) -> dict:
         return {}
     counts, pictures = np.zeros(NUM_CLASSES, np.int64), []
     for s in scenes:
-        first = nusc.get("scene", s.token)["first_sample_token"]
-        sem = load_labels(FrameRef(s.name, first).path(gts_dir))["semantics"]
+        sem = load_labels(FrameRef(s.name, s.first_sample).path(gts_dir))["semantics"]
         counts += np.bincount(sem.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
         pictures.append(bev_image(sem))
     return {"truth_bev_first_keyframes": markdown_image(side_by_side(pictures),

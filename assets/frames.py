@@ -1,5 +1,7 @@
 """The `frames` asset: every scene's keyframes as the later stages see them (per camera image its
 file, calibration and own ego pose; the keyframe's LIDAR_TOP pose), with a fingerprint of the inputs.
+The records go to one file per scene (ops/storage/keyframe_files.py); the value handed on holds only
+their paths and counts, so it stays small however many scenes there are.
 
 A scene whose tables are broken (a missing calibration, ego pose or image record; found here or
 already by `dataset`) is reported and left out; the other scenes go on."""
@@ -8,32 +10,30 @@ import dagster as dg
 from assets.metadata import metadata
 from assets.values import DatasetValue, FramesValue, SceneFrames
 from assets.versions import code_version_of, versioned
+from pipelines.resources import RayResource, StorageResource
 
 
 @dg.asset(group_name="perception", kinds={"python"},
-          code_version=code_version_of("ops.data.keyframes", "ops.storage.fingerprints"),
+          code_version=code_version_of("ops.data.keyframes", "ops.storage.fingerprints", "ops.storage.keyframe_files"),
           description="Keyframes of every scene: images, calibration, ego poses, and an input fingerprint")
-def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> dg.Output[FramesValue]:
-    from ops.data.keyframes import scene_keyframes
-    from ops.data.nuscenes import open_nuscenes
+def frames(context: dg.AssetExecutionContext, dataset: DatasetValue, storage: StorageResource,
+           ray: RayResource) -> dg.Output[FramesValue]:
     from ops.report import markdown_table
-    from ops.storage.fingerprints import scene_inputs_fingerprint
+    from ops.runtime import in_own_worker
+    from ops.storage.keyframe_files import extract_scene_frames
 
-    nusc = open_nuscenes(dataset.dataroot, dataset.version)
-    scenes, failed = {}, dict(dataset.failed)
-    for s in dataset.scenes:
-        try:
-            kfs = scene_keyframes(nusc, s.name)
-        except (ValueError, KeyError) as exc:
-            failed[s.name] = str(exc)
-            context.log.error(f"scene {s.name}: {exc}")
-            continue
-        scenes[s.name] = SceneFrames(s.split, scene_inputs_fingerprint(dataset.dataroot, kfs), tuple(kfs))
-    rows = [[n, v.split, len(v.keyframes), v.images, f"`{v.fingerprint[:12]}`"] for n, v in scenes.items()]
+    splits = {s.name: s.split for s in dataset.scenes}
+    done, broken = in_own_worker(ray.connect(), extract_scene_frames, dataset.dataroot, dataset.version, list(splits),
+                                 str(storage.base()))
+    for name, error in broken.items():
+        context.log.error(f"scene {name}: {error}")
+    scenes = {n: SceneFrames(splits[n], fp, path, kfs, ims) for n, (fp, path, kfs, ims) in done.items()}
+    failed = {**dataset.failed, **broken}
+    rows = [[n, v.split, v.n_keyframes, v.images, f"`{v.fingerprint[:12]}`"] for n, v in scenes.items()]
     rows += [[n, f"failed: {e}", None, None, None] for n, e in failed.items()]
     context.add_output_metadata(metadata({
         "scenes": markdown_table(["scene", "split", "keyframes", "images", "input fingerprint"], rows),
-        "failed_scenes": len(failed), "keyframes": sum(len(v.keyframes) for v in scenes.values())}))
+        "failed_scenes": len(failed), "keyframes": sum(v.n_keyframes for v in scenes.values())}))
     if not scenes:
         raise dg.Failure(f"no scene could be read: {failed}")
     return versioned(FramesValue(dataset.dataroot, scenes, failed))

@@ -32,7 +32,7 @@ def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildCon
                           items_of=lambda s: frames.scenes[s].images, force=config.force, failed=frames.failed)
     context.log.info(f"{plan.summary()}, backend {spec.name}")
     start = time.time()
-    stats = run_map_stage(kind, plan, {s: list(frames.scenes[s].keyframes) for s in plan.todo}, frames.dataroot, spec,
+    stats = run_map_stage(kind, plan, {s: frames.scenes[s].load() for s in plan.todo}, frames.dataroot, spec,
                           ray.settings(perception.batch_size), log=context.log.info)
     result = plan.result()
     context.add_output_metadata(metadata({

@@ -43,12 +43,12 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
         failed={**frames.failed, **semantic_maps.failed, **metric_depth.failed},
         fingerprint_of=lambda s: fingerprint(semantic_maps.scenes[s].fingerprint, metric_depth.scenes[s].fingerprint,
                                              frames.scenes[s].fingerprint, fingerprint_fields(cfg), code),
-        items_of=lambda s: len(frames.scenes[s].keyframes))
+        items_of=lambda s: frames.scenes[s].n_keyframes)
     context.log.info(plan.summary())
     start, fused = time.time(), {}
     if plan.todo:
-        keyframes = {s: list(frames.scenes[s].keyframes) for s in plan.todo}
-        for scene, result, cause in fuse_scenes(ray.connect(), str(plan.store.path), plan.todo, keyframes, cfg,
+        files = {s: frames.scenes[s].keyframes_file for s in plan.todo}   # each task reads its own scene's
+        for scene, result, cause in fuse_scenes(ray.connect(), str(plan.store.path), plan.todo, files, cfg,
                                                 lock_timeout=storage.lock_timeout, skip_if_current=not config.force):
             if result is None:
                 plan.fail(scene, cause)

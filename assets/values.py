@@ -2,7 +2,7 @@
 and says what it holds; the large data (maps, labels, checkpoints) stays in the store and the data dir.
 
     dataset        -> DatasetValue     the dataroot, its version, its scenes and their splits
-    frames         -> FramesValue      per scene: keyframe records and an input fingerprint; failed scenes
+    frames         -> FramesValue      per scene: an input fingerprint and where its keyframe records are; failed scenes
     semantic_maps, metric_depth, occ_labels -> StageResult (ops/storage/plan.py): per scene stored or
                       unchanged (with its fingerprint), and the failed scenes with their cause
     label_quality  -> QualityValue     the labels' Occ3D scores, per scene and over all
@@ -41,13 +41,19 @@ class DatasetValue:
 
 @dataclass(frozen=True)
 class SceneFrames:
+    """A scene as `frames` found it: its split, its input fingerprint, and where its keyframe records are
+    (ops/storage/keyframe_files.py; read with `load()`, by the scene's own tasks)."""
+
     split: str
     fingerprint: str        # of the tables' records and the files' sizes and times
-    keyframes: tuple[KeyframeRecord, ...] = ()
+    keyframes_file: str     # <data dir>/frames/<scene>-<fingerprint>.json
+    n_keyframes: int
+    images: int
 
-    @property
-    def images(self) -> int:
-        return sum(len(kf.images) for kf in self.keyframes)
+    def load(self) -> list[KeyframeRecord]:
+        from ops.storage.keyframe_files import read_keyframes
+
+        return read_keyframes(self.keyframes_file)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ class FramesValue:
     failed: dict[str, str] = field(default_factory=dict)     # scene -> why its tables could not be read
 
     def keyframes(self, scenes) -> list[KeyframeRecord]:
-        return [kf for s in scenes for kf in self.scenes[s].keyframes]
+        """The keyframe records of `scenes`, read from their files."""
+        return [kf for s in scenes for kf in self.scenes[s].load()]
 
     def split_scenes(self, split: str, chosen: list[str] = ()) -> list[str]:
         """`chosen` (each must be a readable scene), or else every scene of `split`, sorted."""

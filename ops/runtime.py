@@ -88,6 +88,13 @@ def _quiet_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
+def in_own_worker(ray, fn: Callable, *args):
+    """fn(*args) in a Ray worker process of its own that exits afterwards (max_calls=1): whatever it loads
+    (nuscenes-devkit's tables of a whole dataset) is given back when it is done, not kept by the run's
+    driver. Its exception, if any, is raised here (as Ray's error, which is also of the original type)."""
+    return ray.get(ray.remote(num_cpus=1, max_calls=1)(fn).remote(*args))
+
+
 def cpp_compiler_available() -> bool:
     """Whether inductor can find a C++ compiler ($CXX, or c++ / g++ / clang++ on the PATH)."""
     names = [os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]

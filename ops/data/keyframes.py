@@ -101,6 +101,7 @@ class SceneSummary:
     images: int
     has_truth: int  # keyframes with Occ3D truth under gts/
     error: str = ""  # why its tables cannot be read (then it has no keyframes here)
+    first_sample: str = ""
 
 
 def summarise_scenes(nusc, gts_dir: str | Path, split: dict[str, str]) -> list[SceneSummary]:
@@ -117,5 +118,13 @@ def summarise_scenes(nusc, gts_dir: str | Path, split: dict[str, str]) -> list[S
             continue
         truth = sum((gts_dir / scene["name"] / kf.token / LABELS_FILE).is_file() for kf in kfs)
         out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), len(kfs),
-                                sum(len(kf.images) for kf in kfs), truth))
+                                sum(len(kf.images) for kf in kfs), truth, first_sample=kfs[0].token if kfs else ""))
     return out
+
+
+def read_dataset(dataroot: str | Path, version: str, gts_dir: str | Path, train_scenes=(), val_scenes=()) -> list[SceneSummary]:
+    """Open the dataroot with nuscenes-devkit and summarise every scene (`summarise_scenes`), with its split."""
+    from ops.data.nuscenes import open_nuscenes, scene_split
+
+    nusc = open_nuscenes(dataroot, version)
+    return summarise_scenes(nusc, gts_dir, scene_split(nusc, version, train_scenes, val_scenes))

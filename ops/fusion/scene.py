@@ -19,6 +19,7 @@ from ops.fusion.window import Label, fuse_window
 from ops.geometry import check_rigid, invert_transform
 from ops.occ3d import GRID, UNOBSERVED, OccGrid
 from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
+from ops.storage.keyframe_files import read_keyframes
 from ops.storage.scene_store import SceneStore
 
 
@@ -100,17 +101,20 @@ class FusedScene:
     skipped: bool = False           # True: another run stored this fingerprint meanwhile; nothing was computed
 
 
-def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord], cfg: FusionConfig, fp: str,
+def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | str, cfg: FusionConfig, fp: str,
                torch_threads: int | None = None, lock_timeout: float | None = None,
                skip_if_current: bool = False) -> FusedScene:
     """Fuse and store one scene under the fingerprint `fp`, as the one writer of its occ_labels (waiting
     up to `lock_timeout` s for another; `skip_if_current`: if that one stored `fp`, nothing is done).
+    `keyframes`: the scene's records, or the path of its keyframe file (ops/storage/keyframe_files.py).
     The stored maps are read under their read locks. Timings stay out of the store, whose bytes must
     not depend on them. Raises on failure (nothing is committed then)."""
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
+    if isinstance(keyframes, str):
+        keyframes = read_keyframes(keyframes)
     store = SceneStore(store_path, lock_timeout=lock_timeout)
     start = time.time()
     with store.writer(scene, OCC_LABELS) as w:
@@ -141,12 +145,13 @@ def _fuse_into(w, fuser: SceneFuser) -> tuple[list[dict], dict[str, float]]:
     return stats, seconds
 
 
-def fuse_scenes(ray, store_path: str, todo: dict[str, str], keyframes: dict[str, list[KeyframeRecord]],
+def fuse_scenes(ray, store_path: str, todo: dict[str, str], keyframes: dict[str, list[KeyframeRecord] | str],
                 cfg: FusionConfig, lock_timeout: float | None = None,
                 skip_if_current: bool = False) -> Iterator[tuple[str, FusedScene | None, str]]:
     """Fuse every scene of `todo` (scene -> fingerprint) as a Ray task of one CPU each (their torch threads
     share the cluster's CPUs), yielding (scene, FusedScene, "") as each finishes or (scene, None, cause)
-    when it failed. `ray` is the connected ray module."""
+    when it failed. `keyframes`: per scene its records or the path of its keyframe file (then only the
+    task reads them). `ray` is the connected ray module."""
     task = ray.remote(num_cpus=1)(fuse_scene)
     threads = max(1, int(ray.available_resources().get("CPU", 1) // max(1, len(todo))))
     refs = {task.remote(store_path, scene, keyframes[scene], cfg, fp, threads, lock_timeout, skip_if_current): scene

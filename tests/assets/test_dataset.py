@@ -1,17 +1,28 @@
 """The dataset asset: generates and checks the demo world once, reads a given dataroot, restricts it to a
 scene selection, and names what is wrong when the version or a scene does not exist."""
 import dagster as dg
+import pytest
 
 from assets.dataset import dataset
 from pipelines.io_manager import JsonIOManager
-from pipelines.resources import DatasetResource
+from pipelines.resources import DatasetResource, RayResource, StorageResource
 from tests.conftest import SMALL_WORLD
+
+RAY = {"ray": RayResource(local_cpus=2)}   # the tables are read in a Ray worker of their own
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ray_down():
+    import ray
+
+    yield
+    ray.shutdown()
 
 
 def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
     res = DatasetResource(data_dir=str(tmp_path), demo_keyframes=SMALL_WORLD["keyframes"],
                           demo_image_width=SMALL_WORLD["image_width"], demo_image_height=SMALL_WORLD["image_height"])
-    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path))})
+    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY})
     assert result.success
     out = result.output_for_node("dataset")
     assert [s.split for s in out.scenes] == ["train", "val"]
@@ -21,14 +32,14 @@ def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
     assert "data:image/png;base64" in meta["truth_bev_first_keyframes"].value
     assert "generation_seconds" in meta
     # A second run reuses the world.
-    again = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path))})
+    again = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY})
     assert "generation_seconds" not in again.get_asset_materialization_events()[0].materialization.metadata
 
 
 def test_wrong_version_is_a_clear_error(tmp_path, small_world):
     root, _ = small_world
     res = DatasetResource(data_dir=str(tmp_path), dataroot=str(root), version="v1.0-trainval")
-    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path))},
+    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY},
                             raise_on_error=False)
     assert not result.success
     err = result.get_step_failure_events()[0].event_specific_data.error.to_string()
@@ -37,7 +48,7 @@ def test_wrong_version_is_a_clear_error(tmp_path, small_world):
 
 def test_a_scene_selection_restricts_the_dataset(tmp_path, small_world):
     root, _ = small_world
-    io = {"io_manager": JsonIOManager(data_dir=str(tmp_path))}
+    io = {"io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
     one = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
                                                                            scenes=["scene-0103"]), **io})
     assert [s.name for s in one.output_for_node("dataset").scenes] == ["scene-0103"]
@@ -64,7 +75,7 @@ def test_a_broken_table_record_fails_its_scene_not_the_dataset(tmp_path, small_w
     table = world / cfg.version / "ego_pose.json"
     table.write_text(json.dumps([p for p in json.loads(table.read_text()) if p["token"] != data[0]["ego_pose_token"]]))
     res = {"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(world)),
-           "io_manager": JsonIOManager(data_dir=str(tmp_path))}
+           "storage": StorageResource(data_dir=str(tmp_path)), "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
     result = dg.materialize([dataset, frames], resources=res)
     assert result.success
     ds, fr = result.output_for_node("dataset"), result.output_for_node("frames")

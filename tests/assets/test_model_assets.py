@@ -58,7 +58,7 @@ def test_train_continue_and_evaluate(small_world, tmp_path):
     from ops.model.data import PseudoLabels
 
     labels = PseudoLabels.from_store(tmp_path / "easyocc.zarr")
-    kfs = first.output_for_node("frames").scenes["scene-0061"].keyframes
+    kfs = first.output_for_node("frames").scenes["scene-0061"].load()
     by_volume = sum(np.bincount(labels.get(k.scene, k.token).ravel(), minlength=256)[:18] for k in kfs)
     np.testing.assert_array_equal(labels.counts(kfs), by_volume)
     assert labels.missing(kfs) == [] and labels.missing([("scene-0061", "no-such-token")]) == ["scene-0061/no-such-token"]

@@ -11,14 +11,24 @@ from ops.storage.plan import SceneOutcome, StageResult
 from tests.support.scenes import keyframes
 
 
-def test_frames_round_trip_with_their_arrays():
+def test_frames_and_their_keyframe_files_round_trip_with_their_arrays(tmp_path):
+    from ops.storage.keyframe_files import keyframes_path, read_keyframes, write_keyframes
+
     kfs, _ = keyframes(3, yaw=0.123456789)
-    value = FramesValue("/data/root", {"scene-t": SceneFrames("train", "abc", tuple(kfs))}, {"scene-x": "broken"})
+    path = keyframes_path(tmp_path, "scene-t", "abc" * 8)
+    write_keyframes(path, kfs)
+    value = FramesValue("/data/root", {"scene-t": SceneFrames("train", "abc", str(path), 3, 3)}, {"scene-x": "broken"})
     back = from_json(FramesValue, to_json(value))
-    assert back.dataroot == value.dataroot and back.failed == value.failed
-    got = back.scenes["scene-t"]
-    assert isinstance(got, SceneFrames) and isinstance(got.keyframes, tuple) and len(got.keyframes) == 3
-    for a, b in zip(kfs, got.keyframes):
+    assert back == value
+    got = back.scenes["scene-t"].load()
+    assert isinstance(got, list) and len(got) == 3 and len(back.keyframes(["scene-t"])) == 3
+    mtime = path.stat().st_mtime_ns
+    write_keyframes(path, kfs)                      # the same records: the file is left as it was
+    assert path.stat().st_mtime_ns == mtime and path.name == "scene-t-abcabcabcabcabca.json"
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(ValueError, match="scene-t-abcabcabcabcabca.json: unreadable keyframe records"):
+        read_keyframes(path)
+    for a, b in zip(kfs, got):
         assert (a.token, a.timestamp, a.scene) == (b.token, b.timestamp, b.scene)
         assert b.T_global_ego.dtype == np.float64 and np.array_equal(a.T_global_ego, b.T_global_ego)
         for ia, ib in zip(a.images, b.images):
