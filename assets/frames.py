@@ -1,7 +1,8 @@
 """The `frames` asset: every scene's keyframes as the later stages see them (per camera image its
 file, calibration and own ego pose; the keyframe's LIDAR_TOP pose), with a fingerprint of the inputs.
 The records go to one file per scene (ops/storage/keyframe_files.py); the value handed on holds only
-their paths and counts, so it stays small however many scenes there are.
+their paths and counts, so it stays small however many scenes there are. The tables are read in a
+Ray worker of its own (the devkit keeps them all in memory; the run's driver does not).
 
 A scene whose tables are broken (a missing calibration, ego pose or image record; found here or
 already by `dataset`) is reported and left out; the other scenes go on."""

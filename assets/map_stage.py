@@ -32,7 +32,14 @@ def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildCon
                           items_of=lambda s: frames.scenes[s].images, force=config.force, failed=frames.failed)
     context.log.info(f"{plan.summary()}, backend {spec.name}")
     start = time.time()
-    stats = run_map_stage(kind, plan, {s: frames.scenes[s].load() for s in plan.todo}, frames.dataroot, spec,
+    keyframes = {}
+    for s in list(plan.todo):
+        try:
+            keyframes[s] = frames.scenes[s].load()
+        except (OSError, ValueError) as exc:    # a scene's missing or broken keyframe file fails that scene
+            plan.fail(s, str(exc))
+    plan.todo = {s: fp for s, fp in plan.todo.items() if s in keyframes}
+    stats = run_map_stage(kind, plan, keyframes, frames.dataroot, spec,
                           ray.settings(perception.batch_size), log=context.log.info)
     result = plan.result()
     context.add_output_metadata(metadata({

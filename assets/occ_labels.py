@@ -7,9 +7,10 @@ Its run config is generated from `FusionConfig` (ops/fusion/config.py): every pa
 with its doc, plus `force`. Scenes fan out as Ray tasks (one writer each, under the scene's write lock:
 another run's writer of the same scene is waited for). A scene whose fingerprint (its perception, the
 fusion config, the fusion code) is unchanged and whose stored labels are intact is skipped; `force`
-redoes everything. A scene that failed here or upstream does not stop the others: they are stored and
-handed on downstream, and the failed ones are named in the metadata and by the `every_scene_labelled`
-check (assets/occ_labels_checks.py), which fails the run. Only when no scene at all has labels does
+redoes everything. Each task checks, under the maps' read locks, that the stored maps are the ones
+this run planned with (another run may have rewritten them). A scene that failed here or upstream
+does not stop the others: they are stored and handed on downstream, and the failed ones are named in
+the metadata and by the `every_scene_stored` check (assets/stage_checks.py), which fails the run. Only when no scene at all has labels does
 the asset itself fail.
 """
 import time
@@ -33,7 +34,7 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
                metric_depth: StageResult, ray: RayResource, storage: StorageResource) -> dg.Output[StageResult]:
     from ops.configs import fingerprint_fields
     from ops.fusion.scene import fuse_scenes
-    from ops.storage import OCC_LABELS
+    from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
     from ops.storage.fingerprints import code_version, fingerprint
     from ops.storage.plan import StagePlan
 
@@ -48,8 +49,11 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
     start, fused = time.time(), {}
     if plan.todo:
         files = {s: frames.scenes[s].keyframes_file for s in plan.todo}   # each task reads its own scene's
+        planned = {s: {SEMANTIC_MAPS: semantic_maps.scenes[s].fingerprint, METRIC_DEPTH: metric_depth.scenes[s].fingerprint}
+                   for s in plan.todo}
         for scene, result, cause in fuse_scenes(ray.connect(), str(plan.store.path), plan.todo, files, cfg,
-                                                lock_timeout=storage.lock_timeout, skip_if_current=not config.force):
+                                                lock_timeout=storage.lock_timeout, skip_if_current=not config.force,
+                                                maps_fingerprints=planned):
             if result is None:
                 plan.fail(scene, cause)
                 context.log.error(f"occ_labels: scene {scene} failed: {cause}")

@@ -42,7 +42,7 @@ class DatasetValue:
 @dataclass(frozen=True)
 class SceneFrames:
     """A scene as `frames` found it: its split, its input fingerprint, and where its keyframe records are
-    (ops/storage/keyframe_files.py; read with `load()`, by the scene's own tasks)."""
+    (ops/storage/keyframe_files.py; read with `load()` where the scene is worked on)."""
 
     split: str
     fingerprint: str        # of the tables' records and the files' sizes and times

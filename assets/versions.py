@@ -5,7 +5,8 @@
                    that the per-scene fingerprints contain. A change in that code marks the asset
                    unsynced; a change elsewhere does not.
     data_version   of a materialization: a hash of what the value stands for, without timings. For a
-                   per-scene stage, the fingerprint of every stored scene (and the failed ones): a re-run
+                   per-scene stage, the fingerprint of every stored scene (and the names of the failed
+                   ones): a re-run
                    that skipped every scene as unchanged has the same data version, so nothing
                    downstream turns unsynced; a rebuilt scene with new inputs changes it.
 """
@@ -28,7 +29,8 @@ def data_version(value) -> dg.DataVersion:
     from ops.storage.plan import StageResult
 
     if isinstance(value, StageResult):
-        key = [value.stage, {s: o.fingerprint for s, o in sorted(value.scenes.items())}, value.failed]
+        # the failed scenes by name only: their causes can carry a pid or a time
+        key = [value.stage, {s: o.fingerprint for s, o in sorted(value.scenes.items())}, sorted(value.failed)]
     else:
         key = to_json(value)
     return dg.DataVersion(fingerprint(key))

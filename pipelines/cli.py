@@ -198,7 +198,8 @@ def summary_lines(data: Path) -> list[str]:
             lines.append(f"  baseline    {scores(ev.baseline)} (most common class per height)")
     if export is not None:
         lines.append(f"Occ3D export  {export.path} ({export.frames} frames)")
-    lines.append("the UI        `make ui`, then http://127.0.0.1:3000 (every asset's metadata, pictures and checks)")
+    lines.append("the UI        `make ui`, then http://127.0.0.1:3000 (or the port set with UI_PORT): every asset's "
+                 "metadata, pictures and checks")
     return lines
 
 

@@ -72,9 +72,12 @@ def scene_keyframes(nusc, scene_name: str, channels=CAMERA_CHANNELS) -> list[Key
             raise ValueError(f"{where}: no {LIDAR_CHANNEL} sample_data (its ego pose is the label frame)")
         lidar = _get(nusc, "sample_data", sample["data"][LIDAR_CHANNEL], where)
         lidar_where = f"{where}, {LIDAR_CHANNEL} sample_data {lidar['token']}"
-        kf = KeyframeRecord(scene_name, tok, _field(lidar, "timestamp", "sample_data", lidar_where),
-                            transform_from_record(_get(nusc, "ego_pose", _field(lidar, "ego_pose_token", "sample_data",
-                                                                                  lidar_where), lidar_where)))
+        lidar_pose = _get(nusc, "ego_pose", _field(lidar, "ego_pose_token", "sample_data", lidar_where), lidar_where)
+        try:
+            kf = KeyframeRecord(scene_name, tok, _field(lidar, "timestamp", "sample_data", lidar_where),
+                                transform_from_record(lidar_pose))
+        except KeyError as exc:
+            raise TableRecordError(f"{lidar_where}: a field {exc} is missing from its ego_pose record") from None
         for ch in channels:
             if ch not in sample["data"]:
                 raise ValueError(f"{where}: no {ch} image")
@@ -84,11 +87,15 @@ def scene_keyframes(nusc, scene_name: str, channels=CAMERA_CHANNELS) -> list[Key
             if len(cs.get("camera_intrinsic") or []) != 3:
                 raise ValueError(f"scene {scene_name}, {sd['filename']}: missing camera_intrinsic in calibrated_sensor")
             pose = _get(nusc, "ego_pose", _field(sd, "ego_pose_token", "sample_data", sd_where), sd_where)
-            kf.images.append(ImageRecord(ch, sd["filename"], sd["timestamp"], sd["width"], sd["height"],
-                                         np.asarray(cs["camera_intrinsic"], np.float64), transform_from_record(cs),
-                                         transform_from_record(pose)))
+            try:
+                kf.images.append(ImageRecord(ch, sd["filename"], sd["timestamp"], sd["width"], sd["height"],
+                                             np.asarray(cs["camera_intrinsic"], np.float64), transform_from_record(cs),
+                                             transform_from_record(pose)))
+            except KeyError as exc:   # a field of the sample_data, calibrated_sensor or ego_pose record
+                raise TableRecordError(f"{sd_where}: a field {exc} is missing from its sample_data, "
+                                       f"calibrated_sensor or ego_pose record") from None
         out.append(kf)
-        tok = sample["next"]
+        tok = _field(sample, "next", "sample", where)
     return out
 
 

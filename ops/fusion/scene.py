@@ -103,10 +103,12 @@ class FusedScene:
 
 def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | str, cfg: FusionConfig, fp: str,
                torch_threads: int | None = None, lock_timeout: float | None = None,
-               skip_if_current: bool = False) -> FusedScene:
+               skip_if_current: bool = False, maps_fingerprints: dict[str, str] | None = None) -> FusedScene:
     """Fuse and store one scene under the fingerprint `fp`, as the one writer of its occ_labels (waiting
     up to `lock_timeout` s for another; `skip_if_current`: if that one stored `fp`, nothing is done).
     `keyframes`: the scene's records, or the path of its keyframe file (ops/storage/keyframe_files.py).
+    `maps_fingerprints` ({stage: fingerprint}): the maps the caller planned `fp` from; if another run has
+    stored other maps since, the scene fails instead of storing labels of those maps under `fp`.
     The stored maps are read under their read locks. Timings stay out of the store, whose bytes must
     not depend on them. Raises on failure (nothing is committed then)."""
     if torch_threads:
@@ -119,9 +121,16 @@ def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | st
     start = time.time()
     with store.writer(scene, OCC_LABELS) as w:
         if skip_if_current and store.is_current(scene, OCC_LABELS, fp):
+            stats = store.attrs(scene, OCC_LABELS)["stats"]     # read while the write lock is still held
             w.abort()
-            return FusedScene(scene, 0.0, store.attrs(scene, OCC_LABELS)["stats"], {}, skipped=True)
+            return FusedScene(scene, 0.0, stats, {}, skipped=True)
         with store.reading(scene, SEMANTIC_MAPS) as sem, store.reading(scene, METRIC_DEPTH) as dep:
+            for stage, group in ((SEMANTIC_MAPS, sem), (METRIC_DEPTH, dep)):
+                want = (maps_fingerprints or {}).get(stage)
+                if want is not None and group.attrs.get("fingerprint") != want:
+                    raise ValueError(f"scene {scene}: its stored {stage} changed since this run planned its labels "
+                                     f"(fingerprint {group.attrs.get('fingerprint')}, planned {want}): another run "
+                                     f"rewrote it; run occ_labels again")
             stats, seconds = _fuse_into(w, SceneFuser(keyframes, StoredPerception(sem, dep, scene), cfg))
         w.commit({"fingerprint": fp, "stage": OCC_LABELS, "tokens": [kf.token for kf in keyframes],
                   "grid": {"lower": list(GRID.lower), "voxel_size": GRID.voxel_size, "shape": list(GRID.shape)},
@@ -146,15 +155,18 @@ def _fuse_into(w, fuser: SceneFuser) -> tuple[list[dict], dict[str, float]]:
 
 
 def fuse_scenes(ray, store_path: str, todo: dict[str, str], keyframes: dict[str, list[KeyframeRecord] | str],
-                cfg: FusionConfig, lock_timeout: float | None = None,
-                skip_if_current: bool = False) -> Iterator[tuple[str, FusedScene | None, str]]:
+                cfg: FusionConfig, lock_timeout: float | None = None, skip_if_current: bool = False,
+                maps_fingerprints: dict[str, dict[str, str]] | None = None
+                ) -> Iterator[tuple[str, FusedScene | None, str]]:
     """Fuse every scene of `todo` (scene -> fingerprint) as a Ray task of one CPU each (their torch threads
     share the cluster's CPUs), yielding (scene, FusedScene, "") as each finishes or (scene, None, cause)
     when it failed. `keyframes`: per scene its records or the path of its keyframe file (then only the
-    task reads them). `ray` is the connected ray module."""
+    task reads them); `maps_fingerprints`: per scene the maps' fingerprints planned with (see fuse_scene).
+    `ray` is the connected ray module."""
     task = ray.remote(num_cpus=1)(fuse_scene)
     threads = max(1, int(ray.available_resources().get("CPU", 1) // max(1, len(todo))))
-    refs = {task.remote(store_path, scene, keyframes[scene], cfg, fp, threads, lock_timeout, skip_if_current): scene
+    refs = {task.remote(store_path, scene, keyframes[scene], cfg, fp, threads, lock_timeout, skip_if_current,
+                        (maps_fingerprints or {}).get(scene)): scene
             for scene, fp in todo.items()}
     pending = list(refs)
     while pending:

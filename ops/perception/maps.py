@@ -126,15 +126,24 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframes: dict[str, list[Keyf
                 log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
                 writers.pop(scene).abort()
                 continue
-            writers[scene].write(kind.array, (f, c), row[kind.array])
-            stats.add(row[kind.array])
-            left[scene] -= 1
-            if left[scene] == 0:
-                _commit(kind, plan, scene, keyframes[scene], writers.pop(scene), spec, time.time() - started[scene])
-                log(f"{kind.stage}: scene {scene} stored")
+            try:
+                writers[scene].write(kind.array, (f, c), row[kind.array])
+                stats.add(row[kind.array])
+                left[scene] -= 1
+                if left[scene] == 0:
+                    _commit(kind, plan, scene, keyframes[scene], writers[scene], spec, time.time() - started[scene])
+                    writers.pop(scene)
+                    log(f"{kind.stage}: scene {scene} stored")
+            except Exception as exc:   # the store could not take it (disk full, ...): this scene fails
+                plan.fail(scene, f"storing its {kind.array} failed: {type(exc).__name__}: {exc}")
+                log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
+                writers.pop(scene).abort()
     finally:
         for w in writers.values():   # scenes not committed (the serving broke off): drop, unlock
             w.abort()
+    for scene in order:              # every scene is accounted for: stored, skipped or failed
+        if scene not in plan.done and scene not in plan.failed:
+            plan.fail(scene, f"{left[scene]} of its images did not come back from the perception serving")
     return stats
 
 
@@ -160,7 +169,12 @@ def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeR
     except StageBusy as exc:
         plan.fail(scene, str(exc))
         return None
-    writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
+    try:
+        writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
+    except Exception as exc:
+        writer.abort()
+        plan.fail(scene, f"creating its {kind.array} array failed: {type(exc).__name__}: {exc}")
+        return None
     return writer
 
 

@@ -4,7 +4,7 @@ file, calibration and ego pose), one JSON file per scene, named by the scene's i
     <data dir>/frames/<scene>-<fingerprint[:16]>.json
 
 What the steps hand each other then stays small however many scenes there are (a path and a few
-counts per scene), and only the tasks of a scene read its records. A file is written once for a given
+counts per scene), and a scene's records are read only where that scene is worked on. A file is written once for a given
 fingerprint (atomically) and never changed, so a run that still holds an older value reads the records
 it was planned with.
 """

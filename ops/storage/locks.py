@@ -74,9 +74,13 @@ class FileLock:
             raise
         self._fd, self._named = fd, exclusive and self.names_holder
         if self._named:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since "
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+            except BaseException:
+                self.release()
+                raise
 
     def release(self) -> None:
         if self._fd is None:

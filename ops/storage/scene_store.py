@@ -197,8 +197,9 @@ class StageWriter:
                 self.partial.rename(self.final)
             finally:
                 readers.release()
-            if old.exists():
-                shutil.rmtree(old)
+            # the new result is in place; an old one that cannot be removed now (a file still open on
+            # NFS) is left for the next writer's recover()
+            shutil.rmtree(old, ignore_errors=True)
         finally:
             self._lock.release()
 

@@ -60,3 +60,21 @@ def test_stored_maps_of_different_keyframes_are_refused(tmp_path):
         w.commit({"fingerprint": "f", "tokens": ["other", "tokens"]})
     with pytest.raises(ValueError, match="semantic_maps and metric_depth hold different keyframes"):
         StoredPerception(store.open("scene-t", "semantic_maps"), store.open("scene-t", METRIC_DEPTH), "scene-t")
+
+
+def test_maps_rewritten_by_another_run_fail_the_scene_instead_of_mislabelling_it(tmp_path):
+    """The run planned its labels' fingerprint from maps "planned"; the store now holds maps "f" (another
+    run rewrote them): the scene fails naming both, nothing is committed. With the planned ones it fuses."""
+    kfs, maps = keyframes(2)
+    store = SceneStore(tmp_path / "s.zarr")
+    store_maps(store, "scene-t", kfs, maps)
+    with pytest.raises(ValueError, match="scene-t: its stored semantic_maps changed since this run planned its labels "
+                                         r"\(fingerprint f, planned planned\)"):
+        fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp",
+                   maps_fingerprints={SEMANTIC_MAPS: "planned", METRIC_DEPTH: "f"})
+    assert store.attrs("scene-t", OCC_LABELS) is None
+    fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp",
+               maps_fingerprints={SEMANTIC_MAPS: "f", METRIC_DEPTH: "f"})
+    assert store.is_current("scene-t", OCC_LABELS, "fp")
+    again = fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp", skip_if_current=True)
+    assert again.skipped and len(again.stats) == 2
