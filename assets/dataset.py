@@ -10,12 +10,13 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, SceneInfo
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
+from ops.storage.fingerprints import code_version
 from pipelines.resources import DatasetResource, RayResource
 
 
 @dg.asset(group_name="dataset", kinds={"python"},
-          code_version=code_version_of("ops.data.keyframes", "ops.demo_world.generate"),
+          code_version=code_version("ops.data.keyframes", "ops.demo_world.generate"),
           description="nuScenes-format dataroot (real, or the generated demo world), opened and checked")
 def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: RayResource) -> dg.Output[DatasetValue]:
     from ops.data.keyframes import read_dataset

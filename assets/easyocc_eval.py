@@ -9,7 +9,8 @@ import dagster as dg
 from assets.easyocc_model import pseudo_labels
 from assets.metadata import metadata
 from assets.values import EvalValue, FramesValue, ModelValue, StageResult
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
+from ops.storage.fingerprints import code_version
 
 
 class EvalConfig(dg.Config):
@@ -17,7 +18,7 @@ class EvalConfig(dg.Config):
     device: str = "auto"                 # auto: cuda when there is a GPU
 
 
-@dg.asset(group_name="model", kinds={"torch"}, code_version=code_version_of("ops.model.evaluate"),
+@dg.asset(group_name="model", kinds={"torch"}, code_version=code_version("ops.model.evaluate"),
           description="EasyOcc on the validation scenes: Occ3D metrics, next to its labels and a per-height baseline")
 def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: FramesValue, occ_labels: StageResult,
                  easyocc_model: ModelValue) -> dg.Output[EvalValue]:

@@ -16,8 +16,9 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import FramesValue, ModelValue, StageResult
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
 from ops.model.config import TrainConfig
+from ops.storage.fingerprints import code_version
 from pipelines.resources import StorageResource
 from pipelines.run_config import overrides_of, run_config_class
 
@@ -30,7 +31,7 @@ ModelConfig = run_config_class("ModelConfig", TrainConfig, overrides=True, extra
 }, doc="Which model and labels, and TrainConfig's fields (unset: the preset's).")
 
 
-@dg.asset(group_name="model", kinds={"torch", "ray"}, code_version=code_version_of("ops.model.train", "ops.model.data"),
+@dg.asset(group_name="model", kinds={"torch", "ray"}, code_version=code_version("ops.model.train", "ops.model.data"),
           description="EasyOcc trained on the pseudo-labels of the training scenes (resumable checkpoints)")
 def easyocc_model(context: dg.AssetExecutionContext, config: ModelConfig, frames: FramesValue, occ_labels: StageResult,
                   storage: StorageResource) -> dg.Output[ModelValue]:

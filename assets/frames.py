@@ -10,12 +10,13 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, FramesValue, SceneFrames
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
+from ops.storage.fingerprints import code_version
 from pipelines.resources import RayResource, StorageResource
 
 
 @dg.asset(group_name="perception", kinds={"python"},
-          code_version=code_version_of("ops.data.keyframes", "ops.storage.fingerprints", "ops.storage.keyframe_files"),
+          code_version=code_version("ops.data.keyframes", "ops.storage.fingerprints", "ops.storage.keyframe_files"),
           description="Keyframes of every scene: images, calibration, ego poses, and an input fingerprint")
 def frames(context: dg.AssetExecutionContext, dataset: DatasetValue, storage: StorageResource,
            ray: RayResource) -> dg.Output[FramesValue]:

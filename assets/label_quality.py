@@ -4,11 +4,12 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, QualityValue, StageResult
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
+from ops.storage.fingerprints import code_version
 from pipelines.resources import StorageResource
 
 
-@dg.asset(group_name="labels", kinds={"python"}, code_version=code_version_of("ops.evaluation.scoring"),
+@dg.asset(group_name="labels", kinds={"python"}, code_version=code_version("ops.evaluation.scoring"),
           description="The labels scored against Occ3D ground truth (where gts/ exists): mIoU-17/15, IoU, camera mask and full scene")
 def label_quality(context: dg.AssetExecutionContext, dataset: DatasetValue, occ_labels: StageResult,
                   storage: StorageResource) -> dg.Output[QualityValue]:

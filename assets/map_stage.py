@@ -38,7 +38,6 @@ def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildCon
             keyframes[s] = frames.scenes[s].load()
         except (OSError, ValueError) as exc:    # a scene's missing or broken keyframe file fails that scene
             plan.fail(s, str(exc))
-    plan.todo = {s: fp for s, fp in plan.todo.items() if s in keyframes}
     stats = run_map_stage(kind, plan, keyframes, frames.dataroot, spec,
                           ray.settings(perception.batch_size), log=context.log.info)
     result = plan.result()

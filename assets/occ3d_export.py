@@ -4,11 +4,12 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import ExportValue, StageResult
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
+from ops.storage.fingerprints import code_version
 from pipelines.resources import StorageResource
 
 
-@dg.asset(group_name="labels", kinds={"python"}, code_version=code_version_of("ops.storage.occ3d_layout"),
+@dg.asset(group_name="labels", kinds={"python"}, code_version=code_version("ops.storage.occ3d_layout"),
           description="The labels in the Occ3D layout: <data dir>/occ3d_export/gts/<scene>/<token>/labels.npz (semantics, mask_camera)")
 def occ3d_export(context: dg.AssetExecutionContext, occ_labels: StageResult, storage: StorageResource) -> dg.Output[ExportValue]:
     from ops.storage.occ3d_layout import write_labels

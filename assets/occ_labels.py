@@ -19,8 +19,9 @@ import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import FramesValue, StageResult
-from assets.versions import code_version_of, versioned
+from assets.versions import versioned
 from ops.fusion.config import FusionConfig
+from ops.storage.fingerprints import code_version
 from pipelines.resources import RayResource, StorageResource
 from pipelines.run_config import run_config_class, to_dataclass
 
@@ -28,14 +29,14 @@ LabelConfig = run_config_class("LabelConfig", FusionConfig, extra={"force": (boo
                                doc="The fusion's parameters (FusionConfig), and `force` to redo unchanged scenes.")
 
 
-@dg.asset(group_name="labels", kinds={"ray", "zarr", "torch"}, code_version=code_version_of("ops.fusion.scene"),
+@dg.asset(group_name="labels", kinds={"ray", "zarr", "torch"}, code_version=code_version("ops.fusion.scene"),
           description="3D pseudo-labels per keyframe: (200, 200, 16) Occ3D semantics + camera mask, in Zarr")
 def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: FramesValue, semantic_maps: StageResult,
                metric_depth: StageResult, ray: RayResource, storage: StorageResource) -> dg.Output[StageResult]:
     from ops.configs import fingerprint_fields
     from ops.fusion.scene import fuse_scenes
     from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
-    from ops.storage.fingerprints import code_version, fingerprint
+    from ops.storage.fingerprints import fingerprint
     from ops.storage.plan import StagePlan
 
     cfg, code = to_dataclass(config, FusionConfig), code_version("ops.fusion.scene")

@@ -4,11 +4,11 @@ import dagster as dg
 
 from assets.map_stage import RebuildConfig, materialize_maps
 from assets.values import FramesValue, StageResult
-from assets.versions import code_version_of
+from ops.storage.fingerprints import code_version
 from pipelines.resources import PerceptionResource, RayResource, StorageResource
 
 
-@dg.asset(group_name="perception", kinds={"ray", "zarr"}, code_version=code_version_of("ops.perception.maps"),
+@dg.asset(group_name="perception", kinds={"ray", "zarr"}, code_version=code_version("ops.perception.maps"),
           description="Occ3D class per pixel of every camera image (Grounded-SAM, or the demo's simulated one)")
 def semantic_maps(context: dg.AssetExecutionContext, config: RebuildConfig, frames: FramesValue,
                   perception: PerceptionResource, ray: RayResource, storage: StorageResource) -> dg.Output[StageResult]:

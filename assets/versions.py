@@ -17,12 +17,6 @@ import warnings
 import dagster as dg
 
 
-def code_version_of(*modules: str) -> str:
-    from ops.storage.fingerprints import code_version
-
-    return code_version(*modules)
-
-
 def data_version(value) -> dg.DataVersion:
     from ops.storage.fingerprints import fingerprint
     from ops.storage.json_values import to_json

@@ -81,7 +81,8 @@ class MapStats:
 
 def run_map_stage(kind: MapKind, plan: StagePlan, keyframes: dict[str, list[KeyframeRecord]], dataroot: str,
                   spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print) -> MapStats:
-    """Compute and store the maps of every scene in `plan.todo`, recording each scene in the plan.
+    """Compute and store the maps of every scene in `plan.todo` that has not failed already (e.g. its
+    keyframe file could not be read), recording each scene in the plan.
 
     One Ray Data pass serves the images of all the scenes (in sorted scene order). A scene's write lock
     is taken when its first image comes back, after the locks of every scene before it in that order
@@ -89,7 +90,7 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframes: dict[str, list[Keyf
     open writer); it is released at the scene's commit. A scene that another run stored meanwhile is
     left as that run stored it."""
     stats = MapStats(kind)
-    order = [s for s in sorted(plan.todo) if _check_shapes(plan, s, keyframes[s])]
+    order = [s for s in sorted(plan.todo) if s not in plan.failed and _check_shapes(plan, s, keyframes[s])]
     rank = {s: i for i, s in enumerate(order)}
     where, writers, left, started, skipped = {}, {}, {}, {}, set()
     images = []

@@ -79,7 +79,7 @@ class StagePlan:
             plan._items[scene] = items_of(scene)
             attrs = None if force else store.attrs(scene, stage)
             if attrs is not None and attrs.get("fingerprint") == fp:
-                problem = store.damage(scene, stage)
+                problem = store.damage(scene, stage, attrs)
                 if problem is None:
                     plan.done[scene] = SceneOutcome(fp, plan._items[scene], skipped=True)
                     continue

@@ -85,10 +85,11 @@ class SceneStore:
             return None
         return attrs if attrs.get("complete") is True else None
 
-    def damage(self, scene: str, stage: str) -> str | None:
+    def damage(self, scene: str, stage: str, attrs: dict | None = None) -> str | None:
         """What is wrong on disk with a complete result (a recorded file missing or of another size, an
-        array's metadata unreadable), or None when every file it recorded at commit is intact."""
-        a = self.attrs(scene, stage)
+        array's metadata unreadable), or None when every file it recorded at commit is intact. `attrs`:
+        the result's attributes if the caller has just read them (else they are read here)."""
+        a = attrs if attrs is not None else self.attrs(scene, stage)
         if a is None:
             return "no complete result"
         files = a.get("files")
@@ -113,7 +114,7 @@ class SceneStore:
     def is_current(self, scene: str, stage: str, fp: str) -> bool:
         """The stored result carries fingerprint `fp` and is intact on disk."""
         a = self.attrs(scene, stage)
-        return a is not None and a.get("fingerprint") == fp and self.damage(scene, stage) is None
+        return a is not None and a.get("fingerprint") == fp and self.damage(scene, stage, a) is None
 
     def open(self, scene: str, stage: str):
         """The zarr group of a complete result (read only)."""
