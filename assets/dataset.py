@@ -2,7 +2,9 @@
 
 With no EASYOCC_DATAROOT it generates the demo world (once; reused while its config is unchanged);
 a real dataroot is only read. Either way it is opened with nuscenes-devkit and checked, in a Ray
-worker of its own (the devkit keeps every table in memory; the run's driver does not).
+worker of its own (the devkit keeps every table in memory; the run's driver does not). The same walk
+over the tables writes each scene's keyframe records to its file (ops/storage/keyframe_files.py),
+which `frames` hands on: the tables are read once per run.
 """
 import time
 
@@ -12,22 +14,24 @@ from assets.metadata import metadata
 from assets.values import DatasetValue, SceneInfo
 from assets.versions import versioned
 from ops.storage.fingerprints import code_version
-from pipelines.resources import DatasetResource, RayResource
+from pipelines.resources import DatasetResource, RayResource, StorageResource
 
 
 @dg.asset(group_name="dataset", kinds={"python"},
-          code_version=code_version("ops.data.keyframes", "ops.demo_world.generate"),
+          code_version=code_version("ops.storage.keyframe_files", "ops.demo_world.generate"),
           description="nuScenes-format dataroot (real, or the generated demo world), opened and checked")
-def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: RayResource) -> dg.Output[DatasetValue]:
-    from ops.data.keyframes import read_dataset
+def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: RayResource,
+            storage: StorageResource) -> dg.Output[DatasetValue]:
     from ops.report import markdown_table
     from ops.runtime import in_own_worker
+    from ops.storage.keyframe_files import read_dataset_frames
 
     root, version = nuscenes.root(), nuscenes.table_version()
     generated_s = _generate_demo_world(nuscenes, context.log.info) if nuscenes.is_demo else None
     # The devkit's tables are read in a worker of their own, so the run's driver never holds them.
-    summaries = in_own_worker(ray.connect(), read_dataset, str(root), version, str(nuscenes.gts_dir()),
-                              list(nuscenes.train_scenes), list(nuscenes.val_scenes))
+    summaries, files = in_own_worker(ray.connect(), read_dataset_frames, str(root), version, str(nuscenes.gts_dir()),
+                                     list(nuscenes.train_scenes), list(nuscenes.val_scenes), str(storage.base()),
+                                     list(nuscenes.scenes))
     summaries = _selected(summaries, nuscenes.scenes, root, version)
     failed = {s.name: s.error for s in summaries if s.error}
     scenes = [s for s in summaries if not s.error]
@@ -47,7 +51,8 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: R
         "generation_seconds": None if generated_s is None else round(generated_s, 1),
         **_truth_pictures(nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
     return versioned(DatasetValue(str(root), version, str(nuscenes.gts_dir()), nuscenes.is_demo,
-                                  tuple(SceneInfo(s.name, s.token, s.split, s.samples) for s in scenes), failed))
+                                  tuple(SceneInfo(s.name, s.token, s.split, s.samples, s.images, *files[s.name])
+                                        for s in scenes), failed))
 
 
 def _generate_demo_world(nuscenes: DatasetResource, log) -> float | None:

@@ -1,36 +1,34 @@
 """The `frames` asset: every scene's keyframes as the later stages see them (per camera image its
 file, calibration and own ego pose; the keyframe's LIDAR_TOP pose), with a fingerprint of the inputs.
-The records go to one file per scene (ops/storage/keyframe_files.py); the value handed on holds only
-their paths and counts, so it stays small however many scenes there are. The tables are read in a
-Ray worker of its own (the devkit keeps them all in memory; the run's driver does not).
+The records are in one file per scene, written by `dataset`'s walk over the tables
+(ops/storage/keyframe_files.py); the value handed on holds only their paths and counts, so it stays
+small however many scenes there are, and the tables are not read again here.
 
-A scene whose tables are broken (a missing calibration, ego pose or image record; found here or
-already by `dataset`) is reported and left out; the other scenes go on."""
+A scene whose tables are broken (a missing calibration, ego pose or image record, found by
+`dataset`) or whose records file has gone is reported and left out; the other scenes go on."""
+from pathlib import Path
+
 import dagster as dg
 
 from assets.metadata import metadata
 from assets.values import DatasetValue, FramesValue, SceneFrames
 from assets.versions import versioned
 from ops.storage.fingerprints import code_version
-from pipelines.resources import RayResource, StorageResource
 
 
 @dg.asset(group_name="perception", kinds={"python"},
-          code_version=code_version("ops.data.keyframes", "ops.storage.fingerprints", "ops.storage.keyframe_files"),
+          code_version=code_version("ops.storage.keyframe_files"),
           description="Keyframes of every scene: images, calibration, ego poses, and an input fingerprint")
-def frames(context: dg.AssetExecutionContext, dataset: DatasetValue, storage: StorageResource,
-           ray: RayResource) -> dg.Output[FramesValue]:
+def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> dg.Output[FramesValue]:
     from ops.report import markdown_table
-    from ops.runtime import in_own_worker
-    from ops.storage.keyframe_files import extract_scene_frames
 
-    splits = {s.name: s.split for s in dataset.scenes}
-    done, broken = in_own_worker(ray.connect(), extract_scene_frames, dataset.dataroot, dataset.version, list(splits),
-                                 str(storage.base()))
-    for name, error in broken.items():
-        context.log.error(f"scene {name}: {error}")
-    scenes = {n: SceneFrames(splits[n], fp, path, kfs, ims) for n, (fp, path, kfs, ims) in done.items()}
-    failed = {**dataset.failed, **broken}
+    scenes, failed = {}, dict(dataset.failed)
+    for s in dataset.scenes:
+        if not Path(s.keyframes_file).is_file():
+            failed[s.name] = f"{s.keyframes_file}: its keyframe records are missing (materialize dataset again)"
+            context.log.error(f"scene {s.name}: {failed[s.name]}")
+            continue
+        scenes[s.name] = SceneFrames(s.split, s.fingerprint, s.keyframes_file, s.samples, s.images)
     rows = [[n, v.split, v.n_keyframes, v.images, f"`{v.fingerprint[:12]}`"] for n, v in scenes.items()]
     rows += [[n, f"failed: {e}", None, None, None] for n, e in failed.items()]
     context.add_output_metadata(metadata({

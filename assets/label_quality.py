@@ -39,9 +39,10 @@ def _label_vs_truth(store, scene: str, gts_dir: str):
     from ops.storage import OCC_LABELS
     from ops.storage.occ3d_layout import FrameRef, load_labels
 
-    g = store.open(scene, OCC_LABELS)
-    mid = g["semantics"].shape[0] // 2
-    gt = load_labels(FrameRef(scene, g.attrs["tokens"][mid]).path(gts_dir))["semantics"]
-    return markdown_image(side_by_side([bev_image(g["semantics"][mid]), bev_image(gt)]),
+    with store.reading(scene, OCC_LABELS) as g:
+        mid = g["semantics"].shape[0] // 2
+        token, label = g.attrs["tokens"][mid], g["semantics"][mid]
+    gt = load_labels(FrameRef(scene, token).path(gts_dir))["semantics"]
+    return markdown_image(side_by_side([bev_image(label), bev_image(gt)]),
                           f"{scene} keyframe {mid}: pseudo-label (left, grey = unobserved) and Occ3D truth (right), "
                           f"BEV, +x up")

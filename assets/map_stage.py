@@ -32,14 +32,9 @@ def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildCon
                           items_of=lambda s: frames.scenes[s].images, force=config.force, failed=frames.failed)
     context.log.info(f"{plan.summary()}, backend {spec.name}")
     start = time.time()
-    keyframes = {}
-    for s in list(plan.todo):
-        try:
-            keyframes[s] = frames.scenes[s].load()
-        except (OSError, ValueError) as exc:    # a scene's missing or broken keyframe file fails that scene
-            plan.fail(s, str(exc))
-    stats = run_map_stage(kind, plan, keyframes, frames.dataroot, spec,
-                          ray.settings(perception.batch_size), log=context.log.info)
+    files = {s: (frames.scenes[s].keyframes_file, frames.scenes[s].images) for s in plan.todo}
+    stats = run_map_stage(kind, plan, files, frames.dataroot, spec, ray.settings(perception.batch_size),
+                          log=context.log.info)
     result = plan.result()
     context.add_output_metadata(metadata({
         "backend": spec.name, "scenes": result.table("images"), "failed_scenes": len(result.failed),

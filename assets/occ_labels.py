@@ -90,7 +90,7 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
     from ops.storage.scene_store import SceneStore
 
     store = SceneStore(result.store)
-    stats = {s: fused[s].stats if s in fused else store.open(s, OCC_LABELS).attrs["stats"] for s in result.scenes}
+    stats = {s: fused[s].stats if s in fused else store.read(s, OCC_LABELS)[0]["stats"] for s in result.scenes}
     hist = np.zeros(NUM_CLASSES, np.int64)
     for st in (st for per_scene in stats.values() for st in per_scene):
         for c, n in st["class_voxels"].items():
@@ -113,8 +113,9 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
                                                                     "seconds per step"))
     if result.scenes:
         first = sorted(result.scenes)[0]
-        sem = store.open(first, OCC_LABELS)["semantics"]
-        meta["bev_label"] = markdown_image(bev_image(sem[sem.shape[0] // 2]), f"{first}, middle keyframe (BEV, +x up)")
+        with store.reading(first, OCC_LABELS) as g:
+            sem = g["semantics"][g["semantics"].shape[0] // 2]
+        meta["bev_label"] = markdown_image(bev_image(sem), f"{first}, middle keyframe (BEV, +x up)")
     return meta
 
 

@@ -1,7 +1,7 @@
 """The typed values the assets hand each other (kept by pipelines/io_manager.py as JSON). Each is small
 and says what it holds; the large data (maps, labels, checkpoints) stays in the store and the data dir.
 
-    dataset        -> DatasetValue     the dataroot, its version, its scenes and their splits
+    dataset        -> DatasetValue     the dataroot, its version, its scenes (splits, where their keyframe records are)
     frames         -> FramesValue      per scene: an input fingerprint and where its keyframe records are; failed scenes
     semantic_maps, metric_depth, occ_labels -> StageResult (ops/storage/plan.py): per scene stored or
                       unchanged (with its fingerprint), and the failed scenes with their cause
@@ -27,6 +27,9 @@ class SceneInfo:
     token: str
     split: str              # "train", "val" or "other"
     samples: int            # keyframes
+    images: int = 0
+    fingerprint: str = ""   # of its inputs (ops.storage.fingerprints.scene_inputs_fingerprint)
+    keyframes_file: str = ""  # its keyframe records (ops/storage/keyframe_files.py)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -111,9 +112,11 @@ class SceneSummary:
     first_sample: str = ""
 
 
-def summarise_scenes(nusc, gts_dir: str | Path, split: dict[str, str]) -> list[SceneSummary]:
+def summarise_scenes(nusc, gts_dir: str | Path, split: dict[str, str],
+                     on_scene: Callable[[str, list[KeyframeRecord]], None] | None = None) -> list[SceneSummary]:
     """Walk every scene's keyframes (each must have the six cameras, with calibration, and LIDAR_TOP). A
-    scene whose records are broken is summarised with its `error`; the others are unaffected."""
+    scene whose records are broken is summarised with its `error`; the others are unaffected, and
+    `on_scene(name, keyframes)` is given each of them (so that one walk serves every use)."""
     gts_dir = Path(gts_dir)
     out = []
     for scene in nusc.scene:
@@ -123,15 +126,18 @@ def summarise_scenes(nusc, gts_dir: str | Path, split: dict[str, str]) -> list[S
             out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), 0, 0, 0,
                                     error=str(exc)))
             continue
+        if on_scene is not None:
+            on_scene(scene["name"], kfs)
         truth = sum((gts_dir / scene["name"] / kf.token / LABELS_FILE).is_file() for kf in kfs)
         out.append(SceneSummary(scene["name"], scene["token"], split.get(scene["name"], "other"), len(kfs),
                                 sum(len(kf.images) for kf in kfs), truth, first_sample=kfs[0].token if kfs else ""))
     return out
 
 
-def read_dataset(dataroot: str | Path, version: str, gts_dir: str | Path, train_scenes=(), val_scenes=()) -> list[SceneSummary]:
+def read_dataset(dataroot: str | Path, version: str, gts_dir: str | Path, train_scenes=(), val_scenes=(),
+                 on_scene: Callable[[str, list[KeyframeRecord]], None] | None = None) -> list[SceneSummary]:
     """Open the dataroot with nuscenes-devkit and summarise every scene (`summarise_scenes`), with its split."""
     from ops.data.nuscenes import open_nuscenes, scene_split
 
     nusc = open_nuscenes(dataroot, version)
-    return summarise_scenes(nusc, gts_dir, scene_split(nusc, version, train_scenes, val_scenes))
+    return summarise_scenes(nusc, gts_dir, scene_split(nusc, version, train_scenes, val_scenes), on_scene)

@@ -63,25 +63,41 @@ class PseudoLabels:
         from ops.storage.scene_store import SceneStore
 
         store = SceneStore(store_path)
-        groups: dict = {}
+        index: dict = {}   # scene -> (fingerprint, {token: keyframe index}, the fusion's stats)
 
-        def group(scene: str):
-            if scene not in groups:
+        def remember(scene: str, attrs: dict) -> tuple:
+            index[scene] = (attrs.get("fingerprint"), {t: i for i, t in enumerate(attrs["tokens"])}, attrs.get("stats"))
+            return index[scene]
+
+        def entry(scene: str) -> tuple:
+            if scene not in index:
                 try:
-                    g = store.open(scene, stage)
+                    remember(scene, store.read(scene, stage)[0])
                 except FileNotFoundError as exc:
                     raise KeyError(f"no labels for scene {scene}: {exc}") from None
-                groups[scene] = (g, {t: i for i, t in enumerate(g.attrs["tokens"])}, g.attrs.get("stats"))
-            return groups[scene]
+            return index[scene]
 
         def index_of(scene: str, token: str) -> int:
-            g, index, _ = group(scene)
-            if token not in index:
+            if token not in entry(scene)[1]:
                 raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
-            return index[token]
+            return entry(scene)[1][token]
 
         def read(scene: str, token: str) -> np.ndarray:
-            return np.asarray(group(scene)[0]["semantics"][index_of(scene, token)])
+            # Each volume is read under the stage's read lock (held for that read only): a rebuild by
+            # another run during training is seen whole, volume by volume, never half-swapped.
+            index_of(scene, token)
+            try:
+                with store.reading(scene, stage) as g:
+                    attrs = g.attrs
+                    fp, tokens, _ = index[scene]
+                    if attrs.get("fingerprint") != fp:    # rebuilt since: its keyframes may differ
+                        fp, tokens, _ = remember(scene, dict(attrs))
+                    if token not in tokens:
+                        raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage}) "
+                                       f"since it was rebuilt")
+                    return np.asarray(g["semantics"][tokens[token]])
+            except FileNotFoundError as exc:
+                raise KeyError(f"no labels for scene {scene}: {exc}") from None
 
         def has(scene: str, token: str) -> bool:
             try:
@@ -91,7 +107,7 @@ class PseudoLabels:
             return True
 
         def class_counts(scene: str, token: str):
-            stats = group(scene)[2]     # the fusion's per-keyframe stats hold the voxels per class
+            stats = entry(scene)[2]     # the fusion's per-keyframe stats hold the voxels per class
             if not stats:
                 return None
             out = np.zeros(256, np.int64)

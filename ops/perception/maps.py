@@ -1,11 +1,12 @@
 """A perception stage of the store: one backend's map of every camera image of the scenes to compute,
-served on Ray (`serving.serve`) and written into each scene's stage as (keyframes, cameras, H, W),
+served on Ray (`serving.serve_scenes`) and written into each scene's stage as (keyframes, cameras, H, W),
 one chunk per image. The caller is the one writer of each scene; a scene is committed when all its
 images are in, and an image that fails fails its scene only (the others are stored).
 
     kind = SEMANTICS or DEPTH
     plan = StagePlan.make(store, kind.stage, scenes, fingerprint_of=lambda s: map_fingerprint(kind, spec, fp[s]), ...)
-    stats = run_map_stage(kind, plan, keyframes, dataroot, spec, settings, log)
+    stats = run_map_stage(kind, plan, {s: (frames[s].keyframes_file, frames[s].images) for s in plan.todo},
+                          dataroot, spec, settings, log)
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from ops.data.keyframes import KeyframeRecord
 from ops.perception.base import backend_module
-from ops.perception.serving import BackendSpec, RaySettings, serve
+from ops.perception.serving import BackendSpec, RaySettings, serve_scenes
 from ops.report import class_map_image, depth_image, histogram_image, markdown_image
 from ops.storage import METRIC_DEPTH, SEMANTIC_MAPS
 from ops.storage.fingerprints import code_version, fingerprint
@@ -79,73 +80,112 @@ class MapStats:
         return out
 
 
-def run_map_stage(kind: MapKind, plan: StagePlan, keyframes: dict[str, list[KeyframeRecord]], dataroot: str,
+def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tuple[str, int]], dataroot: str,
                   spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print) -> MapStats:
-    """Compute and store the maps of every scene in `plan.todo` that has not failed already (e.g. its
-    keyframe file could not be read), recording each scene in the plan.
+    """Compute and store the maps of every scene in `plan.todo` that has not failed already, recording
+    each scene in the plan. `keyframe_files`: per scene its keyframe file and its number of images.
 
-    One Ray Data pass serves the images of all the scenes (in sorted scene order). A scene's write lock
-    is taken when its first image comes back, after the locks of every scene before it in that order
-    (so two runs never wait for each other crosswise, and only the scenes in flight hold a lock and an
-    open writer); it is released at the scene's commit. A scene that another run stored meanwhile is
-    left as that run stored it."""
+    One Ray Data pass serves the images of all the scenes (in sorted scene order); Ray tasks make each
+    scene's rows from its keyframe file, so the driver never lists the images, and it reads a scene's
+    records only while the scene is in flight. A scene's write lock is taken when its first image comes
+    back, after the locks of every scene before it in that order (so two runs never wait for each other
+    crosswise, and only the scenes in flight hold a lock and an open writer); it is released at the
+    scene's commit. A scene that another run stored meanwhile is left as that run stored it."""
     stats = MapStats(kind)
-    order = [s for s in sorted(plan.todo) if s not in plan.failed and _check_shapes(plan, s, keyframes[s])]
+    order = [s for s in sorted(plan.todo) if s not in plan.failed]
     rank = {s: i for i, s in enumerate(order)}
-    where, writers, left, started, skipped = {}, {}, {}, {}, set()
-    images = []
-    for scene in order:
-        for f, kf in enumerate(keyframes[scene]):
-            for c, im in enumerate(kf.images):
-                where[im.filename] = (scene, f, c)
-                images.append(im)
-        left[scene] = sum(len(kf.images) for kf in keyframes[scene])
-    opened = 0
+    total = sum(keyframe_files[s][1] for s in order)
+    writers: dict[str, _SceneWrite] = {}
+    opened, left, skipped = 0, {}, set()
     start = time.time()
     segmenter, depth = (spec, None) if kind.role == "segmenter" else (None, spec)
+    rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], total, segmenter, depth, settings)
     try:
-        for seen, row in enumerate(serve(dataroot, images, segmenter, depth, settings), 1):
-            if seen % max(1, len(images) // 10) == 0 or seen == len(images):
-                log(f"{kind.stage}: {seen}/{len(images)} images ({time.time() - start:.0f} s)")
-            scene, f, c = where[row["name"]]
+        for seen, row in enumerate(rows, 1):
+            if seen % max(1, total // 10) == 0 or seen == total:
+                log(f"{kind.stage}: {seen}/{total} images ({time.time() - start:.0f} s)")
+            scene, f, c = row["scene"], row["frame"], row["camera"]
             while opened <= rank[scene]:          # open this scene, and every one before it, in order
                 first = order[opened]
                 opened += 1
-                writer = _open_writer(kind, plan, first, keyframes[first])
-                if writer is None:
+                sw = _open(kind, plan, first, keyframe_files[first][0])
+                if sw is None:
                     continue
                 if plan.became_current(first):
-                    writer.abort()
+                    sw.writer.abort()
                     skipped.add(first)
                     log(f"{kind.stage}: scene {first} was stored by another run meanwhile: unchanged, skipped")
                     continue
-                writers[first], started[first] = writer, time.time()
+                writers[first], left[first] = sw, sw.images
             if scene in plan.failed or scene in skipped:
                 continue
             if row["error"]:
                 plan.fail(scene, f"image {row['name']}: {row['error']}")
                 log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
-                writers.pop(scene).abort()
+                writers.pop(scene).writer.abort()
                 continue
+            sw = writers[scene]
             try:
-                writers[scene].write(kind.array, (f, c), row[kind.array])
+                sw.writer.write(kind.array, (f, c), row[kind.array])
                 stats.add(row[kind.array])
                 left[scene] -= 1
                 if left[scene] == 0:
-                    _commit(kind, plan, scene, keyframes[scene], writers[scene], spec, time.time() - started[scene])
+                    sw.commit(kind, plan, spec)
                     writers.pop(scene)
                     log(f"{kind.stage}: scene {scene} stored")
             except Exception as exc:   # the store could not take it (disk full, ...): this scene fails
                 plan.fail(scene, f"storing its {kind.array} failed: {type(exc).__name__}: {exc}")
                 log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
-                writers.pop(scene).abort()
+                writers.pop(scene).writer.abort()
     finally:
-        for w in writers.values():   # scenes not committed (the serving broke off): drop, unlock
-            w.abort()
+        rows.close()
+        for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock
+            sw.writer.abort()
     for scene in order:              # every scene is accounted for: stored, skipped or failed
         if scene not in plan.done and scene not in plan.failed:
-            plan.fail(scene, f"{left[scene]} of its images did not come back from the perception serving")
+            missing = left.get(scene, keyframe_files[scene][1])
+            plan.fail(scene, f"{missing} of its images did not come back from the perception serving")
     return stats
+
+
+@dataclass
+class _SceneWrite:
+    """A scene in flight: its open writer and what its commit records (read from its keyframe file)."""
+
+    writer: StageWriter
+    tokens: list[str]
+    cameras: list[str]
+    names: list[list[str]]
+    started: float
+
+    @property
+    def images(self) -> int:
+        return sum(len(n) for n in self.names)
+
+    def commit(self, kind: MapKind, plan: StagePlan, spec: BackendSpec) -> None:
+        self.writer.commit({"fingerprint": plan.todo[self.writer.scene], "stage": kind.stage, "backend": spec.name,
+                            "tokens": self.tokens, "cameras": self.cameras, "images": self.names})
+        plan.stored(self.writer.scene, self.images, time.time() - self.started)
+
+
+def _open(kind: MapKind, plan: StagePlan, scene: str, keyframes_file: str) -> _SceneWrite | None:
+    """The scene's records read, its writer opened and its array created; None (the scene failed) when
+    its records cannot be read or are not one array's worth, or another writer holds it longer than
+    the store's lock timeout."""
+    from ops.storage.keyframe_files import read_keyframes
+
+    try:
+        kfs = read_keyframes(keyframes_file)
+    except (OSError, ValueError) as exc:   # a scene's missing or broken keyframe file fails that scene
+        plan.fail(scene, str(exc))
+        return None
+    if not _check_shapes(plan, scene, kfs):
+        return None
+    writer = _open_writer(kind, plan, scene, kfs)
+    if writer is None:
+        return None
+    return _SceneWrite(writer, [kf.token for kf in kfs], [im.channel for im in kfs[0].images],
+                       [[im.filename for im in kf.images] for kf in kfs], time.time())
 
 
 def _check_shapes(plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> bool:
@@ -177,11 +217,3 @@ def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeR
         plan.fail(scene, f"creating its {kind.array} array failed: {type(exc).__name__}: {exc}")
         return None
     return writer
-
-
-def _commit(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord], writer: StageWriter,
-            spec: BackendSpec, seconds: float) -> None:
-    writer.commit({"fingerprint": plan.todo[scene], "stage": kind.stage, "backend": spec.name,
-                   "tokens": [kf.token for kf in kfs], "cameras": [im.channel for im in kfs[0].images],
-                   "images": [[im.filename for im in kf.images] for kf in kfs]})
-    plan.stored(scene, len(kfs) * len(kfs[0].images), seconds)

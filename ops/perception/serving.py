@@ -1,7 +1,11 @@
-"""Perception served by Ray Data: any registered segmenter and depth backend over a list of images.
+"""Perception served by Ray Data: any registered segmenter and depth backend over a list of images, or
+over the images of a list of scenes (`serve_scenes`: the rows are made from each scene's keyframe
+file by Ray tasks, so the driver never lists the images).
 
     ray.data.from_items(images) -> map_batches(PerceptionActor, compute=ActorPoolStrategy(size=n),
                                                num_gpus=g, batch_size=b) -> rows {name, semantics, depth}
+    ray.data.from_items(scenes) -> flat_map(scene_rows) -> map_batches(PerceptionActor, ...)
+                                                          -> rows {name, scene, frame, camera, ...}
 
 Each row comes back with an `error` (empty when the image went through): a failure is the image's,
 not the run's. Each actor builds its backends once (loads the models) and serves many batches; with GPUs in the
@@ -62,11 +66,15 @@ class PerceptionActor:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
         names = [str(n) for n in rows["name"]]
         sizes = [(int(h), int(w)) for h, w in zip(rows["height"], rows["width"])]
-        errors = [self.init_error] * len(names)
+        # a row may come with its error already (its scene's keyframe file could not be read)
+        given = [str(e) for e in rows["error"]] if "error" in rows else [""] * len(names)
+        errors = [g or self.init_error for g in given]
         pixels: list = [None] * len(names)
         backends = [b for b in (self.segmenter, self.depth) if b is not None]
         if not self.init_error and any(b.needs_pixels for b in backends):
             for i, (n, hw) in enumerate(zip(names, sizes)):
+                if errors[i]:
+                    continue
                 try:
                     pixels[i] = load_rgb(self.dataroot, n, hw)
                 except Exception as exc:
@@ -77,6 +85,9 @@ class PerceptionActor:
         if good:
             self._run(good, names, sizes, rows, pixels, sems, depths, errors)
         out: dict[str, list] = {"name": names, "error": errors}
+        for key in PASSED_THROUGH:
+            if key in rows:
+                out[key] = list(rows[key])
         if self.segmenter is not None or self.init_error:
             out["semantics"] = sems
         if self.depth is not None or self.init_error:
@@ -116,14 +127,62 @@ def _with_root(spec: BackendSpec, dataroot: str) -> dict:
     return opts
 
 
+PASSED_THROUGH = ("scene", "frame", "camera")   # row fields that say where an image belongs
+
+
+def image_row(im: ImageRecord) -> dict:
+    return {"name": im.filename, "K": np.asarray(im.K, np.float64).reshape(9), "height": im.height, "width": im.width}
+
+
+def scene_rows(item: dict) -> list[dict]:
+    """The rows of one scene's images, read from its keyframe file (a Ray task runs this): each with the
+    scene, its keyframe and camera index. A file that cannot be read gives one row with the error."""
+    from ops.storage.keyframe_files import read_keyframes
+
+    base = {"scene": item["scene"], "error": ""}
+    try:
+        keyframes = read_keyframes(item["keyframes_file"])
+    except Exception as exc:
+        return [{**base, "name": f"keyframe records of scene {item['scene']}", "K": np.zeros(9), "height": 0,
+                 "width": 0, "frame": -1, "camera": -1, "error": f"{type(exc).__name__}: {exc}"}]
+    return [{**base, **image_row(im), "frame": f, "camera": c}
+            for f, kf in enumerate(keyframes) for c, im in enumerate(kf.images)]
+
+
 def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None, depth: BackendSpec | None,
           settings: RaySettings = RaySettings()) -> Iterator[dict]:
     """Run the backends over the images on Ray; yields {name, semantics?, depth?} per image as they finish."""
-    if segmenter is None and depth is None:
-        raise ValueError("serve: give a segmenter, a depth backend or both")
     if not images:
+        _check_backends(segmenter, depth)
         return
     ray = ensure_ray(settings.address, settings.local_cpus)
+    yield from _serve(ray, ray.data.from_items([image_row(im) for im in images]), len(images), dataroot,
+                      segmenter, depth, settings)
+
+
+def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], n_images: int, segmenter: BackendSpec | None,
+                 depth: BackendSpec | None, settings: RaySettings = RaySettings()) -> Iterator[dict]:
+    """Run the backends over the images of `scenes` ([(scene, keyframe file)], in this order; `n_images`
+    in all, to size the actor pool). The rows are made from the keyframe files by Ray tasks, scene by
+    scene, so the driver holds no list of images; yields {name, scene, frame, camera, error, semantics?,
+    depth?} per image as they finish (a scene whose file cannot be read: one row, frame -1, its error)."""
+    if not scenes:
+        _check_backends(segmenter, depth)
+        return
+    ray = ensure_ray(settings.address, settings.local_cpus)
+    items = [{"scene": s, "keyframes_file": str(f)} for s, f in scenes]
+    # reading a JSON file needs no CPU slot of its own (the actors may hold them all)
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(scene_rows, num_cpus=0)
+    yield from _serve(ray, ds, n_images, dataroot, segmenter, depth, settings)
+
+
+def _check_backends(segmenter, depth) -> None:
+    if segmenter is None and depth is None:
+        raise ValueError("serve: give a segmenter, a depth backend or both")
+
+
+def _serve(ray, ds, n_images: int, dataroot, segmenter, depth, settings: RaySettings) -> Iterator[dict]:
+    _check_backends(segmenter, depth)
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1.0 if gpus > 0 else 0.0)
     if settings.num_actors is not None:
@@ -132,15 +191,14 @@ def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpe
         actors = max(1, int(gpus / num_gpus))
     else:
         actors = max(1, int(ray.cluster_resources().get("CPU", 1) / settings.num_cpus))
-    actors = max(1, min(actors, -(-len(images) // settings.batch_size)))
-    items = [{"name": im.filename, "K": np.asarray(im.K, np.float64).reshape(9), "height": im.height, "width": im.width}
-             for im in images]
-    ds = ray.data.from_items(items).map_batches(
+    actors = max(1, min(actors, -(-max(1, n_images) // settings.batch_size)))
+    ds = ds.map_batches(
         PerceptionActor, fn_constructor_kwargs=dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth),
         compute=ray.data.ActorPoolStrategy(size=actors), batch_size=settings.batch_size, batch_format="numpy",
         num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
     for row in ds.iter_rows():
-        yield {k: (np.asarray(v) if k not in ("name", "error") else str(v)) for k, v in row.items()}
+        yield {k: (str(v) if k in ("name", "error", "scene") else int(v) if k in ("frame", "camera") else np.asarray(v))
+               for k, v in row.items()}
 
 
 class PerceptionServingError(RuntimeError):

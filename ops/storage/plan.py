@@ -77,9 +77,8 @@ class StagePlan:
                 continue
             fp = fingerprint_of(scene)
             plan._items[scene] = items_of(scene)
-            attrs = None if force else store.attrs(scene, stage)
+            attrs, problem = (None, None) if force else store.state(scene, stage)
             if attrs is not None and attrs.get("fingerprint") == fp:
-                problem = store.damage(scene, stage, attrs)
                 if problem is None:
                     plan.done[scene] = SceneOutcome(fp, plan._items[scene], skipped=True)
                     continue

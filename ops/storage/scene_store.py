@@ -111,13 +111,21 @@ class SceneStore:
                     return f"{rel} is unreadable ({exc})"
         return None
 
+    def state(self, scene: str, stage: str) -> tuple[dict | None, str | None]:
+        """(the attributes of the complete result or None, what is damaged on disk or None), both read
+        under the stage's read lock, so that another run's commit is never seen half-way."""
+        with self._read_lock(scene, stage):
+            a = self.attrs(scene, stage)
+            return a, (None if a is None else self.damage(scene, stage, a))
+
     def is_current(self, scene: str, stage: str, fp: str) -> bool:
         """The stored result carries fingerprint `fp` and is intact on disk."""
-        a = self.attrs(scene, stage)
-        return a is not None and a.get("fingerprint") == fp and self.damage(scene, stage, a) is None
+        a, problem = self.state(scene, stage)
+        return a is not None and a.get("fingerprint") == fp and problem is None
 
     def open(self, scene: str, stage: str):
-        """The zarr group of a complete result (read only)."""
+        """The zarr group of a complete result (read only). Without the read lock: a commit of another
+        run may swap it while it is read; use `reading()` or `read()` where that matters."""
         import zarr
 
         if self.attrs(scene, stage) is None:
@@ -125,15 +133,26 @@ class SceneStore:
         return zarr.open_group(str(self.stage_dir(scene, stage)), mode="r")
 
     @contextmanager
-    def reading(self, scene: str, stage: str) -> Iterator[Any]:
-        """The zarr group of a complete result, with the stage's read lock held (shared) meanwhile: no
-        commit swaps the result while it is read."""
+    def _read_lock(self, scene: str, stage: str) -> Iterator[None]:
         lock = self.lock(scene, stage, "read")
         lock.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
         try:
-            yield self.open(scene, stage)
+            yield
         finally:
             lock.release()
+
+    @contextmanager
+    def reading(self, scene: str, stage: str) -> Iterator[Any]:
+        """The zarr group of a complete result, with the stage's read lock held (shared) meanwhile: no
+        commit swaps the result while it is read."""
+        with self._read_lock(scene, stage):
+            yield self.open(scene, stage)
+
+    def read(self, scene: str, stage: str, arrays: tuple[str, ...] = (), index=slice(None)) -> tuple[dict, dict]:
+        """(attributes, {array: data[index]}) of a complete result, read under the read lock, which is
+        released on return."""
+        with self.reading(scene, stage) as g:
+            return dict(g.attrs), {name: np.asarray(g[name][index]) for name in arrays}
 
     def scenes(self, stage: str) -> list[str]:
         base = self.path / "scenes"
@@ -223,7 +242,8 @@ def label_volumes(store: SceneStore, scenes):
     from ops.storage import OCC_LABELS
 
     for scene in sorted(scenes):
-        with store.reading(scene, OCC_LABELS) as g:
-            sem, mask = g["semantics"], g["mask_camera"]
-            for i, token in enumerate(g.attrs["tokens"]):
-                yield scene, i, token, sem[i], mask[i]
+        # the scene is read whole under the read lock, which is released before anything is handed out
+        # (a consumer that stops or fails half-way never keeps a commit of another run waiting)
+        attrs, data = store.read(scene, OCC_LABELS, ("semantics", "mask_camera"))
+        for i, token in enumerate(attrs["tokens"]):
+            yield scene, i, token, data["semantics"][i], data["mask_camera"][i]

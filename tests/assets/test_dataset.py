@@ -1,5 +1,7 @@
 """The dataset asset: generates and checks the demo world once, reads a given dataroot, restricts it to a
 scene selection, and names what is wrong when the version or a scene does not exist."""
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -9,6 +11,11 @@ from pipelines.resources import DatasetResource, RayResource, StorageResource
 from tests.conftest import SMALL_WORLD
 
 RAY = {"ray": RayResource(local_cpus=2)}   # the tables are read in a Ray worker of their own
+
+
+def resources(tmp_path, nuscenes: DatasetResource) -> dict:
+    return {"nuscenes": nuscenes, "storage": StorageResource(data_dir=str(tmp_path)),
+            "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,7 +29,7 @@ def _ray_down():
 def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
     res = DatasetResource(data_dir=str(tmp_path), demo_keyframes=SMALL_WORLD["keyframes"],
                           demo_image_width=SMALL_WORLD["image_width"], demo_image_height=SMALL_WORLD["image_height"])
-    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY})
+    result = dg.materialize([dataset], resources=resources(tmp_path, res))
     assert result.success
     out = result.output_for_node("dataset")
     assert [s.split for s in out.scenes] == ["train", "val"]
@@ -32,14 +39,14 @@ def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
     assert "data:image/png;base64" in meta["truth_bev_first_keyframes"].value
     assert "generation_seconds" in meta
     # A second run reuses the world.
-    again = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY})
+    again = dg.materialize([dataset], resources=resources(tmp_path, res))
     assert "generation_seconds" not in again.get_asset_materialization_events()[0].materialization.metadata
 
 
 def test_wrong_version_is_a_clear_error(tmp_path, small_world):
     root, _ = small_world
     res = DatasetResource(data_dir=str(tmp_path), dataroot=str(root), version="v1.0-trainval")
-    result = dg.materialize([dataset], resources={"nuscenes": res, "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY},
+    result = dg.materialize([dataset], resources=resources(tmp_path, res),
                             raise_on_error=False)
     assert not result.success
     err = result.get_step_failure_events()[0].event_specific_data.error.to_string()
@@ -48,12 +55,15 @@ def test_wrong_version_is_a_clear_error(tmp_path, small_world):
 
 def test_a_scene_selection_restricts_the_dataset(tmp_path, small_world):
     root, _ = small_world
-    io = {"io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
-    one = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
-                                                                           scenes=["scene-0103"]), **io})
-    assert [s.name for s in one.output_for_node("dataset").scenes] == ["scene-0103"]
-    bad = dg.materialize([dataset], resources={"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(root),
-                                                                           scenes=["scene-9999"]), **io}, raise_on_error=False)
+    one = dg.materialize([dataset], resources=resources(tmp_path, DatasetResource(
+        data_dir=str(tmp_path), dataroot=str(root), scenes=["scene-0103"])))
+    out = one.output_for_node("dataset")
+    assert [s.name for s in out.scenes] == ["scene-0103"]
+    # the one walk over the tables wrote the selected scene's keyframe records, and only those
+    assert [p.name for p in (tmp_path / "frames").iterdir()] == [Path(out.scenes[0].keyframes_file).name]
+    assert out.scenes[0].images == 6 * out.scenes[0].samples and len(out.scenes[0].fingerprint) == 32
+    bad = dg.materialize([dataset], resources=resources(tmp_path, DatasetResource(
+        data_dir=str(tmp_path), dataroot=str(root), scenes=["scene-9999"])), raise_on_error=False)
     err = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "scene-9999" in err and "scene-0061" in err
 
@@ -74,11 +84,26 @@ def test_a_broken_table_record_fails_its_scene_not_the_dataset(tmp_path, small_w
             if d["sample_token"] == scenes["scene-0103"]["last_sample_token"] and "CAM_FRONT/" in d["filename"]]
     table = world / cfg.version / "ego_pose.json"
     table.write_text(json.dumps([p for p in json.loads(table.read_text()) if p["token"] != data[0]["ego_pose_token"]]))
-    res = {"nuscenes": DatasetResource(data_dir=str(tmp_path), dataroot=str(world)),
-           "storage": StorageResource(data_dir=str(tmp_path)), "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
+    res = resources(tmp_path, DatasetResource(data_dir=str(tmp_path), dataroot=str(world)))
     result = dg.materialize([dataset, frames], resources=res)
     assert result.success
     ds, fr = result.output_for_node("dataset"), result.output_for_node("frames")
     assert [s.name for s in ds.scenes] == ["scene-0061"] and list(fr.scenes) == ["scene-0061"]
     assert list(ds.failed) == list(fr.failed) == ["scene-0103"]
     assert f"ego_pose record {data[0]['ego_pose_token']} is missing from {table}" in fr.failed["scene-0103"]
+
+
+def test_frames_fails_a_scene_whose_keyframe_records_are_gone(tmp_path, small_world):
+    """`frames` reads no tables: it hands on the records `dataset` wrote. One scene's file deleted in
+    between: that scene fails, named with the file; the other goes on."""
+    from assets.frames import frames
+
+    root, _ = small_world
+    res = resources(tmp_path, DatasetResource(data_dir=str(tmp_path), dataroot=str(root)))
+    ds = dg.materialize([dataset], resources=res).output_for_node("dataset")
+    gone = next(s for s in ds.scenes if s.name == "scene-0103")
+    Path(gone.keyframes_file).unlink()
+    result = dg.materialize([dataset.to_source_asset(), frames], resources=res, selection=[frames.key])
+    fr = result.output_for_node("frames")
+    assert list(fr.scenes) == ["scene-0061"] and list(fr.failed) == ["scene-0103"]
+    assert gone.keyframes_file in fr.failed["scene-0103"] and "missing" in fr.failed["scene-0103"]

@@ -117,3 +117,30 @@ def test_an_error_in_one_image_of_a_batch_lands_on_that_image(small_world, keyfr
     assert "unreadable truth file" in errors[by_channel["CAM_BACK"].filename]
     ok = [i for i, im in enumerate(images) if im.channel not in ("CAM_FRONT_LEFT", "CAM_BACK")]
     assert all(out["error"][i] == "" and out["depth"][i].max() > 0 for i in ok)
+
+
+def test_scenes_served_from_their_keyframe_files(ray_local, small_world, small_nusc, tmp_path):
+    """`serve_scenes` makes the rows from each scene's keyframe file on Ray: the same maps as `serve`,
+    each row saying its scene, keyframe and camera; an unreadable file is one error row of its scene."""
+    from ops.perception.serving import serve_scenes
+    from ops.storage.keyframe_files import keyframes_path, write_keyframes
+
+    root, _ = small_world
+    name = small_nusc.scene[0]["name"]
+    kfs = scene_keyframes(small_nusc, name)[:2]
+    good, broken = keyframes_path(tmp_path, name, "a" * 16), keyframes_path(tmp_path, "scene-x", "b" * 16)
+    write_keyframes(good, kfs)
+    broken.write_text("[{")
+    spec = BackendSpec("simulated", {"preset": "realistic"})
+    rows = list(serve_scenes(root, [(name, str(good)), ("scene-x", str(broken))], 12, spec, None, SETTINGS))
+    errors = [r for r in rows if r["error"]]
+    assert len(errors) == 1 and errors[0]["scene"] == "scene-x" and errors[0]["frame"] == -1
+    assert "unreadable keyframe records" in errors[0]["error"]
+    served = {r["name"]: r for r in rows if not r["error"]}
+    expected = run_perception(root, [im for kf in kfs for im in kf.images], spec, None, SETTINGS)
+    assert sorted(served) == sorted(expected)
+    for f, kf in enumerate(kfs):
+        for c, im in enumerate(kf.images):
+            r = served[im.filename]
+            assert (r["scene"], r["frame"], r["camera"]) == (name, f, c)
+            np.testing.assert_array_equal(r["semantics"], expected[im.filename]["semantics"])

@@ -1,5 +1,7 @@
 """Typed values as JSON: dataclasses with keyframe records and arrays come back equal, bit for bit,
 NaN included; what cannot be stored, or a field that does not exist, is a clear error."""
+import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +24,12 @@ def test_frames_and_their_keyframe_files_round_trip_with_their_arrays(tmp_path):
     assert back == value
     got = back.scenes["scene-t"].load()
     assert isinstance(got, list) and len(got) == 3 and len(back.keyframes(["scene-t"])) == 3
-    mtime = path.stat().st_mtime_ns
-    write_keyframes(path, kfs)                      # the same records: the file is left as it was
-    assert path.stat().st_mtime_ns == mtime and path.name == "scene-t-abcabcabcabcabca.json"
+    before = path.stat()
+    os.utime(path, (before.st_atime - 100, before.st_mtime - 100))
+    write_keyframes(path, kfs)          # the same records: the file is not rewritten, only touched (current)
+    after = path.stat()
+    assert after.st_ino == before.st_ino and after.st_mtime > before.st_mtime - 100
+    assert path.name == "scene-t-abcabcabcabcabca.json"
     path.write_text(path.read_text()[:50])
     with pytest.raises(ValueError, match="scene-t-abcabcabcabcabca.json: unreadable keyframe records"):
         read_keyframes(path)
@@ -34,6 +39,24 @@ def test_frames_and_their_keyframe_files_round_trip_with_their_arrays(tmp_path):
         for ia, ib in zip(a.images, b.images):
             assert np.array_equal(ia.K, ib.K) and np.array_equal(ia.T_ego_cam, ib.T_ego_cam)
             assert (ia.channel, ia.filename, ia.width, ia.height) == (ib.channel, ib.filename, ib.width, ib.height)
+
+
+def test_stale_keyframe_files_of_a_scene_are_removed_and_nothing_else(tmp_path):
+    from ops.storage.keyframe_files import STALE_AFTER_S, keyframes_path, remove_stale, write_keyframes
+
+    kfs, _ = keyframes(1)
+    current, stale, recent = (keyframes_path(tmp_path, "scene-a", fp * 16) for fp in "abc")
+    other_scene = keyframes_path(tmp_path, "scene-a-b", "d" * 16)     # a longer name sharing the prefix
+    untracked = keyframes_path(tmp_path, "scene-z", "e" * 16)         # a scene not in this walk
+    for p in (current, stale, recent, other_scene, untracked):
+        write_keyframes(p, kfs)
+    old = time.time() - STALE_AFTER_S - 60
+    for p in (current, stale, other_scene, untracked):
+        os.utime(p, (old, old))
+    gone = remove_stale(tmp_path, {"scene-a": current, "scene-a-b": other_scene})
+    assert gone == [stale]
+    assert current.is_file() and recent.is_file() and other_scene.is_file() and untracked.is_file()
+    assert remove_stale(tmp_path / "nowhere", {"scene-a": current}) == []
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from ops.storage import OCC_LABELS
 from ops.storage.fingerprints import fingerprint
 from ops.storage.scene_store import SceneStore
 
@@ -135,3 +136,47 @@ def test_a_damaged_result_is_not_current(tmp_path):
     assert store.attrs("scene-1", "labels")["fingerprint"] == "a"
     assert store.damage("scene-1", "labels") == "semantics/zarr.json is missing"
     assert not store.is_current("scene-1", "labels", "a")
+
+
+def _wait_while_committing(store, call):
+    """Run `call` while another holder has the stage's read lock exclusively (a commit's two renames):
+    it must wait for the release, and then see the complete result."""
+    import threading
+    import time
+
+    commit = store.lock("scene-1", OCC_LABELS, "read")
+    commit.acquire(exclusive=True, timeout=1)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("value", call()))
+    t.start()
+    time.sleep(0.8)
+    waited = "value" not in out
+    commit.release()
+    t.join(timeout=30)
+    return waited, out.get("value")
+
+
+def test_planning_and_labels_wait_for_a_commit_in_flight(tmp_path):
+    from ops.storage.scene_store import label_volumes
+
+    store = SceneStore(tmp_path / "s.zarr", on_wait=lambda msg: None)
+    with store.writer("scene-1", OCC_LABELS) as w:     # the shape label_volumes reads
+        w.create("semantics", (2, 4, 5, 3), np.uint8)
+        w.create("mask_camera", (2, 4, 5, 3), bool)
+        w.write("semantics", 1, np.full((4, 5, 3), 7, np.uint8))
+        w.commit({"fingerprint": "a", "tokens": ["t0", "t1"]})
+    waited, state = _wait_while_committing(store, lambda: store.state("scene-1", OCC_LABELS))
+    assert waited and state[0]["fingerprint"] == "a" and state[1] is None
+    waited, current = _wait_while_committing(store, lambda: store.is_current("scene-1", OCC_LABELS, "a"))
+    assert waited and current
+    waited, first = _wait_while_committing(store, lambda: next(label_volumes(store, ["scene-1"])))
+    assert waited and first[:3] == ("scene-1", 0, "t0")
+    # A consumer that stops half-way keeps no lock: a commit goes ahead at once.
+    volumes = label_volumes(store, ["scene-1"])
+    assert next(volumes)[2] == "t0"
+    commit = store.lock("scene-1", OCC_LABELS, "read")
+    commit.acquire(exclusive=True, timeout=0.5)
+    commit.release()
+    assert int(next(volumes)[3][0, 0, 0]) == 7
+    attrs, data = store.read("scene-1", OCC_LABELS, ("semantics",), index=1)
+    assert attrs["tokens"] == ["t0", "t1"] and data["semantics"].shape == (4, 5, 3) and data["semantics"].max() == 7
