@@ -45,12 +45,12 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: R
                            [[s.name, s.split, s.samples, s.images, s.has_truth] for s in scenes]
                            + [[n, "failed", None, None, e] for n, e in failed.items()])
     context.add_output_metadata(metadata({
-        "dataroot": root, "version": version, "demo_world": nuscenes.is_demo, "scenes": table,
+        "dataroot": root, "version": version, "demo_world": _is_demo_world(nuscenes), "scenes": table,
         "keyframes": sum(s.samples for s in scenes), "images": sum(s.images for s in scenes),
         "failed_scenes": len(failed),
         "generation_seconds": None if generated_s is None else round(generated_s, 1),
         **_truth_pictures(nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
-    return versioned(DatasetValue(str(root), version, str(nuscenes.gts_dir()), nuscenes.is_demo,
+    return versioned(DatasetValue(str(root), version, str(nuscenes.gts_dir()), _is_demo_world(nuscenes),
                                   tuple(SceneInfo(s.name, s.token, s.split, s.samples, s.images, *files[s.name])
                                         for s in scenes), failed))
 
@@ -65,6 +65,13 @@ def _generate_demo_world(nuscenes: DatasetResource, log) -> float | None:
     start = time.time()
     generate_demo_world(root, cfg, log=log)
     return time.time() - start
+
+
+def _is_demo_world(nuscenes: DatasetResource) -> bool:
+    """Whether the data is a demo world: generated here, or a given dataroot that holds one (its marker)."""
+    from ops.demo_world.generate import is_complete
+
+    return nuscenes.is_demo or is_complete(nuscenes.root())
 
 
 def _selected(scenes: list, names: list[str], root, version: str) -> list:

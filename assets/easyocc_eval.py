@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.easyocc_model import pseudo_labels
 from assets.metadata import metadata
-from assets.values import EvalValue, FramesValue, ModelValue, StageResult
+from assets.values import DatasetValue, EvalValue, FramesValue, ModelValue, StageResult
 from assets.versions import versioned
 from ops.storage.fingerprints import code_version
 
@@ -20,8 +20,8 @@ class EvalConfig(dg.Config):
 
 @dg.asset(group_name="model", kinds={"torch"}, code_version=code_version("ops.model.evaluate"),
           description="EasyOcc on the validation scenes: Occ3D metrics, next to its labels and a per-height baseline")
-def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: FramesValue, occ_labels: StageResult,
-                 easyocc_model: ModelValue) -> dg.Output[EvalValue]:
+def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, dataset: DatasetValue, frames: FramesValue,
+                 occ_labels: StageResult, easyocc_model: ModelValue) -> dg.Output[EvalValue]:
     from ops.evaluation.tables import per_class_table, summary_table
     from ops.model.evaluate import HeightBaseline, evaluate
     from ops.model.train import load_model
@@ -37,14 +37,17 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, frames: 
     val_kfs = frames.keyframes(scenes)
     picture = _MiddlePicture(val_kfs[len(val_kfs) // 2].token, labels)
     start = time.time()
-    res = evaluate(model, frames.dataroot, val_kfs, labels, baseline, device, picture)
+    res = evaluate(model, frames.dataroot, val_kfs, labels, baseline, device, picture, gts_dir=dataset.gts_dir)
     context.log.info(f"easyocc_eval: {len(val_kfs)} keyframes of {scenes} in {time.time() - start:.0f} s")
+    if res["no_truth"] == len(val_kfs):
+        context.log.warning(f"easyocc_eval: no Occ3D truth under {dataset.gts_dir} for any of these keyframes: "
+                            f"nothing scored (the nuscenes resource's gts_subdir says where the truth is)")
     names = {"model": f"EasyOcc (step {ckpt['step']})", "labels": "its pseudo-labels (reference)",
              "baseline": "baseline: most common class per height"}
     keys = [k for k in ("model", "labels", "baseline") if k in res and res[k]["frames"]]
     meta = {"scores": summary_table([(names[k], res[k]) for k in keys]),
             "per_class": per_class_table([(f"{k} (camera)", res[k], "camera") for k in keys]),
-            "val_scenes": scenes, "frames_without_truth": res["no_truth"], "frames_without_label": res["no_label"],
+            "val_scenes": scenes, "truth": dataset.gts_dir, "frames_without_truth": res["no_truth"], "frames_without_label": res["no_label"],
             "checkpoint": Path(easyocc_model.checkpoint), "bev_prediction_label_truth": picture.markdown}
     if res["model"]["frames"]:
         meta["miou17_camera"] = round(100 * res["model"]["masks"]["camera"]["miou17"], 2)

@@ -37,7 +37,7 @@ class DatasetValue:
     dataroot: str
     version: str
     gts_dir: str            # where Occ3D truth is read (may not exist)
-    demo_world: bool
+    demo_world: bool        # the data is a demo world (generated here, or a dataroot holding one)
     scenes: tuple[SceneInfo, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)     # scene -> why its tables could not be read
 

@@ -37,7 +37,9 @@ class DatasetResource(dg.ConfigurableResource):
         return self.version or settings.DEMO_VERSION
 
     def gts_dir(self) -> Path:
-        return self.root() / self.gts_subdir
+        from ops.storage.occ3d_layout import truth_dir
+
+        return truth_dir(self.root(), self.gts_subdir)
 
     def demo_config(self):
         from ops.demo_world.generate import DemoWorldConfig
@@ -69,6 +71,9 @@ class PerceptionResource(dg.ConfigurableResource):
             raise ValueError(f"perception {role}_options is not valid JSON ({exc}): {raw!r}") from exc
         if not isinstance(options, dict):
             raise ValueError(f"perception {role}_options must be a JSON object, got {raw!r}")
+        from ops.perception.base import check_options
+
+        check_options(role, name, options)  # a typo fails the run here, not in every perception actor
         return BackendSpec(name, options)   # the serving layer gives `simulated` its dataroot
 
 

@@ -35,12 +35,12 @@ class HeightBaseline:
         return np.broadcast_to(self.classes[None, None, :], GRID.shape).copy()
 
 
-def truth(dataroot: str | Path, kf: KeyframeRecord) -> dict | None:
-    """The keyframe's Occ3D ground truth (`<dataroot>/gts/<scene>/<token>/labels.npz`), or None without one."""
+def truth(gts_dir: str | Path, kf: KeyframeRecord) -> dict | None:
+    """The keyframe's Occ3D ground truth (`<gts_dir>/<scene>/<token>/labels.npz`), or None without one."""
     from ops.evaluation.scoring import TRUTH_KEYS
     from ops.storage.occ3d_layout import FrameRef, load_labels
 
-    path = FrameRef(kf.scene, kf.token).path(Path(dataroot) / "gts")
+    path = FrameRef(kf.scene, kf.token).path(gts_dir)
     if not path.is_file():
         return None
     return load_labels(path, TRUTH_KEYS)
@@ -57,9 +57,9 @@ def predict(model, dataset: OccDataset, device="cpu"):
 
 
 def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], labels: PseudoLabels | None = None,
-             baseline: HeightBaseline | None = None, device="cpu", on_frame=None) -> dict:
-    """{"model", "labels", "baseline"}: Occ3DAccumulator results against the ground truth in
-    `<dataroot>/gts` (camera mask, camera&lidar, full scene). Frames without ground truth are counted
+             baseline: HeightBaseline | None = None, device="cpu", on_frame=None, gts_dir: str | Path | None = None) -> dict:
+    """{"model", "labels", "baseline"}: Occ3DAccumulator results against the ground truth in `gts_dir`
+    (default `<dataroot>/gts`; camera mask, camera&lidar, full scene). Frames without ground truth are counted
     in "no_truth" and skipped; frames without a label count in "no_label" and are left out of the
     labels' row only. `on_frame(kf, prediction, truth)` sees every scored frame."""
     accs = {"model": Occ3DAccumulator()}
@@ -67,10 +67,13 @@ def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], label
         accs["labels"] = Occ3DAccumulator()
     if baseline is not None:
         accs["baseline"] = Occ3DAccumulator()
+    from ops.storage.occ3d_layout import truth_dir
+
+    gts = Path(gts_dir) if gts_dir is not None else truth_dir(dataroot)
     ds = OccDataset(dataroot, keyframes, model.cfg.image_size)
     no_truth = no_label = 0
     for kf, pred in predict(model, ds, device):
-        gt = truth(dataroot, kf)
+        gt = truth(gts, kf)
         if gt is None:
             no_truth += 1
             continue

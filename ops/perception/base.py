@@ -191,7 +191,47 @@ def backend_module(kind: str, name: str) -> str:
     return builder.split(":")[0] if isinstance(builder, str) else builder.__module__
 
 
+def options_from(*targets) -> Callable:
+    """Marks a builder that hands its `**options` on to `targets` (classes or functions: their keyword-only
+    parameters; dataclasses: their fields): the options it accepts are its own parameters and those."""
+    def mark(builder: Callable) -> Callable:
+        builder.options_from = targets
+        return builder
+    return mark
+
+
+def accepted_options(builder: Callable) -> list[str] | None:
+    """The option names a builder accepts, sorted; None when it takes any (a `**options` builder that
+    does not say where they go: a user's backend, registered without `options_from`)."""
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(builder).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        targets = getattr(builder, "options_from", None)
+        if targets is None:
+            return None
+        for target in targets:
+            sig = inspect.signature(target).parameters.values()
+            names |= {p.name for p in sig
+                      if p.kind is p.KEYWORD_ONLY or (dataclasses.is_dataclass(target) and p.kind is not p.VAR_KEYWORD)}
+    return sorted(names)
+
+
+def check_options(kind: str, name: str, options: dict) -> None:
+    """Raise naming every option that backend `name` of `kind` ("segmenter" or "depth") does not accept,
+    with the ones it does: a typo in EASYOCC_*_OPTIONS fails at once instead of being dropped."""
+    table = {"segmenter": _SEGMENTERS, "depth": _DEPTHS}[kind]
+    accepted = accepted_options(_resolve(table, kind, name))
+    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise ValueError(f"{kind} backend {name!r}: unknown option(s) {', '.join(unknown)}; "
+                         f"it accepts {', '.join(accepted)}")
+
+
 def build_segmenter(name: str, **options) -> Segmenter:
+    check_options("segmenter", name, options)
     seg = _resolve(_SEGMENTERS, "segmenter", name)(**options)
     if not isinstance(seg, Segmenter):
         raise TypeError(f"segmenter builder {name!r} returned {type(seg).__name__}, not a Segmenter")
@@ -199,6 +239,7 @@ def build_segmenter(name: str, **options) -> Segmenter:
 
 
 def build_depth(name: str, **options) -> DepthEstimator:
+    check_options("depth", name, options)
     est = _resolve(_DEPTHS, "depth", name)(**options)
     if not isinstance(est, DepthEstimator):
         raise TypeError(f"depth builder {name!r} returned {type(est).__name__}, not a DepthEstimator")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ops.hub import from_pretrained
-from ops.perception.base import ImageBatch, Segmenter
+from ops.perception.base import ImageBatch, Segmenter, options_from
 from ops.perception.vocabulary import Vocabulary, merge_masks
 from ops.runtime import resolve_device, resolve_dtype
 
@@ -160,6 +160,7 @@ class GroundedSAM(Segmenter):
         return out
 
 
+@options_from(GroundedSAM)
 def build_grounded_sam(detector: str = DEFAULT_DETECTOR, sam: str = DEFAULT_SAM,
                        vocabulary: Mapping | None = None, **options) -> GroundedSAM:
     """Load GroundingDINO and SAM by hub id or local folder (see `ops.hub.from_pretrained`)."""

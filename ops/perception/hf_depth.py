@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ops.hub import from_pretrained
-from ops.perception.base import DepthEstimator, ImageBatch
+from ops.perception.base import DepthEstimator, ImageBatch, options_from
 from ops.runtime import resolve_device, resolve_dtype
 
 KINDS = ("depth_anything_v2", "depth_pro", "zoedepth")
@@ -146,14 +146,17 @@ def _load(kind: str, checkpoint: str | None, **config_overrides):
     return from_pretrained(AutoModelForDepthEstimation, spec, f"{kind} depth model", config=cfg)
 
 
+@options_from(HFDepth)
 def build_depth_anything_v2(checkpoint: str | None = None, **options) -> HFDepth:
     return HFDepth(_load("depth_anything_v2", checkpoint), "depth_anything_v2", **options)
 
 
+@options_from(HFDepth)
 def build_depth_pro(checkpoint: str | None = None, **options) -> HFDepth:
     return HFDepth(_load("depth_pro", checkpoint, use_fov_model=False), "depth_pro", **options)
 
 
+@options_from(HFDepth)
 def build_zoedepth(checkpoint: str | None = None, zoe_max_depth: float = 80.0, **options) -> HFDepth:
     from transformers import AutoConfig
 

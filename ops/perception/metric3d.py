@@ -133,5 +133,9 @@ def load_metric3d(variant: str = "vit_giant2", repo: str = "yvanyin/metric3d", w
 
 
 def build_metric3d(variant: str = "vit_giant2", repo: str = "yvanyin/metric3d", weights: str | None = None,
-                   device: str = "auto", precision: str = "fp32", batch_size: int = 4, **_) -> Metric3DDepth:
-    return Metric3DDepth(load_metric3d(variant, repo, weights), device, precision, batch_size)
+                   device: str = "auto", precision: str = "fp32", batch_size: int = 4,
+                   input_size: tuple[int, int] | list[int] = INPUT_SIZE) -> Metric3DDepth:
+    """`input_size` (H, W): the canonical input the image is fitted into (616 x 1064 for the ViT models)."""
+    if len(input_size) != 2 or min(input_size) < 14:
+        raise ValueError(f"metric3d input_size must be (height, width) of at least 14 px each, got {input_size!r}")
+    return Metric3DDepth(load_metric3d(variant, repo, weights), device, precision, batch_size, tuple(input_size))

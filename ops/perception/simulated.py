@@ -38,7 +38,7 @@ import numpy as np
 
 from ops.data.truth import load_truth, truth_file
 from ops.occ3d import CLASS_ID, FREE, OBJECT_CLASSES, SURFACE_CLASSES, UNOBSERVED
-from ops.perception.base import DepthEstimator, ImageBatch, PerceptionError, Segmenter
+from ops.perception.base import DepthEstimator, ImageBatch, PerceptionError, Segmenter, options_from
 
 REFERENCE_WIDTH = 1600
 
@@ -351,9 +351,11 @@ class SimulatedDepth(_Simulated, DepthEstimator):
         return out
 
 
+@options_from(NoiseModel)
 def build_simulated_segmenter(dataroot: str | Path, preset: str = "realistic", **overrides) -> SimulatedSegmenter:
     return SimulatedSegmenter(dataroot, preset, **overrides)
 
 
+@options_from(NoiseModel)
 def build_simulated_depth(dataroot: str | Path, preset: str = "realistic", **overrides) -> SimulatedDepth:
     return SimulatedDepth(dataroot, preset, **overrides)

@@ -1,8 +1,9 @@
 """Occ3D-layout label directories: listing their frames, reading label files with checks, and writing
 our labels in that layout (the export).
 
-Layout (Occ3D-nuScenes): ``<dir>/<scene name>/<sample token>/labels.npz`` with ``semantics`` uint8
-(200, 200, 16) and, in ground truth, ``mask_camera`` / ``mask_lidar`` uint8 0/1.
+Layout (Occ3D-nuScenes): ``<dir>/<scene name>/<sample token>/labels.npz`` with ``semantics``,
+``mask_lidar`` and ``mask_camera``, each uint8 (200, 200, 16), the masks 0/1 (our export writes all
+three; see `write_labels` for what its masks mean).
 """
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ import numpy as np
 
 from ops.occ3d import GRID, LABELS_FILE, as_occ3d_semantics
 from ops.storage.files import npz_bytes, write_bytes_atomic
+
+
+DEFAULT_GTS_SUBDIR = "gts"   # where Occ3D-nuScenes puts its truth: <dataroot>/gts/<scene>/<token>/labels.npz
+
+
+def truth_dir(dataroot: str | Path, gts_subdir: str = DEFAULT_GTS_SUBDIR) -> Path:
+    """The folder of a dataroot's Occ3D truth: the one place that resolves it (the dataset resource's
+    `gts_subdir`, recorded in the dataset's value, is what every scorer is given)."""
+    sub = Path(gts_subdir)
+    return sub if sub.is_absolute() else Path(dataroot) / sub
 
 
 @dataclass(frozen=True, order=True)
@@ -62,12 +73,20 @@ def load_labels(path: str | Path, keys: tuple[str, ...] = ("semantics",)) -> dic
     return out
 
 
+EXPORT_KEYS = ("semantics", "mask_lidar", "mask_camera")   # what Occ3D's loaders read, all (200, 200, 16) uint8
+
+
 def write_labels(root: str | Path, scene: str, token: str, semantics: np.ndarray, mask_camera: np.ndarray) -> bool:
-    """Write one of our labels as `<root>/<scene>/<token>/labels.npz` (`semantics` in Occ3D's values:
-    unobserved becomes free; `mask_camera` says what was seen). Returns False, writing nothing, when the
-    file already holds exactly these bytes."""
+    """Write one of our labels as `<root>/<scene>/<token>/labels.npz` with Occ3D's keys, shapes and dtypes:
+    `semantics` uint8 in Occ3D's values (unobserved becomes free, 17), `mask_camera` and `mask_lidar`
+    uint8 0/1. No lidar is used: both masks are what our cameras observed (the voxels the fusion
+    labelled), so a loader that reads either mask trains on the observed voxels only. Returns False,
+    writing nothing, when the file already holds exactly these bytes."""
+    mask = np.asarray(mask_camera).astype(np.uint8)
+    if semantics.shape != GRID.shape or mask.shape != GRID.shape:
+        raise ValueError(f"{scene}/{token}: semantics {semantics.shape} and mask {mask.shape}, expected {GRID.shape}")
     path = FrameRef(scene, token).path(root)
-    data = npz_bytes(semantics=as_occ3d_semantics(semantics), mask_camera=mask_camera)
+    data = npz_bytes(semantics=as_occ3d_semantics(semantics).astype(np.uint8), mask_lidar=mask, mask_camera=mask)
     if path.is_file() and path.read_bytes() == data:
         return False
     write_bytes_atomic(path, data)

@@ -38,11 +38,11 @@ def resources(root, tmp, **perception):
             "io_manager": JsonIOManager(data_dir=str(tmp))}
 
 
-def run(root, tmp, force=False, labels=None, **perception):
+def run(root, tmp, force=False, labels=None, instance=None, **perception):
     cfg = {"ops": {a: {"config": {"force": force}} for a in ("semantic_maps", "metric_depth")}}
     cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
     return dg.materialize([*ASSETS, occ_labels_checks, *STAGE_CHECKS], resources=resources(root, tmp, **perception), run_config=cfg,
-                          raise_on_error=False)
+                          raise_on_error=False, instance=instance)
 
 
 def data_version(result, asset):
@@ -110,7 +110,8 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     exported = tmp_path / "occ3d_export" / "gts" / "scene-0103" / kfs[1].token / "labels.npz"
     with np.load(exported) as e:
         np.testing.assert_array_equal(e["semantics"], as_occ3d_semantics(labels["semantics"][1]))
-        np.testing.assert_array_equal(e["mask_camera"], labels["mask_camera"][1])
+        np.testing.assert_array_equal(e["mask_camera"], labels["mask_camera"][1].astype(np.uint8))
+        assert e["mask_lidar"].dtype == e["mask_camera"].dtype == np.uint8
     # unchanged: skipped, bytes untouched
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "easyocc.zarr").rglob("*") if p.is_file()}
     again = run(root, tmp_path)
@@ -148,11 +149,13 @@ def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, 
     root, _ = small_world
     world = tmp_path / "world"
     shutil.copytree(root, world)
+    (world / "easyocc_demo.json").unlink()      # not the demo world any more: its quality floor does not apply
     bad = scene_keyframes(small_nusc, "scene-0103")[1].images[3].filename
     hidden = tmp_path / "hidden.npz"
     shutil.move(truth_file(world, bad), hidden)
     truth_file(world, bad).write_bytes(hidden.read_bytes()[:100])      # truncated
-    first = run(world, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    first = run(world, tmp_path, instance=instance)
     assert not first.success                     # the run reports the bad scene ...
     failed_steps = sorted(e.step_key for e in first.get_step_failure_events())
     assert failed_steps == [f"{a}_every_scene_stored" for a in ("metric_depth", "occ_labels", "semantic_maps")]
@@ -164,6 +167,10 @@ def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, 
     labelled = checks[("occ_labels", "every_scene_stored")]
     assert not labelled.passed and "scene-0103" in labelled.metadata["failed"].value
     assert checks[("occ_labels", "volumes_well_formed")].passed
+    assert ("occ_labels", "demo_quality_floor") not in checks     # skipped, not passed, and the log says why
+    assert any("demo_quality_floor: not applicable, skipped" in (e.user_message or "") for e in instance.all_logs(first.run_id))
+    floor = dg.AssetCheckKey(dg.AssetKey("occ_labels"), "demo_quality_floor")
+    assert [r.status.value for r in instance.event_log_storage.get_asset_check_execution_history(floor, limit=1)] == ["PLANNED"]
     store = SceneStore(tmp_path / "easyocc.zarr")
     assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061"]   # ... the other is stored
     assert list(first.output_for_node("label_quality").scenes) == ["scene-0061"]      # ... and goes on downstream

@@ -25,8 +25,9 @@ def _ray_down():
     ray.shutdown()
 
 
-def resources(root, tmp):
-    return {"nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root)), "perception": PerceptionResource(),
+def resources(root, tmp, gts_subdir="gts"):
+    return {"nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root), gts_subdir=gts_subdir),
+            "perception": PerceptionResource(),
             "ray": RayResource(local_cpus=2, num_actors=1), "storage": StorageResource(data_dir=str(tmp)),
             "io_manager": JsonIOManager(data_dir=str(tmp))}
 
@@ -37,10 +38,17 @@ def meta(result, asset):
 
 
 def test_train_continue_and_evaluate(small_world, tmp_path):
-    root, _ = small_world
+    """Also: the Occ3D truth is in a folder of another name (`gts_subdir`), which evaluation honours."""
+    import shutil
+
+    small, _ = small_world
+    root = tmp_path / "world"
+    shutil.copytree(small, root, ignore=shutil.ignore_patterns("gts"))
+    shutil.copytree(small / "gts", root / "occ3d" / "truth")
     cfg = {"ops": {"easyocc_model": {"config": {"max_steps": 2, "checkpoint_every": 1}}}}
-    first = dg.materialize(ASSETS, resources=resources(root, tmp_path), run_config=cfg)
+    first = dg.materialize(ASSETS, resources=resources(root, tmp_path, "occ3d/truth"), run_config=cfg)
     assert first.success
+    assert first.output_for_node("dataset").gts_dir == str(root / "occ3d" / "truth")
     out = first.output_for_node("easyocc_model")
     assert out.steps == 2 and out.train_scenes == ("scene-0061",) and out.checkpoint.endswith("step-00000002.pt")
     m = meta(first, "easyocc_model")
@@ -64,7 +72,7 @@ def test_train_continue_and_evaluate(small_world, tmp_path):
     assert labels.missing(kfs) == [] and labels.missing([("scene-0061", "no-such-token")]) == ["scene-0061/no-such-token"]
     # a longer run of the same configuration continues the same run directory
     instance = dg.DagsterInstance.ephemeral()
-    more = dg.materialize(ASSETS, selection=["easyocc_model"], resources=resources(root, tmp_path), instance=instance,
+    more = dg.materialize(ASSETS, selection=["easyocc_model"], resources=resources(root, tmp_path, "occ3d/truth"), instance=instance,
                           run_config={"ops": {"easyocc_model": {"config": {"max_steps": 3, "checkpoint_every": 1}}}})
     assert more.success
     again = more.output_for_node("easyocc_model")
@@ -72,8 +80,26 @@ def test_train_continue_and_evaluate(small_world, tmp_path):
     logs = [e.user_message for e in instance.all_logs(more.run_id)]
     assert any("resumed from" in m and "step 2" in m for m in logs)
     # another training scene list that does not exist is a clear failure
-    bad = dg.materialize(ASSETS, selection=["easyocc_model"], resources=resources(root, tmp_path), raise_on_error=False,
+    bad = dg.materialize(ASSETS, selection=["easyocc_model"], resources=resources(root, tmp_path, "occ3d/truth"), raise_on_error=False,
                          run_config={"ops": {"easyocc_model": {"config": {"train_scenes": ["scene-9999"]}}}})
     assert not bad.success
     err = [e for e in bad.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "scene-9999" in str(err.event_specific_data.error)
+
+    # the Occ3D export reads in the Occ3D loaders' contract, and our model trains from it
+    from assets.occ3d_export import occ3d_export
+    from tests.support.occ3d_loader import load_occ_gt
+
+    exported = dg.materialize(ASSETS + [occ3d_export], selection=["occ3d_export"],
+                              resources=resources(root, tmp_path, "occ3d/truth"))
+    export_dir = exported.output_for_node("occ3d_export").path
+    from_export = PseudoLabels.from_occ3d(export_dir)
+    for k in kfs:
+        gt = load_occ_gt(export_dir, k.scene, k.token)
+        np.testing.assert_array_equal(gt["mask_lidar"], gt["mask_camera"])
+        np.testing.assert_array_equal(from_export.get(k.scene, k.token), labels.get(k.scene, k.token))
+    trained = dg.materialize(ASSETS + [occ3d_export], selection=["easyocc_model"],
+                             resources=resources(root, tmp_path, "occ3d/truth"),
+                             run_config={"ops": {"easyocc_model": {"config": {"max_steps": 1, "labels": export_dir}}}})
+    model = trained.output_for_node("easyocc_model")
+    assert model.steps == 1 and model.labels == export_dir and model.run_dir != out.run_dir

@@ -61,7 +61,7 @@ def test_every_frame_is_scored_for_the_model_labels_and_baseline(small_world, sm
     assert model.calls == 3 and seen == [kf.token for kf in kfs] and res["no_truth"] == res["no_label"] == 0
     want = {k: Occ3DAccumulator() for k in ("model", "labels", "baseline")}
     for kf in kfs:
-        gt = truth(root, kf)
+        gt = truth(root / "gts", kf)
         args = (gt["semantics"], gt["mask_camera"], gt["mask_lidar"])
         want["model"].update(road_volume(), *args)
         want["labels"].update(as_occ3d_semantics(labels.get(kf.scene, kf.token)), *args)
@@ -78,7 +78,7 @@ def test_frames_without_truth_or_label_are_counted(small_world, small_nusc, tmp_
     shutil.copytree(root, world)
     kfs = scene_keyframes(small_nusc, "scene-0103")[:3]
     shutil.rmtree(world / "gts" / "scene-0103" / kfs[0].token)
-    assert truth(world, kfs[0]) is None
+    assert truth(world / "gts", kfs[0]) is None
 
     def read(scene, token):
         if token == kfs[1].token:
@@ -89,3 +89,15 @@ def test_frames_without_truth_or_label_are_counted(small_world, small_nusc, tmp_
     res = evaluate(ConstantModel(road_volume()), world, kfs, labels)
     assert res["no_truth"] == 1 and res["no_label"] == 1
     assert res["model"]["frames"] == 2 and res["labels"]["frames"] == 1 and "baseline" not in res
+
+
+def test_truth_in_a_folder_of_another_name_is_read_where_it_is_said_to_be(small_world, small_nusc, tmp_path):
+    root, _ = small_world
+    world = tmp_path / "world"
+    shutil.copytree(root, world, ignore=shutil.ignore_patterns("gts"))
+    shutil.copytree(root / "gts", world / "occ3d_gts")
+    kfs = scene_keyframes(small_nusc, "scene-0103")[:2]
+    model = ConstantModel(road_volume())
+    assert evaluate(model, world, kfs)["no_truth"] == 2                  # not under the default gts/
+    res = evaluate(model, world, kfs, gts_dir=world / "occ3d_gts")
+    assert res["no_truth"] == 0 and res["model"]["frames"] == 2

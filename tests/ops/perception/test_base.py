@@ -93,3 +93,50 @@ def test_registry_builds_by_name_and_lists_names():
     register_depth("test_wrong", lambda: object())
     with pytest.raises(TypeError, match="not a DepthEstimator"):
         build_depth("test_wrong")
+
+
+@pytest.mark.parametrize("kind,name", [("segmenter", n) for n in segmenter_names()] + [("depth", n) for n in depth_names()])
+def test_every_backend_rejects_an_unknown_option_naming_it_and_the_accepted_ones(kind, name):
+    """Checked before anything is built (no weights needed): a typo in EASYOCC_*_OPTIONS fails at once."""
+    from ops.perception.base import accepted_options, build_depth, build_segmenter, check_options
+
+    build = build_segmenter if kind == "segmenter" else build_depth
+    with pytest.raises(ValueError, match=rf"{kind} backend '{name}': unknown option\(s\) batch_szie; it accepts ") as err:
+        build(name, batch_szie=2)
+    accepted = accepted_options(_builder(kind, name))
+    assert str(err.value).endswith(", ".join(accepted))
+    assert accepted and "device" in accepted or name == "simulated"
+    check_options(kind, name, {accepted[0]: None})      # an accepted one passes the check
+
+
+def _builder(kind, name):
+    from ops.perception.base import _DEPTHS, _SEGMENTERS, _resolve
+
+    return _resolve(_SEGMENTERS if kind == "segmenter" else _DEPTHS, kind, name)
+
+
+def test_the_perception_resource_refuses_an_unknown_option_before_any_run(tmp_path):
+    from pipelines.resources import PerceptionResource
+
+    res = PerceptionResource(depth="metric3d", depth_options='{"input_size": [308, 532], "varient": "vit_small"}')
+    with pytest.raises(ValueError, match="unknown option\\(s\\) varient; it accepts .*input_size.*variant"):
+        res.spec("depth")
+    assert PerceptionResource(depth="metric3d", depth_options='{"input_size": [308, 532]}').spec("depth").options
+
+
+def test_a_user_backend_without_declared_options_takes_any(tmp_path):
+    from ops.perception.base import accepted_options, options_from
+
+    def open_builder(**anything):
+        return anything
+
+    class Target:
+        def __init__(self, model, *, threshold=0.5):
+            pass
+
+    @options_from(Target)
+    def declared(a=1, **options):
+        return Target(None, **options)
+
+    assert accepted_options(open_builder) is None
+    assert accepted_options(declared) == ["a", "threshold"]    # the target's keyword-only ones, not `model`

@@ -53,10 +53,17 @@ def test_write_labels_in_occ3d_values_and_only_when_changed(tmp_path):
     path = FrameRef("scene-a", "tok").path(tmp_path)
     first = path.read_bytes()
     with np.load(path) as f:
-        assert sorted(f.files) == ["mask_camera", "semantics"]
+        assert sorted(f.files) == ["mask_camera", "mask_lidar", "semantics"]      # Occ3D's keys
+        assert all(f[k].dtype == np.uint8 and f[k].shape == GRID.shape for k in f.files)
         assert f["semantics"][10, 10, 2] == 11 and (f["semantics"] != UNOBSERVED).all()
-        assert f["semantics"][0, 0, 0] == FREE and f["mask_camera"].sum() == 3
+        assert f["semantics"][0, 0, 0] == FREE and f["mask_camera"].sum() == 3 and f["mask_camera"].max() == 1
+        np.testing.assert_array_equal(f["mask_lidar"], f["mask_camera"])    # no lidar: what the cameras saw
     assert not write_labels(tmp_path, "scene-a", "tok", sem, mask)          # same bytes: not written again
     assert path.read_bytes() == first
     sem[10, 10, 2] = 13
     assert write_labels(tmp_path, "scene-a", "tok", sem, mask) and path.read_bytes() != first
+
+
+def test_write_labels_refuses_a_volume_of_another_shape(tmp_path):
+    with pytest.raises(ValueError, match="scene-a/tok: semantics .* expected"):
+        write_labels(tmp_path, "scene-a", "tok", np.zeros((200, 200, 8), np.uint8), np.zeros((200, 200, 8), bool))
