@@ -39,7 +39,7 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, dataset:
     start = time.time()
     res = evaluate(model, frames.dataroot, val_kfs, labels, baseline, device, picture, gts_dir=dataset.gts_dir)
     context.log.info(f"easyocc_eval: {len(val_kfs)} keyframes of {scenes} in {time.time() - start:.0f} s")
-    if res["no_truth"] == len(val_kfs):
+    if val_kfs and res["no_truth"] == len(val_kfs):
         context.log.warning(f"easyocc_eval: no Occ3D truth under {dataset.gts_dir} for any of these keyframes: "
                             f"nothing scored (the nuscenes resource's gts_subdir says where the truth is)")
     names = {"model": f"EasyOcc (step {ckpt['step']})", "labels": "its pseudo-labels (reference)",

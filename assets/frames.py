@@ -2,7 +2,9 @@
 file, calibration and own ego pose; the keyframe's LIDAR_TOP pose), with a fingerprint of the inputs.
 The records are in one file per scene, written by `dataset`'s walk over the tables
 (ops/storage/keyframe_files.py); the value handed on holds only their paths and counts, so it stays
-small however many scenes there are, and the tables are not read again here.
+small however many scenes there are, and the tables are not read again here. The fingerprints are
+those `dataset` computed (from the tables and the image files' sizes and times): a changed image is
+noticed when `dataset` runs again, as every job that builds labels does.
 
 A scene whose tables are broken (a missing calibration, ego pose or image record, found by
 `dataset`) or whose records file has gone is reported and left out; the other scenes go on."""

@@ -28,12 +28,16 @@ def occ_labels_checks(context: dg.AssetCheckExecutionContext, dataset: DatasetVa
     from ops.storage.scene_store import label_volumes
 
     store = storage.store()
-    problems, frames = [], 0
-    for scene, _, token, sem, mask in label_volumes(store, occ_labels.scenes):
-        frames += 1
-        problems += [f"{scene}/{token}: {p}" for p in label_problems(sem, mask)]
-    yield dg.AssetCheckResult(check_name="volumes_well_formed", passed=not problems,
-                              metadata={"frames": frames, "problems": dg.MetadataValue.md("\n".join(problems[:20]) or "none")})
+    selected = {key.name for key in context.selected_asset_check_keys}
+    if "volumes_well_formed" in selected:
+        problems, frames = [], 0
+        for scene, _, token, sem, mask in label_volumes(store, occ_labels.scenes):
+            frames += 1
+            problems += [f"{scene}/{token}: {p}" for p in label_problems(sem, mask)]
+        yield dg.AssetCheckResult(check_name="volumes_well_formed", passed=not problems, metadata={
+            "frames": frames, "problems": dg.MetadataValue.md("\n".join(problems[:20]) or "none")})
+    if "demo_quality_floor" not in selected:
+        return
     if not dataset.demo_world:
         context.log.info("demo_quality_floor: not applicable, skipped: the dataroot is not the demo world "
                          "(label_quality reports the scores against Occ3D truth where there is any)")

@@ -69,8 +69,8 @@ class PseudoLabels:
             index[scene] = (attrs.get("fingerprint"), {t: i for i, t in enumerate(attrs["tokens"])}, attrs.get("stats"))
             return index[scene]
 
-        def entry(scene: str) -> tuple:
-            if scene not in index:
+        def entry(scene: str, refresh: bool = False) -> tuple:
+            if scene not in index or refresh:
                 try:
                     remember(scene, store.read(scene, stage)[0])
                 except FileNotFoundError as exc:
@@ -79,13 +79,15 @@ class PseudoLabels:
 
         def index_of(scene: str, token: str) -> int:
             if token not in entry(scene)[1]:
-                raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
-            return entry(scene)[1][token]
+                entry(scene, refresh=True)            # rebuilt since it was looked at?
+                if token not in index[scene][1]:
+                    raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
+            return index[scene][1][token]
 
         def read(scene: str, token: str) -> np.ndarray:
             # Each volume is read under the stage's read lock (held for that read only): a rebuild by
             # another run during training is seen whole, volume by volume, never half-swapped.
-            index_of(scene, token)
+            entry(scene)
             try:
                 with store.reading(scene, stage) as g:
                     attrs = g.attrs
@@ -93,8 +95,7 @@ class PseudoLabels:
                     if attrs.get("fingerprint") != fp:    # rebuilt since: its keyframes may differ
                         fp, tokens, _ = remember(scene, dict(attrs))
                     if token not in tokens:
-                        raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage}) "
-                                       f"since it was rebuilt")
+                        raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
                     return np.asarray(g["semantics"][tokens[token]])
             except FileNotFoundError as exc:
                 raise KeyError(f"no labels for scene {scene}: {exc}") from None

@@ -227,7 +227,7 @@ def check_options(kind: str, name: str, options: dict) -> None:
     unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
     if unknown:
         raise ValueError(f"{kind} backend {name!r}: unknown option(s) {', '.join(unknown)}; "
-                         f"it accepts {', '.join(accepted)}")
+                         f"it accepts {', '.join(accepted) or 'no options'}")
 
 
 def build_segmenter(name: str, **options) -> Segmenter:

@@ -120,7 +120,8 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
             if scene in plan.failed or scene in skipped:
                 continue
             if row["error"]:
-                plan.fail(scene, f"image {row['name']}: {row['error']}")
+                what = "its keyframe records could not be read on the Ray worker" if f < 0 else f"image {row['name']}"
+                plan.fail(scene, f"{what}: {row['error']}")
                 log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
                 writers.pop(scene).writer.abort()
                 continue
@@ -138,9 +139,9 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
                 log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
                 writers.pop(scene).writer.abort()
     finally:
-        rows.close()
         for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock
             sw.writer.abort()
+        rows.close()
     for scene in order:              # every scene is accounted for: stored, skipped or failed
         if scene not in plan.done and scene not in plan.failed:
             missing = left.get(scene, keyframe_files[scene][1])

@@ -19,6 +19,7 @@ same inputs give the same bytes.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ class SceneStore:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait or log.warning
+        self._warned_unlocked = False
 
     def lock(self, scene: str, stage: str, kind: str) -> FileLock:
         """The (unacquired) `kind` ("write" or "read") lock of a scene's stage."""
@@ -134,8 +136,21 @@ class SceneStore:
 
     @contextmanager
     def _read_lock(self, scene: str, stage: str) -> Iterator[None]:
+        """The stage's read lock, shared. On a store this process may not write (read-only media, another
+        user's files) no lock file can be made: it reads without one, saying so once, since nothing
+        can be committed there by this process either."""
         lock = self.lock(scene, stage, "read")
-        lock.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
+        try:
+            lock.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            if not self._warned_unlocked:
+                self._warned_unlocked = True
+                self.on_wait(f"{self.path}: cannot make its read locks ({exc.strerror}); reading without them "
+                             f"(a commit by another process during the read would not be waited for)")
+            yield
+            return
         try:
             yield
         finally:

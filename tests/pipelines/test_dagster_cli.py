@@ -51,7 +51,7 @@ def test_make_ui_serves_the_asset_graph_and_stops_on_ctrl_c(tmp_path):
         assert "telemetry" in (tmp_path / "dagster_home" / "dagster.yaml").read_text()
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
-        deadline, left = time.time() + 15, None
+        deadline, left = time.time() + 60, None   # a bound on hanging, not a timing: under load it takes longer
         while left != [] and time.time() < deadline:
             time.sleep(0.5)
             rows = subprocess.run(["ps", "-eo", "pid=,pgid=,stat=,args="], capture_output=True, text=True).stdout

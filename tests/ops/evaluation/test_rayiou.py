@@ -109,3 +109,41 @@ def test_origins_are_the_lidar_at_each_keyframe_in_this_keyframes_ego_frame():
     xs = o[:, 0] - 0.9
     assert xs.min() == pytest.approx(-20) and xs.max() == pytest.approx(35) and all(abs(xs) < 39)
     assert query_origins(poses[:3], 1, mount).tolist() == [[-4.1, 0.0, 1.8], [0.9, 0.0, 1.8], [5.9, 0.0, 1.8]]
+
+
+def test_origins_turn_with_the_keyframes_heading():
+    """A keyframe turned 90 deg left: the others' lidar positions are seen in its own axes."""
+    def pose(x, y, yaw_deg):
+        c, s = np.cos(np.deg2rad(yaw_deg)), np.sin(np.deg2rad(yaw_deg))
+        T = np.eye(4)
+        T[:2, :2] = [[c, -s], [s, c]]
+        T[:2, 3] = [x, y]
+        return T
+
+    mount = np.array([1.0, 0.5, 1.8])
+    poses = [pose(0, 0, 0), pose(10, 0, 90)]                # the second keyframe faces +y of the first
+    o = query_origins(poses, 1, mount)
+    # the first keyframe's lidar, at (1, 0.5) in the world, is 9 m behind the second's right hand
+    np.testing.assert_allclose(o[0], [0.5, 9.0, 1.8], atol=1e-12)
+    np.testing.assert_allclose(o[1], mount, atol=1e-12)
+    # and from the first keyframe, the second's lidar: (10, 0) plus its mount turned 90 deg
+    np.testing.assert_allclose(query_origins(poses, 0, mount)[1], [10.0 - 0.5, 1.0, 1.8], atol=1e-12)
+
+
+def test_ties_at_voxel_edges_step_as_sparseoccs_walk():
+    """From a voxel corner along a face diagonal (x and y tie: y first) and along the cube diagonal (all
+    three tie: z first), the walk visits the voxel the tie rule names: a single occupied voxel there is
+    hit, its neighbour on the other order is not reached first."""
+    lower, vs = np.asarray(GRID.lower), GRID.voxel_size
+    corner = lower + np.array([100, 100, 8]) * vs           # a voxel corner, in metres
+    vol = np.full(GRID.shape, FREE, np.uint8)
+    vol[100, 101, 8] = 4                                    # y stepped first from (100, 100, 8)
+    vol[101, 100, 8] = 9                                    # x stepped first: must not be the hit
+    lab, dep = cast(vol, corner[None], np.array([[1.0, 1.0, 0.0]]))
+    assert lab[0] == 4 and dep[0] == pytest.approx(np.sqrt(2) * vs)
+    vol = np.full(GRID.shape, FREE, np.uint8)
+    vol[100, 100, 9] = 13                                   # z first on a three-way tie
+    vol[100, 101, 8] = 4
+    vol[101, 100, 8] = 9
+    lab, dep = cast(vol, corner[None], np.array([[1.0, 1.0, 1.0]]))
+    assert lab[0] == 13 and dep[0] == pytest.approx(np.sqrt(3) * vs)

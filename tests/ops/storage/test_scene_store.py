@@ -180,3 +180,29 @@ def test_planning_and_labels_wait_for_a_commit_in_flight(tmp_path):
     assert int(next(volumes)[3][0, 0, 0]) == 7
     attrs, data = store.read("scene-1", OCC_LABELS, ("semantics",), index=1)
     assert attrs["tokens"] == ["t0", "t1"] and data["semantics"].shape == (4, 5, 3) and data["semantics"].max() == 7
+
+
+def test_a_store_this_process_cannot_lock_is_read_without_locks_saying_so_once(tmp_path, monkeypatch):
+    import errno
+
+    from ops.storage.locks import FileLock
+
+    said = []
+    store = SceneStore(tmp_path / "s.zarr", on_wait=said.append)
+    write(store, "scene-1", 10)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(self.path))
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+    assert store.is_current("scene-1", "labels", "a")
+    attrs, data = store.read("scene-1", "labels", ("semantics",))
+    assert attrs["tokens"] == ["t0", "t1", "t2"] and int(data["semantics"][1, 0, 0]) == 11
+    assert len(said) == 1 and "reading without them" in said[0] and "Read-only file system" in said[0]
+
+    def other_error(self, *args, **kwargs):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(FileLock, "acquire", other_error)
+    with pytest.raises(OSError, match="I/O error"):
+        store.state("scene-1", "labels")
