@@ -109,3 +109,18 @@ def test_origins_are_the_lidar_at_each_keyframe_in_this_keyframes_ego_frame():
     xs = o[:, 0] - 0.9
     assert xs.min() == pytest.approx(-20) and xs.max() == pytest.approx(35) and all(abs(xs) < 39)
     assert query_origins(poses[:3], 1, mount).tolist() == [[-4.1, 0.0, 1.8], [0.9, 0.0, 1.8], [5.9, 0.0, 1.8]]
+
+
+def test_the_scenes_keyframes_give_each_keyframe_its_origins(small_nusc):
+    from ops.data.keyframes import scene_keyframes
+    from ops.evaluation.rayiou import lidar_mount, scene_origins
+
+    kfs = scene_keyframes(small_nusc, "scene-0103")
+    assert all(kf.T_ego_lidar is not None for kf in kfs)
+    np.testing.assert_allclose(kfs[0].T_ego_lidar[:3, 3], lidar_mount(small_nusc, kfs[0].token))
+    origins = scene_origins(kfs)
+    assert list(origins) == [kf.token for kf in kfs]
+    mine = origins[kfs[1].token]
+    assert len(mine) == min(len(kfs), 8)
+    assert np.allclose(mine, query_origins([kf.T_global_ego for kf in kfs], 1, kfs[1].T_ego_lidar[:3, 3]))
+    assert scene_origins([]) == {}
