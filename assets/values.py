@@ -84,6 +84,7 @@ class QualityValue:
     all: dict                                   # Occ3DAccumulator result over every frame with truth
     scenes: dict[str, dict] = field(default_factory=dict)
     frames_without_truth: int = 0
+    rayiou: dict | None = None                  # ops.evaluation.rayiou.RayIoU result over the same frames
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class KeyframeRecord:
     timestamp: int           # LIDAR_TOP timestamp, microseconds
     T_global_ego: np.ndarray  # (4, 4) ego pose at the LIDAR_TOP timestamp: the label frame
     images: list[ImageRecord] = field(default_factory=list)
+    T_ego_lidar: np.ndarray | None = None  # (4, 4) LIDAR_TOP -> ego (its calibrated_sensor): RayIoU's ray origins
 
 
 class TableRecordError(KeyError):
@@ -74,11 +75,14 @@ def scene_keyframes(nusc, scene_name: str, channels=CAMERA_CHANNELS) -> list[Key
         lidar = _get(nusc, "sample_data", sample["data"][LIDAR_CHANNEL], where)
         lidar_where = f"{where}, {LIDAR_CHANNEL} sample_data {lidar['token']}"
         lidar_pose = _get(nusc, "ego_pose", _field(lidar, "ego_pose_token", "sample_data", lidar_where), lidar_where)
+        lidar_cs = _get(nusc, "calibrated_sensor", _field(lidar, "calibrated_sensor_token", "sample_data", lidar_where),
+                        lidar_where)
         try:
             kf = KeyframeRecord(scene_name, tok, _field(lidar, "timestamp", "sample_data", lidar_where),
-                                transform_from_record(lidar_pose))
+                                transform_from_record(lidar_pose), T_ego_lidar=transform_from_record(lidar_cs))
         except KeyError as exc:
-            raise TableRecordError(f"{lidar_where}: a field {exc} is missing from its ego_pose record") from None
+            raise TableRecordError(f"{lidar_where}: a field {exc} is missing from its ego_pose or "
+                                   f"calibrated_sensor record") from None
         for ch in channels:
             if ch not in sample["data"]:
                 raise ValueError(f"{where}: no {ch} image")

@@ -70,6 +70,14 @@ def query_origins(T_global_ego: list[np.ndarray], index: int, lidar_in_ego: np.n
     return pts
 
 
+def scene_origins(keyframes) -> dict[str, np.ndarray]:
+    """{sample token: its ray origins} for the keyframes of one scene (KeyframeRecords in time order,
+    with their LIDAR_TOP calibration); keyframes without it are left out."""
+    kfs = [kf for kf in keyframes if getattr(kf, "T_ego_lidar", None) is not None]
+    poses = [kf.T_global_ego for kf in kfs]
+    return {kf.token: query_origins(poses, i, np.asarray(kf.T_ego_lidar)[:3, 3]) for i, kf in enumerate(kfs)}
+
+
 def lidar_mount(nusc, sample_token: str) -> np.ndarray:
     """The LIDAR_TOP's position in the ego frame at a sample (its calibrated_sensor's translation)."""
     from ops.data.nuscenes import LIDAR_CHANNEL

@@ -51,3 +51,11 @@ def format_table(result: dict) -> str:
     lines.append("voxels".ljust(width) + "".join(str(result["masks"][m]["voxels"]).rjust(14) for m in masks))
     lines.append(f"frames: {result['frames']}")
     return "\n".join(lines)
+
+
+def rayiou_table(rows: list[tuple[str, dict]]) -> str:
+    """Markdown: one row per (name, ops.evaluation.rayiou.RayIoU result): the 17-class means at 1, 2 and
+    4 m, RayIoU (their mean, SparseOcc's number) and the 15-class RayIoU."""
+    return markdown_table(["", "frames", "rays", "RayIoU@1", "RayIoU@2", "RayIoU@4", "RayIoU", "RayIoU-15"],
+                          [[name, r["frames"], f"{r['rays']:,}", percent(r["rayiou@1"]), percent(r["rayiou@2"]),
+                            percent(r["rayiou@4"]), percent(r["rayiou"]), percent(r["rayiou15"])] for name, r in rows])

@@ -61,14 +61,21 @@ def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], label
     """{"model", "labels", "baseline"}: Occ3DAccumulator results against the ground truth in `gts_dir`
     (default `<dataroot>/gts`; camera mask, camera&lidar, full scene). Frames without ground truth are counted
     in "no_truth" and skipped; frames without a label count in "no_label" and are left out of the
-    labels' row only. `on_frame(kf, prediction, truth)` sees every scored frame."""
+    labels' row only. `on_frame(kf, prediction, truth)` sees every scored frame. Each result also has
+    "rayiou" (ops/evaluation/rayiou.py) over the frames whose keyframes carry their LIDAR_TOP
+    calibration (None when none does); the rays start at the lidar of the keyframes given, per scene."""
+    from ops.evaluation.rayiou import RayIoU, scene_origins
+    from ops.storage.occ3d_layout import truth_dir
+
     accs = {"model": Occ3DAccumulator()}
     if labels is not None:
         accs["labels"] = Occ3DAccumulator()
     if baseline is not None:
         accs["baseline"] = Occ3DAccumulator()
-    from ops.storage.occ3d_layout import truth_dir
-
+    rays = {k: RayIoU(device=str(device)) for k in accs}
+    origins = {}
+    for scene in dict.fromkeys(kf.scene for kf in keyframes):
+        origins.update(scene_origins([kf for kf in keyframes if kf.scene == scene]))
     gts = Path(gts_dir) if gts_dir is not None else truth_dir(dataroot)
     ds = OccDataset(dataroot, keyframes, model.cfg.image_size)
     no_truth = no_label = 0
@@ -79,16 +86,21 @@ def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], label
             continue
         where = f"{kf.scene}/{kf.token}"
         args = (gt["semantics"], gt["mask_camera"], gt["mask_lidar"], where)
-        accs["model"].update(pred, *args)
+        o = origins.get(kf.token)
+        preds = {"model": pred}
         if labels is not None:
             try:
-                accs["labels"].update(as_occ3d_semantics(labels.get(kf.scene, kf.token)), *args)
+                preds["labels"] = as_occ3d_semantics(labels.get(kf.scene, kf.token))
             except KeyError:
                 no_label += 1
         if baseline is not None:
-            accs["baseline"].update(baseline.predict(), *args)
+            preds["baseline"] = baseline.predict()
+        for key, p in preds.items():
+            accs[key].update(p, *args)
+            if o is not None:
+                rays[key].update(p, gt["semantics"], o)
         if on_frame is not None:
             on_frame(kf, pred, gt)
-    out = {k: a.result() for k, a in accs.items()}
+    out = {k: {**a.result(), "rayiou": rays[k].result() if rays[k].frames else None} for k, a in accs.items()}
     out["no_truth"], out["no_label"] = no_truth, no_label
     return out

@@ -6,8 +6,10 @@ ego pose), one JSON file per scene, named by the scene's input fingerprint:
 They are written by the one walk over the tables that `dataset` makes (`read_dataset_frames`), so
 nuscenes-devkit's tables are read once per run. What the steps hand each other then stays small
 however many scenes there are (a path and a few counts per scene), and a scene's records are read only
-where that scene is worked on. A file is written once for a given fingerprint (atomically) and never
-changed, so a run that still holds an older value reads the records it was planned with; a walk
+where that scene is worked on. A file is written once for a given fingerprint (atomically), so a run
+that still holds an older value reads the records it was planned with (it is rewritten only when
+what the records hold grows, e.g. the LIDAR_TOP calibration RayIoU needs, which the maps and labels
+do not depend on); a walk
 touches the files it finds current, and a scene's files that no walk has found current for
 `STALE_AFTER_S` (a week) are deleted.
 """

@@ -103,6 +103,9 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert quality.all["masks"]["camera"]["miou17"] == acc.result()["masks"]["camera"]["miou17"]
     assert table(first, "label_quality")["miou17_camera"].value == round(100 * acc.result()["masks"]["camera"]["miou17"], 2)
     assert "data:image/png" in table(first, "label_quality")["label_vs_truth"].value
+    # RayIoU over the same frames, from the scenes' lidar poses (its own tests: tests/ops/evaluation/test_rayiou.py)
+    assert quality.rayiou["frames"] == quality.all["frames"] and quality.rayiou["rays"] > 0
+    assert 0 < quality.rayiou["rayiou"] <= 1 and "RayIoU@1" in table(first, "label_quality")["rayiou"].value
     checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in first.get_asset_check_evaluations()}
     assert checks == {("occ_labels", "volumes_well_formed"): True, ("occ_labels", "demo_quality_floor"): True,
                       **{(a, "every_scene_stored"): True for a in ("semantic_maps", "metric_depth", "occ_labels")}}

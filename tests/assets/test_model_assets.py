@@ -60,6 +60,10 @@ def test_train_continue_and_evaluate(small_world, tmp_path):
     assert "EasyOcc (step 2)" in table and "pseudo-labels" in table and "most common class per height" in table
     assert "data:image/png" in meta(first, "easyocc_eval")["bev_prediction_label_truth"].value
     assert ev.no_label == 0 and ev.no_truth == 0
+    assert ev.model["rayiou"]["frames"] == ev.labels["rayiou"]["frames"] == 4
+    assert all(0 <= r["rayiou"]["rayiou"] <= 1 for r in (ev.model, ev.labels, ev.baseline))   # NaN fails
+    assert ev.labels["rayiou"]["rayiou"] > ev.baseline["rayiou"]["rayiou"]   # labels vs a per-height guess
+    assert "RayIoU-15" in meta(first, "easyocc_eval")["rayiou"].value
     # class counts for the weights come from the store's stats, equal to counting the volumes
     import numpy as np
 

@@ -147,3 +147,18 @@ def test_ties_at_voxel_edges_step_as_sparseoccs_walk():
     vol[101, 100, 8] = 9
     lab, dep = cast(vol, corner[None], np.array([[1.0, 1.0, 1.0]]))
     assert lab[0] == 13 and dep[0] == pytest.approx(np.sqrt(3) * vs)
+
+
+def test_the_scenes_keyframes_give_each_keyframe_its_origins(small_nusc):
+    from ops.data.keyframes import scene_keyframes
+    from ops.evaluation.rayiou import lidar_mount, scene_origins
+
+    kfs = scene_keyframes(small_nusc, "scene-0103")
+    assert all(kf.T_ego_lidar is not None for kf in kfs)
+    np.testing.assert_allclose(kfs[0].T_ego_lidar[:3, 3], lidar_mount(small_nusc, kfs[0].token))
+    origins = scene_origins(kfs)
+    assert list(origins) == [kf.token for kf in kfs]
+    mine = origins[kfs[1].token]
+    assert len(mine) == min(len(kfs), 8)
+    assert np.allclose(mine, query_origins([kf.T_global_ego for kf in kfs], 1, kfs[1].T_ego_lidar[:3, 3]))
+    assert scene_origins([]) == {}
