@@ -1,6 +1,7 @@
 """The `easyocc` command line.
 
     easyocc score --pred PRED_DIR --gt GT_DIR [--json OUT.json] [--split mini_val | --scenes a,b] [--allow-missing]
+                  [--dataroot DIR --version v1.0-trainval]   (with a dataroot: RayIoU too)
     easyocc demo-world [--dataroot DIR] [--seed 0] [--keyframes 20] [--force]
     easyocc perceive --scene NAME [--dataroot DIR] [--segmenter simulated] [--depth simulated]
                      [--seg-opt KEY=VALUE ...] [--depth-opt KEY=VALUE ...] [--keyframes 0:1] [--ray] --out DIR
@@ -42,9 +43,16 @@ def cmd_score(args: argparse.Namespace) -> int:
         scenes = [s for s in args.scenes.split(",") if s]
     start = time.time()
     result = score_directories(args.pred, args.gt, scenes=scenes, allow_missing=args.allow_missing,
-                               workers=args.workers)
+                               workers=args.workers, origins_of=_origins(args.dataroot, args.version) if args.dataroot else None)
     seconds = time.time() - start
     print(format_table(result))
+    if result.get("rayiou"):
+        r = result["rayiou"]
+        print(f"RayIoU {100 * r['rayiou']:.2f} (@1 m {100 * r['rayiou@1']:.2f}, @2 m {100 * r['rayiou@2']:.2f}, "
+              f"@4 m {100 * r['rayiou@4']:.2f}; RayIoU-15 {100 * r['rayiou15']:.2f}) over {r['frames']} frames, "
+              f"{r['rays']:,} rays")
+    elif args.dataroot:
+        print(f"RayIoU: no scored frame is a keyframe of {args.dataroot} ({args.version})")
     if result["skipped"]:
         print(f"skipped (missing from predictions): {result['skipped']} frame(s)")
     voxels = result["masks"]["none"]["voxels"]
@@ -54,6 +62,26 @@ def cmd_score(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(_json_safe(result), indent=2, sort_keys=True, allow_nan=False))
         print(f"wrote {args.json}")
     return 0
+
+
+def _origins(dataroot: str, version: str):
+    """origins_of(scene, token) for RayIoU: each keyframe's ray origins from the dataroot's tables
+    (poses and LIDAR_TOP calibration), read once per scene; None for a frame the tables do not have."""
+    from ops.data.keyframes import scene_keyframes
+    from ops.data.nuscenes import open_nuscenes
+    from ops.evaluation.rayiou import scene_origins
+
+    nusc = open_nuscenes(dataroot, version)
+    names = {s["name"] for s in nusc.scene}
+    cache: dict[str, dict] = {}
+
+    def origins_of(scene: str, token: str):
+        if scene not in names:
+            return None
+        if scene not in cache:
+            cache[scene] = scene_origins(scene_keyframes(nusc, scene))
+        return cache[scene].get(token)
+    return origins_of
 
 
 def _json_safe(obj):
@@ -174,9 +202,11 @@ def summary_lines(data: Path) -> list[str]:
         path = data / "dagster_storage" / f"{name}.json"
         return from_json(cls, path.read_text()) if path.is_file() else None
 
-    def scores(q: dict) -> str:
+    def scores(q: dict, rays: dict | None = None) -> str:
         cam = q["masks"]["camera"]
-        return f"mIoU-17 {100 * cam['miou17']:.2f}, IoU {100 * cam['geometric_iou']:.2f} (camera mask, {q['frames']} frames)"
+        ray = f", RayIoU {100 * rays['rayiou']:.2f}" if rays else ""
+        return (f"mIoU-17 {100 * cam['miou17']:.2f}, IoU {100 * cam['geometric_iou']:.2f} (camera mask, {q['frames']} "
+                f"frames){ray}")
 
     labels, quality = value("occ_labels", StageResult), value("label_quality", QualityValue)
     export, model, ev = value("occ3d_export", ExportValue), value("easyocc_model", ModelValue), value("easyocc_eval", EvalValue)
@@ -188,14 +218,14 @@ def summary_lines(data: Path) -> list[str]:
     for name, cause in sorted(labels.failed.items()):
         lines.append(f"  {name}: {cause}")
     if quality is not None:
-        lines.append(f"label quality {scores(quality.all)}" if quality.all["frames"]
+        lines.append(f"label quality {scores(quality.all, quality.rayiou)}" if quality.all["frames"]
                      else "label quality no Occ3D truth to score against")
     if model is not None:
         lines.append(f"model         {model.checkpoint} (step {model.steps}, {len(model.train_scenes)} training scene(s))")
     if ev is not None and ev.model["frames"]:
-        lines.append(f"model score   {scores(ev.model)} on {', '.join(ev.scenes)}")
+        lines.append(f"model score   {scores(ev.model, ev.model.get('rayiou'))} on {', '.join(ev.scenes)}")
         if ev.baseline and ev.baseline["frames"]:
-            lines.append(f"  baseline    {scores(ev.baseline)} (most common class per height)")
+            lines.append(f"  baseline    {scores(ev.baseline, ev.baseline.get('rayiou'))} (most common class per height)")
     if export is not None:
         lines.append(f"Occ3D export  {export.path} ({export.frames} frames)")
     lines.append("the UI        `make ui`, then http://127.0.0.1:3000 (or the port set with UI_PORT): every asset's "
@@ -221,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenes", help="only these scenes (comma separated)")
     s.add_argument("--allow-missing", action="store_true", help="skip frames missing from --pred (and count them)")
     s.add_argument("--workers", type=int, default=4, help="threads reading files")
+    s.add_argument("--dataroot", help="the nuScenes dataroot of these frames: also RayIoU (its poses and lidar give the rays)")
+    s.add_argument("--version", default="v1.0-trainval", help="its table version (with --dataroot)")
     s.set_defaults(func=cmd_score)
     d = sub.add_parser("demo-world", help="generate the demo world (nuScenes format, exact Occ3D truth)")
     d.add_argument("--dataroot", help="where to write it (default: $EASYOCC_DATA_DIR/demo_world)")

@@ -16,12 +16,17 @@ TRUTH_KEYS = ("semantics", "mask_camera", "mask_lidar")
 
 def score_directories(pred_dir: str | Path, gt_dir: str | Path, scenes: Iterable[str] | None = None,
                       allow_missing: bool = False, workers: int = 4,
-                      progress: Callable[[int, int], None] | None = None) -> dict:
+                      progress: Callable[[int, int], None] | None = None,
+                      origins_of: Callable[[str, str], "object | None"] | None = None) -> dict:
     """Score every ground-truth frame (optionally of `scenes`) against the same path under `pred_dir`.
 
     A frame missing from the predictions is an error naming it, unless `allow_missing`, in which case
-    it is skipped and counted. Returns Occ3DAccumulator.result() plus `skipped` and `skipped_frames`.
+    it is skipped and counted. Returns Occ3DAccumulator.result() plus `skipped` and `skipped_frames`,
+    and, with `origins_of(scene, token)` (a frame's RayIoU ray origins, or None), `rayiou` over the
+    frames that have origins (ops/evaluation/rayiou.py).
     """
+    from ops.evaluation.rayiou import RayIoU
+
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction directory {pred_dir} does not exist")
@@ -42,14 +47,20 @@ def score_directories(pred_dir: str | Path, gt_dir: str | Path, scenes: Iterable
         pred = load_labels(f.path(pred_dir))["semantics"]
         return f, pred, gt
 
-    acc = Occ3DAccumulator()
+    acc, rays = Occ3DAccumulator(), (RayIoU() if origins_of is not None else None)
     # Decompression releases the GIL, so threads overlap reading with counting.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for i, (f, pred, gt) in enumerate(pool.map(load, present)):
             acc.update(pred, gt["semantics"], gt["mask_camera"], gt["mask_lidar"], where=str(f.path(pred_dir)))
+            if rays is not None:
+                o = origins_of(f.scene, f.token)
+                if o is not None:
+                    rays.update(pred, gt["semantics"], o)
             if progress:
                 progress(i + 1, len(present))
     result = acc.result()
+    if rays is not None:
+        result["rayiou"] = rays.result() if rays.frames else None
     result["skipped"] = len(skipped)
     result["skipped_frames"] = [f"{f.scene}/{f.token}" for f in skipped]
     return result

@@ -140,3 +140,51 @@ def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path
     assert rc == 2 and "unknown segmenter backend 'nope'" in capsys.readouterr().err
     rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--seg-opt", "preset", "--out", str(out)])
     assert rc == 2 and "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_score_with_the_dataroot_also_gives_rayiou(gt_dir, small_world, tmp_path, capsys):
+    root, cfg = small_world
+    out = tmp_path / "score.json"
+    assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--dataroot", str(root), "--version", cfg.version,
+                 "--scenes", "scene-0061", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "RayIoU 100.00 (@1 m 100.00" in printed
+    got = json.loads(out.read_text())["rayiou"]
+    assert got["frames"] == cfg.keyframes and got["rayiou"] == 1.0 and got["rays"] > 0
+    pred_dir = tmp_path / "pred"
+    perturbed_copy(gt_dir, pred_dir)
+    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--dataroot", str(root), "--version", cfg.version,
+                 "--scenes", "scene-0061", "--json", str(out)]) == 0
+    assert 0 < json.loads(out.read_text())["rayiou"]["rayiou"] < 1
+    assert "rayiou" not in json.loads((main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-0061",
+                                               "--json", str(out)]), out.read_text())[1])
+
+
+def test_summary_says_what_the_stored_values_hold(tmp_path):
+    from assets.values import EvalValue, ExportValue, QualityValue
+    from ops.storage.json_values import to_json
+    from ops.storage.plan import SceneOutcome, StageResult
+    from pipelines.cli import summary_lines
+
+    assert summary_lines(tmp_path)[0].startswith("easyocc: nothing stored yet")
+    store = tmp_path / "dagster_storage"
+    store.mkdir()
+
+    def scores(miou, rays=None):
+        return {"frames": 4, "masks": {"camera": {"miou17": miou, "geometric_iou": 0.5}}, "rayiou": rays}
+
+    rays = {"rayiou": 0.4352, "frames": 4}
+    values = {"occ_labels": StageResult("occ_labels", "/s.zarr", {"scene-a": SceneOutcome("f", 4, False)},
+                                        {"scene-b": "its truth file is truncated"}),
+              "label_quality": QualityValue(scores(0.3913), rayiou=rays),
+              "easyocc_eval": EvalValue(("scene-a",), 400, scores(0.2011, {"rayiou": 0.1644, "frames": 4}),
+                                        baseline=scores(0.0304)),
+              "occ3d_export": ExportValue("/export/gts", 4)}
+    for name, v in values.items():
+        (store / f"{name}.json").write_text(to_json(v))
+    text = "\n".join(summary_lines(tmp_path))
+    assert "4 keyframes of 1 scene(s) in /s.zarr; FAILED: scene-b" in text and "its truth file is truncated" in text
+    assert "label quality mIoU-17 39.13, IoU 50.00 (camera mask, 4 frames), RayIoU 43.52" in text
+    assert "model score   mIoU-17 20.11, IoU 50.00 (camera mask, 4 frames), RayIoU 16.44 on scene-a" in text
+    assert "baseline    mIoU-17 3.04, IoU 50.00 (camera mask, 4 frames) (most common" in text
+    assert "Occ3D export  /export/gts (4 frames)" in text
