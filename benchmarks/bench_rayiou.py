@@ -28,7 +28,7 @@ def main() -> None:
 
     from ops.data.keyframes import scene_keyframes
     from ops.data.nuscenes import open_nuscenes
-    from ops.evaluation.rayiou import RayIoU, lidar_mount, query_origins
+    from ops.evaluation.rayiou import RayIoU, scene_origins
     from ops.storage.occ3d_layout import FrameRef, load_labels, truth_dir
 
     nusc = open_nuscenes(args.dataroot, args.version)
@@ -36,15 +36,15 @@ def main() -> None:
     frames = []
     for scene in nusc.scene:
         kfs = scene_keyframes(nusc, scene["name"])
-        poses, mount = [kf.T_global_ego for kf in kfs], lidar_mount(nusc, kfs[0].token)
-        for i, kf in enumerate(kfs):
+        origins = scene_origins(kfs)
+        for kf in kfs:
             gt = load_labels(FrameRef(kf.scene, kf.token).path(truth_dir(args.dataroot)))["semantics"]
             pred = gt.copy()
             occ = np.argwhere(gt[:-1] != 17)
             moved = occ[rng.random(len(occ)) < 0.05]
             pred[moved[:, 0] + 1, moved[:, 1], moved[:, 2]] = gt[moved[:, 0], moved[:, 1], moved[:, 2]]
             pred[moved[:, 0], moved[:, 1], moved[:, 2]] = 17
-            frames.append((pred, gt, query_origins(poses, i, mount)))
+            frames.append((pred, gt, origins[kf.token]))
             if len(frames) > args.frames:
                 break
         if len(frames) > args.frames:

@@ -73,17 +73,9 @@ def query_origins(T_global_ego: list[np.ndarray], index: int, lidar_in_ego: np.n
 def scene_origins(keyframes) -> dict[str, np.ndarray]:
     """{sample token: its ray origins} for the keyframes of one scene (KeyframeRecords in time order,
     with their LIDAR_TOP calibration); keyframes without it are left out."""
-    kfs = [kf for kf in keyframes if getattr(kf, "T_ego_lidar", None) is not None]
+    kfs = [kf for kf in keyframes if kf.T_ego_lidar is not None]
     poses = [kf.T_global_ego for kf in kfs]
     return {kf.token: query_origins(poses, i, np.asarray(kf.T_ego_lidar)[:3, 3]) for i, kf in enumerate(kfs)}
-
-
-def lidar_mount(nusc, sample_token: str) -> np.ndarray:
-    """The LIDAR_TOP's position in the ego frame at a sample (its calibrated_sensor's translation)."""
-    from ops.data.nuscenes import LIDAR_CHANNEL
-
-    sd = nusc.get("sample_data", nusc.get("sample", sample_token)["data"][LIDAR_CHANNEL])
-    return np.asarray(nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])["translation"], np.float64)
 
 
 def cast(volume, origins, directions, device="cpu") -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +138,15 @@ def _meets_grid(p, d, shape):
     import torch
 
     hi = shape.to(p.dtype)
-    with torch.no_grad():
-        inv = torch.where(d != 0, 1.0 / d, torch.full_like(d, math.inf))
-        a, b = (0 - p) * inv, (hi - p) * inv
-        lo_t = torch.minimum(a, b)
-        hi_t = torch.maximum(a, b)
-        flat = d == 0          # parallel to a slab: inside it for every t, or never
-        inside_slab = (p >= 0) & (p < hi)
-        lo_t = torch.where(flat, torch.where(inside_slab, -math.inf, math.inf), lo_t)
-        hi_t = torch.where(flat, torch.where(inside_slab, math.inf, -math.inf), hi_t)
-        t0, t1 = lo_t.max(1).values, hi_t.min(1).values
+    inv = torch.where(d != 0, 1.0 / d, torch.full_like(d, math.inf))
+    a, b = (0 - p) * inv, (hi - p) * inv
+    lo_t = torch.minimum(a, b)
+    hi_t = torch.maximum(a, b)
+    flat = d == 0          # parallel to a slab: inside it for every t, or never
+    inside_slab = (p >= 0) & (p < hi)
+    lo_t = torch.where(flat, torch.where(inside_slab, -math.inf, math.inf), lo_t)
+    hi_t = torch.where(flat, torch.where(inside_slab, math.inf, -math.inf), hi_t)
+    t0, t1 = lo_t.max(1).values, hi_t.min(1).values
     return (t1 > torch.clamp(t0, min=0)) & (t1 > 0)
 
 
@@ -169,7 +160,7 @@ class RayIoU:
     directions: np.ndarray = field(default_factory=lidar_directions)
     gt_count: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES, np.int64))
     pred_count: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES, np.int64))
-    tp: np.ndarray = field(default_factory=lambda: np.zeros((len(THRESHOLDS_M), NUM_CLASSES), np.int64))
+    tp: np.ndarray = field(init=False)         # (thresholds, classes): set from `thresholds`
     frames: int = 0
     rays: int = 0
 

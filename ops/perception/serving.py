@@ -152,8 +152,8 @@ def scene_rows(item: dict) -> list[dict]:
 def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None, depth: BackendSpec | None,
           settings: RaySettings = RaySettings()) -> Iterator[dict]:
     """Run the backends over the images on Ray; yields {name, semantics?, depth?} per image as they finish."""
+    _check_backends(segmenter, depth)
     if not images:
-        _check_backends(segmenter, depth)
         return
     ray = ensure_ray(settings.address, settings.local_cpus)
     yield from _serve(ray, ray.data.from_items([image_row(im) for im in images]), len(images), dataroot,
@@ -166,8 +166,8 @@ def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], n_images: 
     in all, to size the actor pool). The rows are made from the keyframe files by Ray tasks, scene by
     scene, so the driver holds no list of images; yields {name, scene, frame, camera, error, semantics?,
     depth?} per image as they finish (a scene whose file cannot be read: one row, frame -1, its error)."""
+    _check_backends(segmenter, depth)
     if not scenes:
-        _check_backends(segmenter, depth)
         return
     ray = ensure_ray(settings.address, settings.local_cpus)
     items = [{"scene": s, "keyframes_file": str(f)} for s, f in scenes]
@@ -186,7 +186,6 @@ def _check_backends(segmenter, depth) -> None:
 
 
 def _serve(ray, ds, n_images: int, dataroot, segmenter, depth, settings: RaySettings) -> Iterator[dict]:
-    _check_backends(segmenter, depth)
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1.0 if gpus > 0 else 0.0)
     if settings.num_actors is not None:

@@ -9,9 +9,8 @@ however many scenes there are (a path and a few counts per scene), and a scene's
 where that scene is worked on. A file is written once for a given fingerprint (atomically), so a run
 that still holds an older value reads the records it was planned with (it is rewritten only when
 what the records hold grows, e.g. the LIDAR_TOP calibration RayIoU needs, which the maps and labels
-do not depend on); a walk
-touches the files it finds current, and a scene's files that no walk has found current for
-`STALE_AFTER_S` (a week) are deleted.
+do not depend on). A walk touches the files it finds current, and a scene's files that no walk has
+found current for `STALE_AFTER_S` (a week) are deleted.
 """
 from __future__ import annotations
 

@@ -73,9 +73,6 @@ def load_labels(path: str | Path, keys: tuple[str, ...] = ("semantics",)) -> dic
     return out
 
 
-EXPORT_KEYS = ("semantics", "mask_lidar", "mask_camera")   # what Occ3D's loaders read, all (200, 200, 16) uint8
-
-
 def write_labels(root: str | Path, scene: str, token: str, semantics: np.ndarray, mask_camera: np.ndarray) -> bool:
     """Write one of our labels as `<root>/<scene>/<token>/labels.npz` with Occ3D's keys, shapes and dtypes:
     `semantics` uint8 in Occ3D's values (unobserved becomes free, 17), `mask_camera` and `mask_lidar`

@@ -151,11 +151,14 @@ def test_ties_at_voxel_edges_step_as_sparseoccs_walk():
 
 def test_the_scenes_keyframes_give_each_keyframe_its_origins(small_nusc):
     from ops.data.keyframes import scene_keyframes
-    from ops.evaluation.rayiou import lidar_mount, scene_origins
+    from ops.data.nuscenes import LIDAR_CHANNEL
+    from ops.evaluation.rayiou import scene_origins
 
     kfs = scene_keyframes(small_nusc, "scene-0103")
     assert all(kf.T_ego_lidar is not None for kf in kfs)
-    np.testing.assert_allclose(kfs[0].T_ego_lidar[:3, 3], lidar_mount(small_nusc, kfs[0].token))
+    lidar = small_nusc.get("sample_data", small_nusc.get("sample", kfs[0].token)["data"][LIDAR_CHANNEL])
+    mount = small_nusc.get("calibrated_sensor", lidar["calibrated_sensor_token"])["translation"]
+    np.testing.assert_allclose(kfs[0].T_ego_lidar[:3, 3], mount)
     origins = scene_origins(kfs)
     assert list(origins) == [kf.token for kf in kfs]
     mine = origins[kfs[1].token]
