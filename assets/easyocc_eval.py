@@ -22,6 +22,7 @@ class EvalConfig(dg.Config):
           description="EasyOcc on the validation scenes: Occ3D metrics, next to its labels and a per-height baseline")
 def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, dataset: DatasetValue, frames: FramesValue,
                  occ_labels: StageResult, easyocc_model: ModelValue) -> dg.Output[EvalValue]:
+    from ops.evaluation.conventions import conventions_table
     from ops.evaluation.tables import per_class_table, rayiou_table, summary_table
     from ops.model.evaluate import HeightBaseline, evaluate
     from ops.model.train import load_model
@@ -46,6 +47,7 @@ def easyocc_eval(context: dg.AssetExecutionContext, config: EvalConfig, dataset:
              "baseline": "baseline: most common class per height"}
     keys = [k for k in ("model", "labels", "baseline") if k in res and res[k]["frames"]]
     meta = {"scores": summary_table([(names[k], res[k]) for k in keys]),
+            "conventions": conventions_table([(names[k], res[k], res[k].get("rayiou")) for k in keys]),
             "rayiou": rayiou_table([(names[k], res[k]["rayiou"]) for k in keys if res[k].get("rayiou")]),
             "per_class": per_class_table([(f"{k} (camera)", res[k], "camera") for k in keys]),
             "val_scenes": scenes, "truth": dataset.gts_dir, "frames_without_truth": res["no_truth"], "frames_without_label": res["no_label"],

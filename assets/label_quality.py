@@ -13,6 +13,7 @@ from pipelines.resources import StorageResource
           description="The labels scored against Occ3D ground truth (where gts/ exists): mIoU-17/15, IoU, camera mask and full scene; RayIoU")
 def label_quality(context: dg.AssetExecutionContext, dataset: DatasetValue, occ_labels: StageResult,
                   storage: StorageResource) -> dg.Output[QualityValue]:
+    from ops.evaluation.conventions import conventions_table
     from ops.evaluation.scoring import score_store_labels
     from ops.evaluation.tables import per_class_table, rayiou_table, summary_table
 
@@ -26,6 +27,7 @@ def label_quality(context: dg.AssetExecutionContext, dataset: DatasetValue, occ_
             "per_class": per_class_table([("IoU (camera)", q.all, "camera"), ("IoU (full scene)", q.all, "none")]),
             "frames_scored": q.all["frames"], "frames_without_truth": q.frames_without_truth}
     if q.all["frames"]:
+        meta["conventions"] = conventions_table([("labels", q.all, q.rayiou)])
         meta["miou17_camera"] = round(100 * q.all["masks"]["camera"]["miou17"], 2)
         meta["iou_camera"] = round(100 * q.all["masks"]["camera"]["geometric_iou"], 2)
         meta["label_vs_truth"] = _label_vs_truth(store, sorted(q.scenes)[0], dataset.gts_dir)

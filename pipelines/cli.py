@@ -29,6 +29,7 @@ def _split_scenes(split: str) -> list[str]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from ops.evaluation.conventions import convention_values, format_conventions
     from ops.evaluation.scoring import score_directories
     from ops.evaluation.tables import format_table
 
@@ -45,14 +46,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     result = score_directories(args.pred, args.gt, scenes=scenes, allow_missing=args.allow_missing,
                                workers=args.workers, origins_of=_origins(args.dataroot, args.version) if args.dataroot else None)
     seconds = time.time() - start
+    result["conventions"] = convention_values(result, result.get("rayiou"))
     print(format_table(result))
+    print()
+    print("every convention side by side:")
+    print(format_conventions(result["conventions"]))
     if result.get("rayiou"):
         r = result["rayiou"]
-        print(f"RayIoU {100 * r['rayiou']:.2f} (@1 m {100 * r['rayiou@1']:.2f}, @2 m {100 * r['rayiou@2']:.2f}, "
-              f"@4 m {100 * r['rayiou@4']:.2f}; RayIoU-15 {100 * r['rayiou15']:.2f}) over {r['frames']} frames, "
-              f"{r['rays']:,} rays")
+        print(f"RayIoU over {r['frames']} frames, {r['rays']:,} rays")
     elif args.dataroot:
         print(f"RayIoU: no scored frame is a keyframe of {args.dataroot} ({args.version})")
+    else:
+        print("RayIoU: give --dataroot (and --version) for the rays' origins")
     if result["skipped"]:
         print(f"skipped (missing from predictions): {result['skipped']} frame(s)")
     voxels = result["masks"]["none"]["voxels"]
@@ -205,8 +210,8 @@ def summary_lines(data: Path) -> list[str]:
     def scores(q: dict, rays: dict | None = None) -> str:
         cam = q["masks"]["camera"]
         ray = f", RayIoU {100 * rays['rayiou']:.2f}" if rays else ""
-        return (f"mIoU-17 {100 * cam['miou17']:.2f}, IoU {100 * cam['geometric_iou']:.2f} (camera mask, {q['frames']} "
-                f"frames){ray}")
+        return (f"mIoU-17 {100 * cam['miou17']:.2f}, mIoU-15 {100 * cam['miou15']:.2f}, IoU {100 * cam['geometric_iou']:.2f} "
+                f"(camera mask, {q['frames']} frames){ray}")
 
     labels, quality = value("occ_labels", StageResult), value("label_quality", QualityValue)
     export, model, ev = value("occ3d_export", ExportValue), value("easyocc_model", ModelValue), value("easyocc_eval", EvalValue)

@@ -4,7 +4,10 @@ Conventions reported side by side, because peers mix them:
   - masks: ``camera`` (official Occ3D), ``camera&lidar`` (OccNeRF), ``none`` (full scene);
   - mIoU-17 over classes 0-16, mIoU-15 without ``others`` and ``other_flat``;
   - geometric IoU of occupied (class != free) against free.
-A class absent from both prediction and truth has IoU NaN and is skipped by the means.
+A class absent from both prediction and truth has IoU NaN and is skipped by the means (``nanmean``, the
+official code's); ``miou17_mean`` / ``miou15_mean`` are the plain means OccNeRF and GaussianOcc take
+(``np.mean``: NaN, reported as n/a, when any of the classes is absent from both).
+ops/evaluation/conventions.py names which peers report which of these.
 
 Speed: all three masks come from one ``bincount`` per frame, keyed by (mask bits, gt, pred).
 """
@@ -95,11 +98,14 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def scores(confusion: np.ndarray) -> dict:
-    """Summary of one confusion matrix: per-class IoU, mIoU-17, mIoU-15, geometric IoU, voxel count."""
+    """Summary of one confusion matrix: per-class IoU, mIoU-17 and mIoU-15 (nanmean, and the plain mean),
+    geometric IoU, voxel count."""
     iou = iou_per_class(confusion)
     return {
         "miou17": _nanmean(iou[:17]),
         "miou15": _nanmean(iou[list(MIOU15_CLASSES)]),
+        "miou17_mean": float(np.mean(iou[:17])),
+        "miou15_mean": float(np.mean(iou[list(MIOU15_CLASSES)])),
         "geometric_iou": geometric_iou(confusion),
         "voxels": int(np.asarray(confusion).sum()),
         "per_class": {name: float(iou[c]) for c, name in enumerate(CLASS_NAMES)},

@@ -106,6 +106,9 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     # RayIoU over the same frames, from the scenes' lidar poses (its own tests: tests/ops/evaluation/test_rayiou.py)
     assert quality.rayiou["frames"] == quality.all["frames"] and quality.rayiou["rays"] > 0
     assert 0 < quality.rayiou["rayiou"] <= 1 and "RayIoU@1" in table(first, "label_quality")["rayiou"].value
+    conventions = table(first, "label_quality")["conventions"].value      # every convention side by side
+    assert f"| mIoU-17 | camera | nanmean | {100 * acc.result()['masks']['camera']['miou17']:.2f} |" in conventions
+    assert "| mIoU-15 | camera&lidar | mean |" in conventions and f"| RayIoU | rays | nanmean | {100 * quality.rayiou['rayiou']:.2f} |" in conventions
     checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in first.get_asset_check_evaluations()}
     assert checks == {("occ_labels", "volumes_well_formed"): True, ("occ_labels", "demo_quality_floor"): True,
                       **{(a, "every_scene_stored"): True for a in ("semantic_maps", "metric_depth", "occ_labels")}}

@@ -64,6 +64,7 @@ def test_train_continue_and_evaluate(small_world, tmp_path):
     assert all(0 <= r["rayiou"]["rayiou"] <= 1 for r in (ev.model, ev.labels, ev.baseline))   # NaN fails
     assert ev.labels["rayiou"]["rayiou"] > ev.baseline["rayiou"]["rayiou"]   # labels vs a per-height guess
     assert "RayIoU-15" in meta(first, "easyocc_eval")["rayiou"].value
+    assert "| metric | mask | mean | EasyOcc (step" in meta(first, "easyocc_eval")["conventions"].value
     # class counts for the weights come from the store's stats, equal to counting the volumes
     import numpy as np
 

@@ -148,9 +148,15 @@ def test_score_with_the_dataroot_also_gives_rayiou(gt_dir, small_world, tmp_path
     assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--dataroot", str(root), "--version", cfg.version,
                  "--scenes", "scene-0061", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "RayIoU 100.00 (@1 m 100.00" in printed
-    got = json.loads(out.read_text())["rayiou"]
+    ray_lines = [line.split() for line in printed.splitlines() if line.split()[1:2] == ["rays"]]
+    assert [w[:4] for w in ray_lines] == [["RayIoU", "rays", "nanmean", "100.00"], ["RayIoU@1m", "rays", "nanmean", "100.00"],
+                                          ["RayIoU@2m", "rays", "nanmean", "100.00"], ["RayIoU@4m", "rays", "nanmean", "100.00"],
+                                          ["RayIoU-15", "rays", "nanmean", "100.00"]], printed
+    written = json.loads(out.read_text())
+    got = written["rayiou"]
     assert got["frames"] == cfg.keyframes and got["rayiou"] == 1.0 and got["rays"] > 0
+    conventions = {r["key"]: r for r in written["conventions"]}
+    assert conventions["rayiou"]["value"] == 1.0 and conventions["rayiou"]["reported_by"].startswith("SparseOcc")
     pred_dir = tmp_path / "pred"
     perturbed_copy(gt_dir, pred_dir)
     assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--dataroot", str(root), "--version", cfg.version,
@@ -171,7 +177,8 @@ def test_summary_says_what_the_stored_values_hold(tmp_path):
     store.mkdir()
 
     def scores(miou, rays=None):
-        return {"frames": 4, "masks": {"camera": {"miou17": miou, "geometric_iou": 0.5}}, "rayiou": rays}
+        return {"frames": 4, "masks": {"camera": {"miou17": miou, "miou15": miou * 17 / 15, "geometric_iou": 0.5}},
+                "rayiou": rays}
 
     rays = {"rayiou": 0.4352, "frames": 4}
     values = {"occ_labels": StageResult("occ_labels", "/s.zarr", {"scene-a": SceneOutcome("f", 4, False)},
@@ -184,7 +191,7 @@ def test_summary_says_what_the_stored_values_hold(tmp_path):
         (store / f"{name}.json").write_text(to_json(v))
     text = "\n".join(summary_lines(tmp_path))
     assert "4 keyframes of 1 scene(s) in /s.zarr; FAILED: scene-b" in text and "its truth file is truncated" in text
-    assert "label quality mIoU-17 39.13, IoU 50.00 (camera mask, 4 frames), RayIoU 43.52" in text
-    assert "model score   mIoU-17 20.11, IoU 50.00 (camera mask, 4 frames), RayIoU 16.44 on scene-a" in text
-    assert "baseline    mIoU-17 3.04, IoU 50.00 (camera mask, 4 frames) (most common" in text
+    assert "label quality mIoU-17 39.13, mIoU-15 44.35, IoU 50.00 (camera mask, 4 frames), RayIoU 43.52" in text
+    assert "model score   mIoU-17 20.11, mIoU-15 22.79, IoU 50.00 (camera mask, 4 frames), RayIoU 16.44 on scene-a" in text
+    assert "baseline    mIoU-17 3.04, mIoU-15 3.45, IoU 50.00 (camera mask, 4 frames) (most common" in text
     assert "Occ3D export  /export/gts (4 frames)" in text
