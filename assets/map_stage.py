@@ -27,18 +27,20 @@ def materialize_maps(context: dg.AssetExecutionContext, kind, config: RebuildCon
     from ops.storage.plan import StagePlan
 
     spec = perception.spec(kind.role)
+    encoding = storage.depth_encoding() if kind.role == "depth" else None
     plan = StagePlan.make(storage.store(on_wait=context.log.warning), kind.stage, frames.scenes,
-                          fingerprint_of=lambda s: map_fingerprint(kind, spec, frames.scenes[s].fingerprint),
+                          fingerprint_of=lambda s: map_fingerprint(kind, spec, frames.scenes[s].fingerprint, encoding),
                           items_of=lambda s: frames.scenes[s].images, force=config.force, failed=frames.failed)
     context.log.info(f"{plan.summary()}, backend {spec.name}")
     start = time.time()
     files = {s: (frames.scenes[s].keyframes_file, frames.scenes[s].images) for s in plan.todo}
     stats = run_map_stage(kind, plan, files, frames.dataroot, spec, ray.settings(perception.batch_size),
-                          log=context.log.info)
+                          log=context.log.info, encoding=encoding)
     result = plan.result()
     context.add_output_metadata(metadata({
         "backend": spec.name, "scenes": result.table("images"), "failed_scenes": len(result.failed),
-        "seconds": round(time.time() - start, 2), "store": plan.store.path, **stats.summary()}))
+        "seconds": round(time.time() - start, 2), "store": plan.store.path, **stats.summary(),
+        **({"stored_as": f"{encoding.name}, stride {encoding.stride or 'auto'}"} if encoding else {})}))
     if not result.scenes:
         raise dg.Failure(f"{kind.stage}: every scene failed: {result.failed}")
     return versioned(result)

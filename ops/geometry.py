@@ -97,6 +97,16 @@ def rotate_vectors(R: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v[:, 0:1] * R[:, 0] + v[:, 1:2] * R[:, 1] + v[:, 2:3] * R[:, 2]
 
 
+AUTO_PIXEL_WIDTH = 800   # the automatic pixel stride keeps at most this many pixels of a row
+
+
+def auto_pixel_stride(width: int) -> int:
+    """The stride (every k-th pixel of every k-th row) that keeps at most AUTO_PIXEL_WIDTH pixels of a row
+    `width` pixels wide: 1 up to 800 px, 2 for nuScenes' 1600 px. The fusion lifts at this stride and the
+    depth maps are stored at it, unless either is set (ops/fusion/config.py, ops/storage/map_encoding.py)."""
+    return max(1, -(-int(width) // AUTO_PIXEL_WIDTH))
+
+
 def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     """Intrinsics of an image resized by (sx, sy), with pixel centres at integer coordinates."""
     K2 = np.array(K, dtype=np.float64)

@@ -3,7 +3,7 @@
     easyocc score --pred PRED_DIR --gt GT_DIR [--json OUT.json] [--split mini_val | --scenes a,b] [--allow-missing]
                   [--dataroot DIR --version v1.0-trainval]   (with a dataroot: RayIoU too)
     easyocc demo-world [--dataroot DIR] [--seed 0] [--keyframes 20] [--force]
-    easyocc perceive --scene NAME [--dataroot DIR] [--segmenter simulated] [--depth simulated]
+    easyocc perceive --scene NAME [--dataroot DIR] [--segmenter NAME] [--depth NAME]   (default: the pipeline's, from the env)
                      [--seg-opt KEY=VALUE ...] [--depth-opt KEY=VALUE ...] [--keyframes 0:1] [--ray] --out DIR
     easyocc summary [--data-dir DIR]      what the last runs stored: label quality, model scores, where things are
 """
@@ -16,7 +16,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from pipelines.settings import demo_world_root
+from pipelines.settings import DEMO_VERSION, demo_world_root
 
 
 def _split_scenes(split: str) -> list[str]:
@@ -131,13 +131,23 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     from ops.data.nuscenes import open_nuscenes
     from ops.perception.serving import BackendSpec
 
-    root = Path(args.dataroot) if args.dataroot else demo_world_root()
-    kfs = scene_keyframes(open_nuscenes(root, args.version), args.scene)
+    from pipelines.resources import PerceptionResource
+    from pipelines.settings import env_value
+
+    root = Path(args.dataroot or env_value("EASYOCC_DATAROOT") or demo_world_root())
+    kfs = scene_keyframes(open_nuscenes(root, args.version or env_value("EASYOCC_VERSION") or DEMO_VERSION), args.scene)
     start, _, stop = args.keyframes.partition(":")
     kfs = kfs[int(start or 0): int(stop) if stop else None]
     images = [im for kf in kfs for im in kf.images]
-    seg = BackendSpec(args.segmenter, _options(args.seg_opt))
-    dep = BackendSpec(args.depth, _options(args.depth_opt))
+    # the pipeline's backends and options (EASYOCC_SEGMENTER, ..._OPTIONS), unless the flags say otherwise
+    env = PerceptionResource(**{f: env_value(v) for f, v in (("segmenter", "EASYOCC_SEGMENTER"), ("depth", "EASYOCC_DEPTH"),
+                                                               ("segmenter_options", "EASYOCC_SEGMENTER_OPTIONS"),
+                                                               ("depth_options", "EASYOCC_DEPTH_OPTIONS"))})
+    specs = {}
+    for role, name, pairs in (("segmenter", args.segmenter, args.seg_opt), ("depth", args.depth, args.depth_opt)):
+        base = env.spec(role) if not name or name == (getattr(env, role) or "simulated") else BackendSpec(name, {})
+        specs[role] = BackendSpec(base.name, {**base.options, **_options(pairs)})
+    seg, dep = specs["segmenter"], specs["depth"]
     t0 = time.perf_counter()
     results = _perceive_on_ray(root, images, seg, dep, args) if args.ray else _perceive_here(root, images, seg, dep, args)
     seconds = time.perf_counter() - t0
@@ -268,13 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
     d.set_defaults(func=cmd_demo_world)
     q = sub.add_parser("perceive", help="run perception backends over a scene's camera images (maps + previews)")
-    q.add_argument("--dataroot", help="nuScenes dataroot (default: the demo world in $EASYOCC_DATA_DIR)")
-    q.add_argument("--version", default="v1.0-mini")
+    q.add_argument("--dataroot", help="nuScenes dataroot (default: $EASYOCC_DATAROOT, else the demo world in $EASYOCC_DATA_DIR)")
+    q.add_argument("--version", help=f"its table version (default: $EASYOCC_VERSION, else {DEMO_VERSION})")
     q.add_argument("--scene", required=True)
     q.add_argument("--keyframes", default="0:1", help="a slice of the scene's keyframes, e.g. 0:3 or 5: (default 0:1)")
-    q.add_argument("--segmenter", default="simulated", help="segmenter backend by registry name")
-    q.add_argument("--depth", default="simulated", help="depth backend by registry name")
-    q.add_argument("--seg-opt", action="append", help="segmenter option KEY=VALUE (repeatable), e.g. preset=perfect")
+    q.add_argument("--segmenter", help="segmenter backend by registry name (default: $EASYOCC_SEGMENTER with "
+                                       "$EASYOCC_SEGMENTER_OPTIONS, else simulated)")
+    q.add_argument("--depth", help="depth backend by registry name (default: $EASYOCC_DEPTH with $EASYOCC_DEPTH_OPTIONS, "
+                                   "else simulated)")
+    q.add_argument("--seg-opt", action="append", help="segmenter option KEY=VALUE (repeatable, over the environment's), "
+                                                      "e.g. preset=perfect")
     q.add_argument("--depth-opt", action="append", help="depth option KEY=VALUE (repeatable), e.g. checkpoint=DIR")
     q.add_argument("--batch-size", type=int, default=6)
     q.add_argument("--ray", action="store_true", help="serve on Ray (RAY_ADDRESS or a local Ray) instead of in-process")

@@ -108,6 +108,7 @@ class StorageResource(dg.ConfigurableResource):
     zarr_path: str = ""           # empty = <data dir>/easyocc.zarr
     lock_timeout_s: float = 3600.0  # how long a writer waits for another run's writer of the same scene and
                                     # stage before it gives that scene up (failed, named); < 0: no limit
+    depth_storage: str = ""       # EASYOCC_DEPTH_STORAGE: NAME[:STRIDE] (ops/storage/map_encoding.py); empty = cm
 
     def base(self) -> Path:
         return settings.data_dir(self.data_dir)
@@ -122,6 +123,12 @@ class StorageResource(dg.ConfigurableResource):
 
         return SceneStore(self.zarr_path or self.base() / "easyocc.zarr", lock_timeout=self.lock_timeout,
                           on_wait=on_wait)
+
+    def depth_encoding(self):
+        """The stored form of depth maps (ops/storage/map_encoding.py), from `depth_storage`."""
+        from ops.storage.map_encoding import parse_depth_encoding
+
+        return parse_depth_encoding(self.depth_storage or "cm")
 
     def models_dir(self) -> Path:
         """Model checkpoints: <data dir>/models/<run>/step-*.pt."""
@@ -147,6 +154,6 @@ def default_resources() -> dict:
                                          segmenter_options=_from_env("EASYOCC_SEGMENTER_OPTIONS"),
                                          depth_options=_from_env("EASYOCC_DEPTH_OPTIONS")),
         "ray": RayResource(address=_from_env("RAY_ADDRESS")),
-        "storage": StorageResource(data_dir=_from_env("EASYOCC_DATA_DIR")),
+        "storage": StorageResource(data_dir=_from_env("EASYOCC_DATA_DIR"), depth_storage=_from_env("EASYOCC_DEPTH_STORAGE")),
         "io_manager": JsonIOManager(data_dir=_from_env("EASYOCC_DATA_DIR")),
     }

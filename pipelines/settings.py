@@ -20,6 +20,8 @@ VARIABLES = {
     "EASYOCC_DEPTH": "depth backend by registry name: simulated",
     "EASYOCC_SEGMENTER_OPTIONS": "the segmenter's options as a JSON object: the backend's defaults",
     "EASYOCC_DEPTH_OPTIONS": "the depth backend's options as a JSON object: the backend's defaults",
+    "EASYOCC_DEPTH_STORAGE": "how depth maps are stored, NAME[:STRIDE] with NAME cm, mm, float16 or float32 and "
+                             "STRIDE every k-th pixel (0 = auto): cm (uint16 centimetres at the fusion's automatic stride)",
     "RAY_ADDRESS": "Ray's own: a cluster to join: a local Ray started by the pipeline",
 }
 

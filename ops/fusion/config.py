@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ops.configs import setting
+from ops.geometry import auto_pixel_stride
 from ops.occ3d import CLASS_ID, MOVABLE_CLASSES
 from ops.runtime import resolve_compile
 
 FREE_SPACE_MODES = ("raycast", "projection", "empty_is_free")
 EVIDENCE_RULES = ("log_odds", "votes")
-AUTO_LIFT_WIDTH = 800   # stride=None lifts at most this many pixels of a row
 # nuScenes' Renault Zoe (4.08 x 1.73 x 1.56 m; wheelbase 2.59 m) around its ego origin, the rear axle's
 # centre on the ground, with about 0.2 m to spare; from 0.25 m up, so that the road layer of voxels
 # under it (centres at z = 0) is not in it.
@@ -112,7 +112,7 @@ class FusionConfig:
 
     def stride_for(self, width: int) -> int:
         """The lifting stride for an image `width` pixels wide."""
-        return self.stride if self.stride is not None else max(1, -(-int(width) // AUTO_LIFT_WIDTH))
+        return self.stride if self.stride is not None else auto_pixel_stride(width)
 
     def depth_sigma(self, d):
         """The depth error (metres) expected at range d (metres; a number or a tensor)."""

@@ -19,6 +19,7 @@ from ops.fusion.window import Label, fuse_window
 from ops.geometry import check_rigid, invert_transform
 from ops.occ3d import GRID, UNOBSERVED, OccGrid
 from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
+from ops.storage.map_encoding import decode_depth
 from ops.storage.keyframe_files import read_keyframes
 from ops.storage.scene_store import SceneStore
 
@@ -78,6 +79,7 @@ class StoredPerception:
 
     def __init__(self, sem, dep, scene: str):
         self.sem, self.depth = sem["semantics"], dep["depth"]
+        self.encoding = dep.attrs.get("encoding")        # the stored form (ops/storage/map_encoding.py)
         self.index = {t: i for i, t in enumerate(sem.attrs["tokens"])}
         if list(dep.attrs["tokens"]) != list(sem.attrs["tokens"]):
             raise ValueError(f"scene {scene}: semantic_maps and metric_depth hold different keyframes")
@@ -86,7 +88,8 @@ class StoredPerception:
         if kf.token not in self.index:
             raise KeyError(f"scene {kf.scene}: keyframe {kf.token} has no stored perception")
         f = self.index[kf.token]
-        sem, depth = self.sem[f], self.depth[f]
+        sem = self.sem[f]
+        depth = decode_depth(self.depth[f], self.encoding, sem.shape[-2:])
         return [(depth[c], sem[c]) for c in range(len(kf.images))]
 
 

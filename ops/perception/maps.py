@@ -22,6 +22,7 @@ from ops.perception.serving import BackendSpec, RaySettings, serve_scenes
 from ops.report import class_map_image, depth_image, histogram_image, markdown_image
 from ops.storage import METRIC_DEPTH, SEMANTIC_MAPS
 from ops.storage.fingerprints import code_version, fingerprint
+from ops.storage.map_encoding import DepthEncoding
 from ops.storage.plan import StagePlan
 from ops.storage.scene_store import StageWriter
 
@@ -40,11 +41,21 @@ SEMANTICS = MapKind(SEMANTIC_MAPS, "segmenter", "semantics", "uint8")
 DEPTH = MapKind(METRIC_DEPTH, "depth", "depth", "float32")
 
 
-def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str) -> str:
-    """Fingerprint of a scene's maps: its inputs, the backend with its options, and the code that serves
-    and runs that backend."""
+def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str,
+                    encoding: DepthEncoding | None = None) -> str:
+    """Fingerprint of a scene's maps: its inputs, the backend with its options, the code that serves
+    and runs that backend, and (depth) the stored form (ops/storage/map_encoding.py; float32 at full
+    resolution fingerprints as before the encodings existed)."""
     code = code_version("ops.perception.serving", backend_module(kind.role, spec.name))
-    return fingerprint(inputs_fingerprint, spec.name, spec.options, code, kind.dtype)
+    stored = kind.dtype if kind.role != "depth" else _depth_encoding(kind, encoding).fingerprint_fields()
+    return fingerprint(inputs_fingerprint, spec.name, spec.options, code, stored)
+
+
+def _depth_encoding(kind: MapKind, encoding: DepthEncoding | None) -> DepthEncoding | None:
+    """The stored form of a depth stage (float32 at full resolution when none is given); None for classes."""
+    if kind.role != "depth":
+        return None
+    return encoding if encoding is not None else DepthEncoding("float32", stride=1)
 
 
 @dataclass
@@ -81,9 +92,12 @@ class MapStats:
 
 
 def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tuple[str, int]], dataroot: str,
-                  spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print) -> MapStats:
+                  spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print,
+                  encoding: DepthEncoding | None = None) -> MapStats:
     """Compute and store the maps of every scene in `plan.todo` that has not failed already, recording
     each scene in the plan. `keyframe_files`: per scene its keyframe file and its number of images.
+    `encoding`: the stored form of depth maps (default float32 at full resolution); the plan's
+    fingerprints must have been made with the same (map_fingerprint).
 
     One Ray Data pass serves the images of all the scenes (in sorted scene order); Ray tasks make each
     scene's rows from its keyframe file, so the driver never lists the images, and it reads a scene's
@@ -92,6 +106,7 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
     crosswise, and only the scenes in flight hold a lock and an open writer); it is released at the
     scene's commit. A scene that another run stored meanwhile is left as that run stored it."""
     stats = MapStats(kind)
+    encoding = _depth_encoding(kind, encoding)
     order = [s for s in sorted(plan.todo) if s not in plan.failed]
     rank = {s: i for i, s in enumerate(order)}
     total = sum(keyframe_files[s][1] for s in order)
@@ -108,7 +123,7 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
             while opened <= rank[scene]:          # open this scene, and every one before it, in order
                 first = order[opened]
                 opened += 1
-                sw = _open(kind, plan, first, keyframe_files[first][0])
+                sw = _open(kind, plan, first, keyframe_files[first][0], encoding)
                 if sw is None:
                     continue
                 if plan.became_current(first):
@@ -127,11 +142,12 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
                 continue
             sw = writers[scene]
             try:
-                sw.writer.write(kind.array, (f, c), row[kind.array])
-                stats.add(row[kind.array])
+                data = row[kind.array]
+                sw.writer.write(kind.array, (f, c), data if encoding is None else encoding.encode(data))
+                stats.add(data)
                 left[scene] -= 1
                 if left[scene] == 0:
-                    sw.commit(kind, plan, spec)
+                    sw.commit(kind, plan, spec, encoding)
                     writers.pop(scene)
                     log(f"{kind.stage}: scene {scene} stored")
             except Exception as exc:   # the store could not take it (disk full, ...): this scene fails
@@ -158,18 +174,23 @@ class _SceneWrite:
     cameras: list[str]
     names: list[list[str]]
     started: float
+    width: int        # of the scene's images
 
     @property
     def images(self) -> int:
         return sum(len(n) for n in self.names)
 
-    def commit(self, kind: MapKind, plan: StagePlan, spec: BackendSpec) -> None:
-        self.writer.commit({"fingerprint": plan.todo[self.writer.scene], "stage": kind.stage, "backend": spec.name,
-                            "tokens": self.tokens, "cameras": self.cameras, "images": self.names})
+    def commit(self, kind: MapKind, plan: StagePlan, spec: BackendSpec, encoding: DepthEncoding | None) -> None:
+        attrs = {"fingerprint": plan.todo[self.writer.scene], "stage": kind.stage, "backend": spec.name,
+                 "tokens": self.tokens, "cameras": self.cameras, "images": self.names}
+        if encoding is not None and not encoding.legacy:   # float32 full-size stages keep their old attributes
+            attrs["encoding"] = encoding.attrs(self.width)
+        self.writer.commit(attrs)
         plan.stored(self.writer.scene, self.images, time.time() - self.started)
 
 
-def _open(kind: MapKind, plan: StagePlan, scene: str, keyframes_file: str) -> _SceneWrite | None:
+def _open(kind: MapKind, plan: StagePlan, scene: str, keyframes_file: str,
+          encoding: DepthEncoding | None) -> _SceneWrite | None:
     """The scene's records read, its writer opened and its array created; None (the scene failed) when
     its records cannot be read or are not one array's worth, or another writer holds it longer than
     the store's lock timeout."""
@@ -182,11 +203,11 @@ def _open(kind: MapKind, plan: StagePlan, scene: str, keyframes_file: str) -> _S
         return None
     if not _check_shapes(plan, scene, kfs):
         return None
-    writer = _open_writer(kind, plan, scene, kfs)
+    writer = _open_writer(kind, plan, scene, kfs, encoding)
     if writer is None:
         return None
     return _SceneWrite(writer, [kf.token for kf in kfs], [im.channel for im in kfs[0].images],
-                       [[im.filename for im in kf.images] for kf in kfs], time.time())
+                       [[im.filename for im in kf.images] for kf in kfs], time.time(), kfs[0].images[0].width)
 
 
 def _check_shapes(plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> bool:
@@ -200,7 +221,8 @@ def _check_shapes(plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> boo
     return True
 
 
-def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> StageWriter | None:
+def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord],
+                 encoding: DepthEncoding | None) -> StageWriter | None:
     """The scene's writer with its array created, or None (the scene failed) when another writer holds it
     longer than the store's lock timeout."""
     from ops.storage.locks import StageBusy
@@ -212,7 +234,12 @@ def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeR
         plan.fail(scene, str(exc))
         return None
     try:
-        writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
+        if encoding is None:
+            writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
+        else:
+            sh, sw = encoding.stored_shape(h, w)
+            writer.create(kind.array, (len(kfs), c, sh, sw), encoding.dtype, chunks=(1, 1, sh, sw),
+                          compressors=encoding.compressors())
     except Exception as exc:
         writer.abort()
         plan.fail(scene, f"creating its {kind.array} array failed: {type(exc).__name__}: {exc}")

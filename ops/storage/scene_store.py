@@ -200,11 +200,13 @@ class StageWriter:
         self.group = zarr.open_group(str(self.partial), mode="w")
         self.arrays: dict[str, Any] = {}
 
-    def create(self, name: str, shape: tuple[int, ...], dtype, chunks: tuple[int, ...] | None = None, fill_value=0):
-        """A frame-major array; by default one chunk per index of the leading axis."""
+    def create(self, name: str, shape: tuple[int, ...], dtype, chunks: tuple[int, ...] | None = None, fill_value=0,
+               compressors="auto"):
+        """A frame-major array; by default one chunk per index of the leading axis, compressed with Zarr's
+        default (zstd) unless `compressors` says otherwise."""
         chunks = chunks or (1,) + tuple(shape[1:])
         arr = self.group.create_array(name, shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks),
-                                      fill_value=fill_value)
+                                      fill_value=fill_value, compressors=compressors)
         self.arrays[name] = arr
         return arr
 

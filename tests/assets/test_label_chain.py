@@ -65,12 +65,19 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert first.success
     store = SceneStore(tmp_path / "easyocc.zarr")
     assert store.scenes("semantic_maps") == store.scenes("metric_depth") == ["scene-0061", "scene-0103"]
+    from ops.storage.map_encoding import DepthEncoding, decode_depth
+
     sem, dep = store.open("scene-0103", "semantic_maps")["semantics"], store.open("scene-0103", "metric_depth")["depth"]
-    assert sem.shape == (cfg.keyframes, 6, 90, 160) and sem.dtype == np.uint8 and dep.dtype == np.float32
+    assert sem.shape == (cfg.keyframes, 6, 90, 160) and sem.dtype == np.uint8
+    # depth is stored as uint16 centimetres by default (stride 1 at 160 px), and read back to metres
+    encoding = store.attrs("scene-0103", "metric_depth")["encoding"]
+    assert dep.shape == sem.shape and dep.dtype == np.uint16 and encoding == {"dtype": "uint16", "step_m": 0.01, "stride": 1}
     kf = scene_keyframes(small_nusc, "scene-0103")[2]
     for c, (d, s) in enumerate(simulated_perception(root, "realistic")(kf)):
         np.testing.assert_array_equal(sem[2, c], s)
-        np.testing.assert_array_equal(dep[2, c], d)
+        back = decode_depth(dep[2, c], encoding, (90, 160))
+        np.testing.assert_array_equal(back == 0, d == 0)
+        assert np.abs(back - d).max() <= 0.005 + 1e-4 * d.max()     # half a centimetre, plus float32 rounding
     assert "data:image/png" in table(first, "semantic_maps")["pixel_class_histogram"].value
     # the labels equal the in-process fusion of the same simulated perception
     from ops.fusion.config import FusionConfig
@@ -78,7 +85,12 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
 
     labels = store.open("scene-0103", "occ_labels")
     kfs = scene_keyframes(small_nusc, "scene-0103")
-    for i, label in enumerate(SceneFuser(kfs, simulated_perception(root, "realistic"), FusionConfig())):
+    seen, cm = simulated_perception(root, "realistic"), DepthEncoding("cm")
+
+    def stored_perception(kf):     # what the fusion reads back: the depth in centimetres
+        return [(decode_depth(cm.encode(d), cm.attrs(d.shape[1]), d.shape), s) for d, s in seen(kf)]
+
+    for i, label in enumerate(SceneFuser(kfs, stored_perception, FusionConfig())):
         np.testing.assert_array_equal(labels["semantics"][i], label.semantics)
         np.testing.assert_array_equal(labels["mask_camera"][i], label.mask_camera)
     assert labels.attrs["tokens"] == [k.token for k in kfs] and labels.attrs["fusion"]["history"] == 13

@@ -142,6 +142,24 @@ def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path
     assert rc == 2 and "expected KEY=VALUE" in capsys.readouterr().err
 
 
+def test_perceive_takes_the_pipelines_backends_and_options_from_the_environment(small_world, tmp_path, capsys, monkeypatch):
+    root, cfg = small_world
+    monkeypatch.setenv("EASYOCC_DATAROOT", str(root))
+    monkeypatch.setenv("EASYOCC_VERSION", cfg.version)
+    monkeypatch.setenv("EASYOCC_SEGMENTER", "simulated")
+    monkeypatch.setenv("EASYOCC_SEGMENTER_OPTIONS", '{"preset": "perfect"}')
+    monkeypatch.setenv("EASYOCC_DEPTH_OPTIONS", '{"preset": "perfect"}')
+    assert main(["perceive", "--scene", "scene-0061", "--out", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    assert "class accuracy 100.0 %" in text and "depth AbsRel 0.000" in text
+    # a flag's option goes over the environment's; a typo in the environment's is named
+    assert main(["perceive", "--scene", "scene-0061", "--seg-opt", "preset=harsh", "--out", str(tmp_path / "b")]) == 0
+    assert "class accuracy 100.0 %" not in capsys.readouterr().out
+    monkeypatch.setenv("EASYOCC_DEPTH_OPTIONS", '{"presett": "perfect"}')
+    assert main(["perceive", "--scene", "scene-0061", "--out", str(tmp_path / "c")]) == 2
+    assert "presett" in capsys.readouterr().err
+
+
 def test_score_with_the_dataroot_also_gives_rayiou(gt_dir, small_world, tmp_path, capsys):
     root, cfg = small_world
     out = tmp_path / "score.json"
