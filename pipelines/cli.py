@@ -135,7 +135,9 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     from pipelines.settings import env_value
 
     root = Path(args.dataroot or env_value("EASYOCC_DATAROOT") or demo_world_root())
-    kfs = scene_keyframes(open_nuscenes(root, args.version or env_value("EASYOCC_VERSION") or DEMO_VERSION), args.scene)
+    # the environment's version goes with the environment's dataroot, not with one given here
+    version = args.version or (env_value("EASYOCC_VERSION") if not args.dataroot else "") or DEMO_VERSION
+    kfs = scene_keyframes(open_nuscenes(root, version), args.scene)
     start, _, stop = args.keyframes.partition(":")
     kfs = kfs[int(start or 0): int(stop) if stop else None]
     images = [im for kf in kfs for im in kf.images]
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo_world)
     q = sub.add_parser("perceive", help="run perception backends over a scene's camera images (maps + previews)")
     q.add_argument("--dataroot", help="nuScenes dataroot (default: $EASYOCC_DATAROOT, else the demo world in $EASYOCC_DATA_DIR)")
-    q.add_argument("--version", help=f"its table version (default: $EASYOCC_VERSION, else {DEMO_VERSION})")
+    q.add_argument("--version", help=f"its table version (default: $EASYOCC_VERSION with $EASYOCC_DATAROOT, else {DEMO_VERSION})")
     q.add_argument("--scene", required=True)
     q.add_argument("--keyframes", default="0:1", help="a slice of the scene's keyframes, e.g. 0:3 or 5: (default 0:1)")
     q.add_argument("--segmenter", help="segmenter backend by registry name (default: $EASYOCC_SEGMENTER with "
@@ -288,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "else simulated)")
     q.add_argument("--seg-opt", action="append", help="segmenter option KEY=VALUE (repeatable, over the environment's), "
                                                       "e.g. preset=perfect")
-    q.add_argument("--depth-opt", action="append", help="depth option KEY=VALUE (repeatable), e.g. checkpoint=DIR")
+    q.add_argument("--depth-opt", action="append", help="depth option KEY=VALUE (repeatable, over the environment's), "
+                                                        "e.g. checkpoint=DIR")
     q.add_argument("--batch-size", type=int, default=6)
     q.add_argument("--ray", action="store_true", help="serve on Ray (RAY_ADDRESS or a local Ray) instead of in-process")
     q.add_argument("--out", required=True, help="writes <out>/<image path>.npz (semantics, depth) and .png previews")

@@ -27,6 +27,16 @@ def test_the_readers_settings_are_only_settings_and_every_one_is_replaced_in_the
         assert m, f"docs/real-run.md: a settings line that is not `export NAME=...`: {line!r}"
         names.add(m.group(1))
     assert names <= set(SETTINGS), f"settings the run below does not replace: {sorted(names - set(SETTINGS))}"
+    # the backends and options the guide sets are ones the backends take (checked without loading them)
+    from ops.perception.base import check_options
+
+    values = dict(re.match(r"export ([A-Z_]+)=(.*)$", line).groups() for line in lines)
+    for role, name, opts in (("segmenter", "EASYOCC_SEGMENTER", "EASYOCC_SEGMENTER_OPTIONS"),
+                             ("depth", "EASYOCC_DEPTH", "EASYOCC_DEPTH_OPTIONS")):
+        check_options(role, values[name], json.loads(values[opts].strip("'")))
+    from ops.storage.map_encoding import parse_depth_encoding
+
+    parse_depth_encoding(values["EASYOCC_DEPTH_STORAGE"].split("#")[0].strip())
     assert {kind for kind in re.findall(r"^```(\w*)$", GUIDE.read_text(), re.M)} <= {"sh", "bash", ""}
 
 

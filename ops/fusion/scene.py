@@ -80,9 +80,21 @@ class StoredPerception:
     def __init__(self, sem, dep, scene: str):
         self.sem, self.depth = sem["semantics"], dep["depth"]
         self.encoding = dep.attrs.get("encoding")        # the stored form (ops/storage/map_encoding.py)
+        self.scene = scene
         self.index = {t: i for i, t in enumerate(sem.attrs["tokens"])}
         if list(dep.attrs["tokens"]) != list(sem.attrs["tokens"]):
             raise ValueError(f"scene {scene}: semantic_maps and metric_depth hold different keyframes")
+
+    def check_stride(self, cfg: FusionConfig) -> None:
+        """Fail when the fusion would lift pixels the stored depth does not hold (its stride is not a
+        multiple of the stored one): it would read their neighbours' depths."""
+        stored = int((self.encoding or {}).get("stride", 1))
+        lift = cfg.stride_for(self.sem.shape[-1])
+        if lift % stored:
+            raise ValueError(f"scene {self.scene}: the fusion lifts at stride {lift}, but metric_depth holds depth at "
+                             f"stride {stored} only (EASYOCC_DEPTH_STORAGE / the storage resource's depth_storage): "
+                             f"store depth at stride {lift} or 1 (e.g. cm:{lift}), or set the fusion's stride to a "
+                             f"multiple of {stored}")
 
     def __call__(self, kf: KeyframeRecord) -> list[tuple[np.ndarray, np.ndarray]]:
         if kf.token not in self.index:
@@ -134,7 +146,9 @@ def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | st
                     raise ValueError(f"scene {scene}: its stored {stage} changed since this run planned its labels "
                                      f"(fingerprint {group.attrs.get('fingerprint')}, planned {want}): another run "
                                      f"rewrote it; run occ_labels again")
-            stats, seconds = _fuse_into(w, SceneFuser(keyframes, StoredPerception(sem, dep, scene), cfg))
+            perception = StoredPerception(sem, dep, scene)
+            perception.check_stride(cfg)
+            stats, seconds = _fuse_into(w, SceneFuser(keyframes, perception, cfg))
         w.commit({"fingerprint": fp, "stage": OCC_LABELS, "tokens": [kf.token for kf in keyframes],
                   "grid": {"lower": list(GRID.lower), "voxel_size": GRID.voxel_size, "shape": list(GRID.shape)},
                   "fusion": fingerprint_fields(cfg), "stats": stats})

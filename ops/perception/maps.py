@@ -46,9 +46,12 @@ def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str,
     """Fingerprint of a scene's maps: its inputs, the backend with its options, the code that serves
     and runs that backend, and (depth) the stored form (ops/storage/map_encoding.py; float32 at full
     resolution fingerprints as before the encodings existed)."""
-    code = code_version("ops.perception.serving", backend_module(kind.role, spec.name))
-    stored = kind.dtype if kind.role != "depth" else _depth_encoding(kind, encoding).fingerprint_fields()
-    return fingerprint(inputs_fingerprint, spec.name, spec.options, code, stored)
+    modules = ["ops.perception.serving", backend_module(kind.role, spec.name)]
+    depth = _depth_encoding(kind, encoding)
+    if depth is not None and not depth.legacy:   # the stored form's code (and the auto stride's rule) too
+        modules.append("ops.storage.map_encoding")
+    stored = kind.dtype if depth is None else depth.fingerprint_fields()
+    return fingerprint(inputs_fingerprint, spec.name, spec.options, code_version(*modules), stored)
 
 
 def _depth_encoding(kind: MapKind, encoding: DepthEncoding | None) -> DepthEncoding | None:

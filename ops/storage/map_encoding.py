@@ -1,12 +1,12 @@
 """How the depth maps are stored: the dtype, the step of fixed-point values, and a storage stride.
 
 Full-resolution float32 depth is 5.8 MB an image at 1600 x 900 before compression, about 1.2 TB for
-the 204,894 keyframe images of v1.0-trainval. The stored form is set by the storage resource
-(`depth_encoding`, `depth_stride`; docs/conventions.md, "Stored maps"):
+the 204,894 keyframe images of v1.0-trainval. The stored form is set by the storage resource's
+`depth_storage` (EASYOCC_DEPTH_STORAGE, `NAME[:STRIDE]`; docs/conventions.md, "Stored maps"):
 
   - `cm` (the default): uint16 centimetres, 0 = no depth; depths of 655.35 m or more are stored as no depth;
   - `mm`: uint16 millimetres (up to 65.534 m; farther depths are stored as no depth);
-  - `float16`: half precision metres (a relative step of 1/2048: 4 cm at 80 m);
+  - `float16`: half precision metres (rounding error at most 1/2048 of the depth: 3 cm at 80 m);
   - `float32`: as the backend gave it (what earlier versions stored; the stage's bytes are unchanged).
 
 The fixed-point and float16 forms are compressed with Blosc (zstd, byte shuffle), which packs smooth
@@ -18,8 +18,8 @@ repeats each stored pixel over its k x k block. The fusion lifts every `stride`-
 the depths it would have read at full resolution. 0 means "auto": the fusion's automatic stride for
 the image's width (`ops.geometry.auto_pixel_stride`: 1 up to 800 px, 2 for nuScenes' 1600 px).
 
-    enc = depth_encoding("cm", stride=0)
-    stored = enc.encode(depth, stride)              # (ceil(H/k), ceil(W/k)) uint16
+    enc = parse_depth_encoding("cm")                # DepthEncoding("cm", stride=0)
+    stored = enc.encode(depth)                      # (ceil(H/k), ceil(W/k)) uint16; k from the width
     depth = decode_depth(stored, attrs, (H, W))     # (H, W) float32 metres
 """
 from __future__ import annotations
@@ -92,7 +92,10 @@ class DepthEncoding:
         return BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)
 
     def encode(self, depth: np.ndarray, width: int | None = None) -> np.ndarray:
-        """(H, W) float metres (0, NaN or inf = no depth) -> the stored (H', W') array."""
+        """(H, W) float metres (0, NaN or inf = no depth) -> the stored (H', W') array. `width`: the
+        image's, for the auto stride (default: the map's own). The fixed-point forms store NaN, inf,
+        negative and out-of-range depths as 0; the float forms keep what the backend gave (the fusion
+        drops non-finite and non-positive depths)."""
         d = np.asarray(depth)
         k = self.stride_for(width or d.shape[-1])
         d = d[::k, ::k]

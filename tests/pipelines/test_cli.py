@@ -155,6 +155,11 @@ def test_perceive_takes_the_pipelines_backends_and_options_from_the_environment(
     # a flag's option goes over the environment's; a typo in the environment's is named
     assert main(["perceive", "--scene", "scene-0061", "--seg-opt", "preset=harsh", "--out", str(tmp_path / "b")]) == 0
     assert "class accuracy 100.0 %" not in capsys.readouterr().out
+    # a dataroot given here is read with its own (default) version, not the environment's
+    monkeypatch.setenv("EASYOCC_VERSION", "v1.0-trainval")
+    assert main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("EASYOCC_VERSION", cfg.version)
     monkeypatch.setenv("EASYOCC_DEPTH_OPTIONS", '{"presett": "perfect"}')
     assert main(["perceive", "--scene", "scene-0061", "--out", str(tmp_path / "c")]) == 2
     assert "presett" in capsys.readouterr().err

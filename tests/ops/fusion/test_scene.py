@@ -78,3 +78,29 @@ def test_maps_rewritten_by_another_run_fail_the_scene_instead_of_mislabelling_it
     assert store.is_current("scene-t", OCC_LABELS, "fp")
     again = fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp", skip_if_current=True)
     assert again.skipped and len(again.stats) == 2
+
+
+def test_compact_depth_is_decoded_and_a_fusion_stride_it_cannot_serve_fails_the_scene(tmp_path):
+    """Depth stored in centimetres at stride 2 (ops/storage/map_encoding.py): the fusion lifting every 2nd
+    pixel stores the labels of the centimetre depths; one lifting every pixel fails, naming both strides."""
+    from ops.storage.map_encoding import DepthEncoding, decode_depth
+
+    kfs, (depth, sem) = keyframes(2)
+    enc = DepthEncoding("cm", stride=2)
+    store = SceneStore(tmp_path / "s.zarr")
+    store_maps(store, "scene-t", kfs, (depth, sem))
+    stored = enc.encode(depth)
+    with store.writer("scene-t", METRIC_DEPTH) as w:      # the depth stage again, in its compact form
+        w.create("depth", (2, 1) + stored.shape, stored.dtype, chunks=(1, 1) + stored.shape)
+        for i in range(2):
+            w.write("depth", (i, 0), stored)
+        w.commit({"fingerprint": "f", "tokens": [kf.token for kf in kfs], "encoding": enc.attrs(depth.shape[1])})
+    back = decode_depth(stored, enc.attrs(depth.shape[1]), depth.shape)
+    cfg = FusionConfig(history=1, stride=2)
+    fuse_scene(str(store.path), "scene-t", kfs, cfg, "fp")
+    g = store.open("scene-t", OCC_LABELS)
+    for i, label in enumerate(SceneFuser(kfs, lambda kf: [(back, sem)], cfg)):
+        np.testing.assert_array_equal(g["semantics"][i], label.semantics)
+    with pytest.raises(ValueError, match="the fusion lifts at stride 1, but metric_depth holds depth at stride 2"):
+        fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1, stride=1), "fp-2")
+    assert store.attrs("scene-t", OCC_LABELS)["fingerprint"] == "fp"        # the stored labels stay
