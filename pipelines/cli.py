@@ -131,7 +131,7 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     from ops.data.nuscenes import open_nuscenes
     from ops.perception.serving import BackendSpec
 
-    from pipelines.resources import PerceptionResource
+    from pipelines.resources import PERCEPTION_VARIABLES, PerceptionResource
     from pipelines.settings import env_value
 
     root = Path(args.dataroot or env_value("EASYOCC_DATAROOT") or demo_world_root())
@@ -142,9 +142,7 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     kfs = kfs[int(start or 0): int(stop) if stop else None]
     images = [im for kf in kfs for im in kf.images]
     # the pipeline's backends and options (EASYOCC_SEGMENTER, ..._OPTIONS), unless the flags say otherwise
-    env = PerceptionResource(**{f: env_value(v) for f, v in (("segmenter", "EASYOCC_SEGMENTER"), ("depth", "EASYOCC_DEPTH"),
-                                                               ("segmenter_options", "EASYOCC_SEGMENTER_OPTIONS"),
-                                                               ("depth_options", "EASYOCC_DEPTH_OPTIONS"))})
+    env = PerceptionResource(**{f: env_value(v) for f, v in PERCEPTION_VARIABLES.items()})
     specs = {}
     for role, name, pairs in (("segmenter", args.segmenter, args.seg_opt), ("depth", args.depth, args.depth_opt)):
         base = env.spec(role) if not name or name == (getattr(env, role) or "simulated") else BackendSpec(name, {})

@@ -48,6 +48,11 @@ class DatasetResource(dg.ConfigurableResource):
                                image_width=self.demo_image_width, image_height=self.demo_image_height)
 
 
+# the perception resource's fields and the variables that set them (default_resources; `easyocc perceive`)
+PERCEPTION_VARIABLES = {"segmenter": "EASYOCC_SEGMENTER", "depth": "EASYOCC_DEPTH",
+                        "segmenter_options": "EASYOCC_SEGMENTER_OPTIONS", "depth_options": "EASYOCC_DEPTH_OPTIONS"}
+
+
 class PerceptionResource(dg.ConfigurableResource):
     """Which segmenter and depth backend run, with their options (checkpoints, device, thresholds)."""
 
@@ -150,9 +155,7 @@ def default_resources() -> dict:
     return {
         "nuscenes": DatasetResource(data_dir=_from_env("EASYOCC_DATA_DIR"), dataroot=_from_env("EASYOCC_DATAROOT"),
                                    version=_from_env("EASYOCC_VERSION")),
-        "perception": PerceptionResource(segmenter=_from_env("EASYOCC_SEGMENTER"), depth=_from_env("EASYOCC_DEPTH"),
-                                         segmenter_options=_from_env("EASYOCC_SEGMENTER_OPTIONS"),
-                                         depth_options=_from_env("EASYOCC_DEPTH_OPTIONS")),
+        "perception": PerceptionResource(**{f: _from_env(v) for f, v in PERCEPTION_VARIABLES.items()}),
         "ray": RayResource(address=_from_env("RAY_ADDRESS")),
         "storage": StorageResource(data_dir=_from_env("EASYOCC_DATA_DIR"), depth_storage=_from_env("EASYOCC_DEPTH_STORAGE")),
         "io_manager": JsonIOManager(data_dir=_from_env("EASYOCC_DATA_DIR")),

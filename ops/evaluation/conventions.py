@@ -22,40 +22,39 @@ class Convention:
     mask: str           # "camera", "camera&lidar", "none" (full scene), or "rays" for RayIoU
     mean: str           # "nanmean" (absent classes skipped), "mean" (np.mean: n/a if a class is absent), "-"
     reported_by: str
-    source: tuple[str, str]   # where the value is: ("masks/<mask>", score key) or ("rayiou", key)
+    source: str         # its key in the scores of `mask` (ops/evaluation/metrics.py), or in the RayIoU result
 
 
 CONVENTIONS: tuple[Convention, ...] = (
     Convention("miou17_camera", "mIoU-17", "camera", "nanmean",
-               "Occ3D-nuScenes (official), CVPR 2023 occupancy challenge", ("masks/camera", "miou17")),
+               "Occ3D-nuScenes (official), CVPR 2023 occupancy challenge", "miou17"),
     Convention("miou15_camera", "mIoU-15", "camera", "nanmean",
-               "GaussianFlowOcc, ShelfOcc, QueryOcc", ("masks/camera", "miou15")),
+               "GaussianFlowOcc, ShelfOcc, QueryOcc", "miou15"),
     Convention("miou17_camera_lidar", "mIoU-17", "camera&lidar", "mean",
-               "(for completeness)", ("masks/camera&lidar", "miou17_mean")),
+               "(for completeness)", "miou17_mean"),
     Convention("miou15_camera_lidar", "mIoU-15", "camera&lidar", "mean",
-               "OccNeRF, GaussianOcc", ("masks/camera&lidar", "miou15_mean")),
-    Convention("miou17_none", "mIoU-17", "none", "nanmean", "full scene (no mask)", ("masks/none", "miou17")),
-    Convention("miou15_none", "mIoU-15", "none", "nanmean", "full scene (no mask)", ("masks/none", "miou15")),
-    Convention("iou_camera", "IoU", "camera", "-", "Occ3D-nuScenes (official)", ("masks/camera", "geometric_iou")),
+               "OccNeRF, GaussianOcc", "miou15_mean"),
+    Convention("miou17_none", "mIoU-17", "none", "nanmean", "full scene (no mask)", "miou17"),
+    Convention("miou15_none", "mIoU-15", "none", "nanmean", "full scene (no mask)", "miou15"),
+    Convention("iou_camera", "IoU", "camera", "-", "Occ3D-nuScenes (official)", "geometric_iou"),
     Convention("iou_camera_lidar", "IoU", "camera&lidar", "-", "OccNeRF, GaussianOcc",
-               ("masks/camera&lidar", "geometric_iou")),
-    Convention("iou_none", "IoU", "none", "-", "full scene (no mask)", ("masks/none", "geometric_iou")),
+               "geometric_iou"),
+    Convention("iou_none", "IoU", "none", "-", "full scene (no mask)", "geometric_iou"),
     Convention("rayiou", "RayIoU", "rays", "nanmean", "SparseOcc, CVPR 2024 occupancy challenge",
-               ("rayiou", "rayiou")),
-    Convention("rayiou_1m", "RayIoU@1m", "rays", "nanmean", "SparseOcc", ("rayiou", "rayiou@1")),
-    Convention("rayiou_2m", "RayIoU@2m", "rays", "nanmean", "SparseOcc", ("rayiou", "rayiou@2")),
-    Convention("rayiou_4m", "RayIoU@4m", "rays", "nanmean", "SparseOcc", ("rayiou", "rayiou@4")),
-    Convention("rayiou15", "RayIoU-15", "rays", "nanmean", "ours: RayIoU over the mIoU-15 classes", ("rayiou", "rayiou15")),
+               "rayiou"),
+    Convention("rayiou_1m", "RayIoU@1m", "rays", "nanmean", "SparseOcc", "rayiou@1"),
+    Convention("rayiou_2m", "RayIoU@2m", "rays", "nanmean", "SparseOcc", "rayiou@2"),
+    Convention("rayiou_4m", "RayIoU@4m", "rays", "nanmean", "SparseOcc", "rayiou@4"),
+    Convention("rayiou15", "RayIoU-15", "rays", "nanmean", "ours: RayIoU over the mIoU-15 classes", "rayiou15"),
 )
 
 
 def _value(c: Convention, result: dict | None, rayiou: dict | None) -> float | None:
-    where, key = c.source
-    if where == "rayiou":
-        return None if rayiou is None else float(rayiou[key])
+    if c.mask == "rays":
+        return None if rayiou is None else float(rayiou[c.source])
     if result is None or not result.get("frames"):
         return None
-    return float(result["masks"][where.split("/", 1)[1]][key])
+    return float(result["masks"][c.mask][c.source])
 
 
 def convention_values(result: dict | None, rayiou: dict | None = None) -> list[dict]:

@@ -91,13 +91,12 @@ class DepthEncoding:
 
         return BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)
 
-    def encode(self, depth: np.ndarray, width: int | None = None) -> np.ndarray:
-        """(H, W) float metres (0, NaN or inf = no depth) -> the stored (H', W') array. `width`: the
-        image's, for the auto stride (default: the map's own). The fixed-point forms store NaN, inf,
-        negative and out-of-range depths as 0; the float forms keep what the backend gave (the fusion
-        drops non-finite and non-positive depths)."""
+    def encode(self, depth: np.ndarray) -> np.ndarray:
+        """(H, W) float metres (0, NaN or inf = no depth) -> the stored (H', W') array, at the stride for
+        W. The fixed-point forms store NaN, inf, negative and out-of-range depths as 0; the float forms
+        keep what the backend gave (the fusion drops non-finite and non-positive depths)."""
         d = np.asarray(depth)
-        k = self.stride_for(width or d.shape[-1])
+        k = self.stride_for(d.shape[-1])
         d = d[::k, ::k]
         if self.step_m:
             d = np.where(np.isfinite(d) & (d > 0), d, 0.0) / self.step_m
