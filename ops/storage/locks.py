@@ -1,17 +1,23 @@
 """Advisory file locks of the scene store (`fcntl.flock`, released by the kernel when the holder dies).
 
-Each (scene, stage) has two lock files, `<store>/locks/<scene>/<stage>.write` and `.../<stage>.read`
+Each (scene, stage) has three lock files, `<store>/locks/<scene>/<stage>.write`, `.read` and `.gate`
 (outside the scenes' groups, so that the stored results' bytes never depend on them):
 
     writer      holds `write` exclusively from `SceneStore.writer()` to commit or abort: one writer at a
                 time builds a scene's stage; a second one waits (saying for whom) or gives up after
                 the store's timeout with `StageBusy`, without touching the first one's data.
-    commit      takes `read` exclusively for its two renames: it waits for the readers of the old result.
-    reader      `SceneStore.reading()` holds `read` shared while it reads: it sees one complete result,
-                never the old one's chunks mixed with the new one's.
+    commit      takes `gate` exclusively (from then on no new reader starts), then `read` exclusively
+                for its two renames: it waits only for the readers already reading the old result.
+    reader      `SceneStore.reading()` passes `gate` (shared, for an instant) and holds `read` shared
+                while it reads: it sees one complete result, never the old one's chunks mixed with the
+                new one's, and it waits while a commit is pending, so that a steady stream of
+                overlapping readers (training) cannot hold a commit off for ever. (So a process must
+                not open a stage for reading while it is already reading that same stage: with a
+                commit pending, the inner read would wait for a commit that waits for the outer one.
+                No pipeline path nests reads of one stage.)
 
-The holder of a write lock writes who it is (host, pid, since when) into the file, so that a
-waiting process can name it. Locks work across the processes and Ray workers of one machine, and
+The holder of a write lock or of the gate writes who it is (host, pid, since when) into the file,
+so that a waiting process can name it. Locks work across the processes and Ray workers of one machine, and
 across machines on filesystems whose flock is cluster-wide (NFSv4, Lustre with flock, CephFS).
 """
 from __future__ import annotations

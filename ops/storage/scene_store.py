@@ -4,13 +4,13 @@
         zarr.json attributes                 {"complete": true, "fingerprint": ..., "files": {path: bytes},
                                               plus the stage's own}
         <array>                              frame-major arrays, one chunk per frame (and camera)
-    <store>/locks/<scene>/<stage>.write|read  the stage's locks (ops/storage/locks.py)
+    <store>/locks/<scene>/<stage>.write|read|gate  the stage's locks (ops/storage/locks.py)
 
 One writer per (scene, stage), enforced: `writer()` takes the stage's write lock (a second writer
 waits, naming the first, or gives up after `lock_timeout` seconds without touching anything). A
 `StageWriter` builds the new result beside the old one (`<stage>.partial-<id>`) and, on `commit`,
 records every file it wrote with its size, then swaps it in with two directory renames while no
-reader holds the stage (`reading()`), so a reader, or a re-run after a crash, sees either the old
+reader holds the stage (`reading()`; new readers wait while a commit is pending), so a reader, or a re-run after a crash, sees either the old
 complete result or nothing marked complete, never a half-written one or a mix of two.
 A result counts as current only when its fingerprint matches *and* every recorded file is there
 with its size (`damage()`): a stage damaged on disk is rebuilt, not skipped. Everything written is
@@ -48,10 +48,12 @@ class SceneStore:
         self._warned_unlocked = False
 
     def lock(self, scene: str, stage: str, kind: str) -> FileLock:
-        """The (unacquired) `kind` ("write" or "read") lock of a scene's stage."""
+        """The (unacquired) `kind` ("write", "read" or "gate") lock of a scene's stage."""
         self.stage_dir(scene, stage)   # validates the names
-        return FileLock(self.path / "locks" / scene / f"{stage}.{kind}", f"{stage} of scene {scene} ({self.path})",
-                        names_holder=kind == "write")
+        if kind not in ("write", "read", "gate"):
+            raise ValueError(f"lock kind {kind!r}: expected write, read or gate")
+        what = f"{stage} of scene {scene} ({self.path})" + (" (a commit is pending)" if kind == "gate" else "")
+        return FileLock(self.path / "locks" / scene / f"{stage}.{kind}", what, names_holder=kind != "read")
 
     def stage_dir(self, scene: str, stage: str) -> Path:
         if not scene or "/" in scene or scene.startswith("."):
@@ -136,12 +138,17 @@ class SceneStore:
 
     @contextmanager
     def _read_lock(self, scene: str, stage: str) -> Iterator[None]:
-        """The stage's read lock, shared. On a store this process may not write (read-only media, another
-        user's files) no lock file can be made: it reads without one, saying so once, since nothing
-        can be committed there by this process either."""
-        lock = self.lock(scene, stage, "read")
+        """The stage's read lock, shared, taken after passing its gate (a pending commit is waited for
+        first: readers that overlap one another never starve it). On a store this process may not
+        write (read-only media, another user's files) no lock file can be made: it reads without one,
+        saying so once, since nothing can be committed there by this process either."""
+        lock, gate = self.lock(scene, stage, "read"), self.lock(scene, stage, "gate")
         try:
-            lock.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
+            gate.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
+            try:
+                lock.acquire(exclusive=False, timeout=self.lock_timeout, on_wait=self.on_wait)
+            finally:
+                gate.release()
         except OSError as exc:
             if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise
@@ -219,21 +226,26 @@ class StageWriter:
                 for p in sorted(self.partial.rglob("*")) if p.is_file() and p != self.partial / "zarr.json"}
 
     def commit(self, attrs: dict) -> None:
-        """Record the files, mark complete and swap in: once no reader holds the stage, the old result
-        (if any) is replaced in two renames."""
+        """Record the files, mark complete and swap in: new readers are held at the gate, and once the
+        readers already in have finished, the old result (if any) is replaced in two renames."""
         if not self._lock.held:
             raise RuntimeError(f"{self.stage} of scene {self.scene}: this writer was already committed or aborted")
         try:
             self.group.attrs.update({**attrs, "files": self._files(), "complete": True})
+            gate = self.store.lock(self.scene, self.stage, "gate")
             readers = self.store.lock(self.scene, self.stage, "read")
-            readers.acquire(exclusive=True, timeout=None, on_wait=self.store.on_wait)
+            gate.acquire(exclusive=True, timeout=None, on_wait=self.store.on_wait)
             try:
-                old = self.final.with_name(f"{self.stage}.old")
-                if self.final.exists():
-                    self.final.rename(old)
-                self.partial.rename(self.final)
+                readers.acquire(exclusive=True, timeout=None, on_wait=self.store.on_wait)
+                try:
+                    old = self.final.with_name(f"{self.stage}.old")
+                    if self.final.exists():
+                        self.final.rename(old)
+                    self.partial.rename(self.final)
+                finally:
+                    readers.release()
             finally:
-                readers.release()
+                gate.release()
             # the new result is in place; an old one that cannot be removed now (a file still open on
             # NFS) is left for the next writer's recover()
             shutil.rmtree(old, ignore_errors=True)

@@ -206,3 +206,45 @@ def test_a_store_this_process_cannot_lock_is_read_without_locks_saying_so_once(t
     monkeypatch.setattr(FileLock, "acquire", other_error)
     with pytest.raises(OSError, match="I/O error"):
         store.state("scene-1", "labels")
+
+
+def test_overlapping_readers_do_not_hold_a_commit_off(tmp_path):
+    """Two readers that take turns so that one of them always holds the stage (training reading labels
+    steadily) must not starve a commit: it closes the gate to new readers, waits only for those inside,
+    swaps in, and the readers go on with the new result."""
+    import threading
+    import time
+
+    store = SceneStore(tmp_path / "s.zarr", on_wait=lambda msg: None)
+    write(store, "scene-1", 10, fp="a")
+    stop, seen, errors = threading.Event(), set(), []
+
+    def reader(offset):
+        time.sleep(offset)
+        while not stop.is_set():
+            try:
+                with store.reading("scene-1", "labels") as g:
+                    seen.add(g.attrs["fingerprint"])
+                    time.sleep(0.3)          # held 0.3 s, the other reader starts 0.15 s later: always one inside
+            except Exception as exc:  # noqa: BLE001 - reported by the assert below
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=reader, args=(o,), daemon=True) for o in (0.0, 0.15)]
+    for t in readers:
+        t.start()
+    time.sleep(0.5)
+    committer = threading.Thread(target=write, args=(store, "scene-1", 50), kwargs={"fp": "b"}, daemon=True)
+    committer.start()
+    committer.join(timeout=60)     # a bound on hanging: starved, it would never finish
+    deadline = time.monotonic() + 10
+    while "b" not in seen and not errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for t in readers:
+        t.join(timeout=10)
+    assert not committer.is_alive(), "the commit was held off by the overlapping readers"
+    assert not errors, errors
+    assert seen == {"a", "b"}
+    attrs, data = store.read("scene-1", "labels", ("semantics",))
+    assert attrs["fingerprint"] == "b" and int(data["semantics"][0, 0, 0]) == 50
