@@ -66,7 +66,7 @@ def occ_labels(context: dg.AssetExecutionContext, config: LabelConfig, frames: F
             fused[scene] = result
             plan.stored(scene, len(result.stats), result.seconds)
             context.log.info(f"occ_labels: scene {scene} stored ({len(fused)}/{len(plan.todo)} scenes, "
-                             f"{time.time() - start:.0f} s)")
+                             f"{time.time() - start:.0f} s)" + (f" on {result.node}" if result.node else ""))
     result = plan.result()
     context.add_output_metadata(metadata(_label_metadata(result, fused, semantic_maps, metric_depth, time.time() - start)))
     if not result.scenes:
@@ -86,6 +86,7 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
 
     from ops.occ3d import NUM_CLASSES
     from ops.report import Markdown, bar_image, bev_image, histogram_image, markdown_image, markdown_table
+    from ops.runtime import count_per_node
     from ops.storage import OCC_LABELS
     from ops.storage.scene_store import SceneStore
 
@@ -103,6 +104,11 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
                       if result.failed else "none",
             "seconds": round(seconds, 2), "store": store.path,
             "class_histogram": markdown_image(histogram_image(hist), "voxels per class, all labels")}
+    per_node: dict[str, int] = {}
+    for r in fused.values():
+        count_per_node(per_node, r.node)
+    if per_node:
+        meta["scenes_per_node"] = markdown_table(["Ray node", "scenes fused"], [[n, c] for n, c in sorted(per_node.items())])
     ground = _ground_scale_chart(stats)
     if ground:
         meta["ground_scale"] = ground

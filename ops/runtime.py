@@ -71,6 +71,23 @@ def ensure_ray(address: str | None = None, local_cpus: int | None = None):
     return ray
 
 
+def ray_node() -> str:
+    """Where this process runs in the connected Ray cluster, "<ip> node <first 8 hex digits of its node
+    id>" (two nodes of one machine share the IP), or "" outside Ray: put beside a result, it says which
+    machine of the cluster did the work."""
+    import ray
+
+    if not ray.is_initialized():
+        return ""
+    return f"{ray.util.get_node_ip_address()} node {ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def count_per_node(counts: dict[str, int], node: str, n: int = 1) -> None:
+    """Add `n` to `counts[node]` (nodes are "" outside Ray and then not counted)."""
+    if node:
+        counts[node] = counts.get(node, 0) + n
+
+
 class _DefaultTokenAuth(logging.Filter):
     """Drops Ray's notice that a new local cluster uses token authentication, its default (every run
     starts one, so the notice would be in every log); any other authentication message passes."""

@@ -18,6 +18,7 @@ from ops.fusion.lift import LiftedFrame, PerceptionFn, lift_keyframe
 from ops.fusion.window import Label, fuse_window
 from ops.geometry import check_rigid, invert_transform
 from ops.occ3d import GRID, UNOBSERVED, OccGrid
+from ops.runtime import ray_node
 from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
 from ops.storage.map_encoding import decode_depth
 from ops.storage.keyframe_files import read_keyframes
@@ -114,6 +115,7 @@ class FusedScene:
     stats: list[dict]               # per keyframe: points, rays, voxels occupied / observed, voxels per class
     step_seconds: dict[str, float]  # read, lift, vote, free_space, label, write: summed over the keyframes
     skipped: bool = False           # True: another run stored this fingerprint meanwhile; nothing was computed
+    node: str = ""                  # the Ray node that fused it (ops.runtime.ray_node; "" outside Ray)
 
 
 def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | str, cfg: FusionConfig, fp: str,
@@ -138,7 +140,7 @@ def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | st
         if skip_if_current and store.is_current(scene, OCC_LABELS, fp):
             stats = store.attrs(scene, OCC_LABELS)["stats"]     # read while the write lock is still held
             w.abort()
-            return FusedScene(scene, 0.0, stats, {}, skipped=True)
+            return FusedScene(scene, 0.0, stats, {}, skipped=True, node=ray_node())
         with store.reading(scene, SEMANTIC_MAPS) as sem, store.reading(scene, METRIC_DEPTH) as dep:
             for stage, group in ((SEMANTIC_MAPS, sem), (METRIC_DEPTH, dep)):
                 want = (maps_fingerprints or {}).get(stage)
@@ -152,7 +154,8 @@ def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | st
         w.commit({"fingerprint": fp, "stage": OCC_LABELS, "tokens": [kf.token for kf in keyframes],
                   "grid": {"lower": list(GRID.lower), "voxel_size": GRID.voxel_size, "shape": list(GRID.shape)},
                   "fusion": fingerprint_fields(cfg), "stats": stats})
-    return FusedScene(scene, round(time.time() - start, 2), stats, {k: round(v, 3) for k, v in seconds.items()})
+    return FusedScene(scene, round(time.time() - start, 2), stats, {k: round(v, 3) for k, v in seconds.items()},
+                      node=ray_node())
 
 
 def _fuse_into(w, fuser: SceneFuser) -> tuple[list[dict], dict[str, float]]:

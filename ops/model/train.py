@@ -271,7 +271,10 @@ def train(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset_fn: Callable[[], o
     def worker(_config: dict):
         import ray.train.torch as rtt
 
+        from ops.runtime import ray_node
+
         ctx = ray.train.get_context()
+        print(f"Ray Train: worker {ctx.get_world_rank()} of {ctx.get_world_size()} on {ray_node()}", flush=True)
         state = train_loop(model_cfg, cfg, dataset_fn(), checkpoint_dir, label_counts,
                            log=print if ctx.get_world_rank() == 0 else (lambda m: None),
                            rank=ctx.get_world_rank(), world=ctx.get_world_size(), wrap=rtt.prepare_model,

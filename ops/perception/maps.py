@@ -19,7 +19,8 @@ import numpy as np
 from ops.data.keyframes import KeyframeRecord
 from ops.perception.base import backend_module
 from ops.perception.serving import BackendSpec, RaySettings, serve_scenes
-from ops.report import class_map_image, depth_image, histogram_image, markdown_image
+from ops.report import class_map_image, depth_image, histogram_image, markdown_image, markdown_table
+from ops.runtime import count_per_node
 from ops.storage import METRIC_DEPTH, SEMANTIC_MAPS
 from ops.storage.fingerprints import code_version, fingerprint
 from ops.storage.map_encoding import DepthEncoding
@@ -63,15 +64,18 @@ def _depth_encoding(kind: MapKind, encoding: DepthEncoding | None) -> DepthEncod
 
 @dataclass
 class MapStats:
-    """What the maps of this run looked like: class histogram (segmenter) or depth coverage, and the first map."""
+    """What the maps of this run looked like: class histogram (segmenter) or depth coverage, the first map,
+    and how many images each node of the Ray cluster served."""
 
     kind: MapKind
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     valid: int = 0
     pixels: int = 0
     first: np.ndarray | None = None
+    per_node: dict[str, int] = field(default_factory=dict)
 
-    def add(self, data: np.ndarray) -> None:
+    def add(self, data: np.ndarray, node: str = "") -> None:
+        count_per_node(self.per_node, node)
         if self.kind.role == "segmenter":
             self.histogram += np.bincount(data.ravel(), minlength=256)
         else:
@@ -91,7 +95,13 @@ class MapStats:
             out["unknown_pixels_percent"] = round(100 * float(self.histogram[255]) / max(1, int(self.histogram.sum())), 2)
         else:
             out["pixels_with_depth_percent"] = round(100 * self.valid / max(1, self.pixels), 2)
+        if self.per_node:
+            out["images_per_node"] = markdown_table(["Ray node", "images"], [[n, c] for n, c in sorted(self.per_node.items())])
         return out
+
+    def nodes_line(self) -> str:
+        """One log line: the images each Ray node served (empty outside Ray)."""
+        return ", ".join(f"{c} on {n}" for n, c in sorted(self.per_node.items()))
 
 
 def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tuple[str, int]], dataroot: str,
@@ -117,7 +127,7 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
     opened, left, skipped = 0, {}, set()
     start = time.time()
     segmenter, depth = (spec, None) if kind.role == "segmenter" else (None, spec)
-    rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], total, segmenter, depth, settings)
+    rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], segmenter, depth, settings)
     try:
         for seen, row in enumerate(rows, 1):
             if seen % max(1, total // 10) == 0 or seen == total:
@@ -147,7 +157,7 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
             try:
                 data = row[kind.array]
                 sw.writer.write(kind.array, (f, c), data if encoding is None else encoding.encode(data))
-                stats.add(data)
+                stats.add(data, row.get("node", ""))
                 left[scene] -= 1
                 if left[scene] == 0:
                     sw.commit(kind, plan, spec, encoding)
@@ -165,6 +175,8 @@ def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tupl
         if scene not in plan.done and scene not in plan.failed:
             missing = left.get(scene, keyframe_files[scene][1])
             plan.fail(scene, f"{missing} of its images did not come back from the perception serving")
+    if stats.per_node:
+        log(f"{kind.stage}: images per Ray node: {stats.nodes_line()}")
     return stats
 
 

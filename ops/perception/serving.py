@@ -1,14 +1,15 @@
 """Perception served by Ray Data: any registered segmenter and depth backend over a list of images, or
-over the images of a list of scenes (`serve_scenes`: the rows are made from each scene's keyframe
-file by Ray tasks, so the driver never lists the images).
+over the images of a list of scenes (`serve_scenes`: each actor call takes one scene and makes its
+image rows from the scene's keyframe file itself, so the driver never lists the images).
 
     ray.data.from_items(images) -> map_batches(PerceptionActor, compute=ActorPoolStrategy(size=n),
                                                num_gpus=g, batch_size=b) -> rows {name, semantics, depth}
-    ray.data.from_items(scenes) -> flat_map(scene_rows) -> map_batches(PerceptionActor, ...)
-                                                          -> rows {name, scene, frame, camera, ...}
+    ray.data.from_items(scenes) -> map_batches(ScenePerceptionActor, batch_size=1 scene, ...)
+                                   -> rows {name, scene, frame, camera, ...}, b images per backend call
 
 Each row comes back with an `error` (empty when the image went through): a failure is the image's,
-not the run's. Each actor builds its backends once (loads the models) and serves many batches; with GPUs in the
+not the run's; and with the `node` of the Ray cluster whose actor served it (ops.runtime.ray_node).
+Each actor builds its backends once (loads the models) and serves many batches; with GPUs in the
 cluster each actor gets `num_gpus` of one (default 1) and the backends run on it, otherwise on the CPU.
 Actors read the images themselves from the dataroot (on a cluster it must be on a shared filesystem),
 so only names and intrinsics travel to them and only the maps travel back. Ray connects to the
@@ -17,6 +18,7 @@ through `ops.perception.runner`; results are identical.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -54,8 +56,9 @@ class PerceptionActor:
 
     def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None):
         from ops.perception.base import build_depth, build_segmenter
+        from ops.runtime import ray_node
 
-        self.dataroot, self.init_error = Path(dataroot), ""
+        self.dataroot, self.init_error, self.node = Path(dataroot), "", ray_node()
         self.segmenter = self.depth = None
         try:
             self.segmenter = build_segmenter(segmenter.name, **_with_root(segmenter, dataroot)) if segmenter else None
@@ -84,7 +87,7 @@ class PerceptionActor:
         depths = [np.zeros(hw, np.float32) for hw in sizes]
         if good:
             self._run(good, names, sizes, rows, pixels, sems, depths, errors)
-        out: dict[str, list] = {"name": names, "error": errors}
+        out: dict[str, list] = {"name": names, "error": errors, "node": [self.node] * len(names)}
         for key in PASSED_THROUGH:
             if key in rows:
                 out[key] = list(rows[key])
@@ -120,12 +123,31 @@ class PerceptionActor:
                 depths[i] = dep[k]
 
 
+class ScenePerceptionActor(PerceptionActor):
+    """A PerceptionActor that serves whole scenes: each call gets scene items {scene, keyframes_file} and
+    yields the rows of each scene's images, `batch_size` images per call of the backends. One scene is
+    one unit of work, handed to the least busy actor of the pool wherever it runs."""
+
+    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None, batch_size: int):
+        super().__init__(dataroot, segmenter, depth)
+        self.batch_size = max(1, int(batch_size))
+
+    def __call__(self, items: dict[str, np.ndarray]) -> Iterator[dict[str, list]]:
+        for scene, path in zip(items["scene"], items["keyframes_file"]):
+            rows = scene_rows({"scene": str(scene), "keyframes_file": str(path)})
+            for i in range(0, len(rows), self.batch_size):
+                chunk = rows[i:i + self.batch_size]
+                yield PerceptionActor.__call__(self, {k: [r[k] for r in chunk] for k in chunk[0]})
+
+
 def _with_root(spec: BackendSpec, dataroot: str) -> dict:
     opts = dict(spec.options)
     if spec.name == "simulated":
         opts.setdefault("dataroot", dataroot)
     return opts
 
+
+ACTOR_START_TIMEOUT_S = 1800   # how long a perception stage waits for its actor pool (model loading included)
 
 PASSED_THROUGH = ("scene", "frame", "camera")   # row fields that say where an image belongs
 
@@ -135,8 +157,8 @@ def image_row(im: ImageRecord) -> dict:
 
 
 def scene_rows(item: dict) -> list[dict]:
-    """The rows of one scene's images, read from its keyframe file (a Ray task runs this): each with the
-    scene, its keyframe and camera index. A file that cannot be read gives one row with the error."""
+    """The rows of one scene's images, read from its keyframe file (on the actor that serves the scene):
+    each with the scene, its keyframe and camera index. A file that cannot be read gives one row with the error."""
     from ops.storage.keyframe_files import read_keyframes
 
     base = {"scene": item["scene"], "error": ""}
@@ -155,29 +177,47 @@ def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpe
     _check_backends(segmenter, depth)
     if not images:
         return
-    ray = ensure_ray(settings.address, settings.local_cpus)
-    yield from _serve(ray, ray.data.from_items([image_row(im) for im in images]), len(images), dataroot,
-                      segmenter, depth, settings)
+    ray = _connect(settings)
+    kwargs = dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth)
+    yield from _serve(ray, ray.data.from_items([image_row(im) for im in images]), PerceptionActor, kwargs,
+                      -(-len(images) // settings.batch_size), settings.batch_size, settings)
 
 
-def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], n_images: int, segmenter: BackendSpec | None,
+def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], segmenter: BackendSpec | None,
                  depth: BackendSpec | None, settings: RaySettings = RaySettings()) -> Iterator[dict]:
-    """Run the backends over the images of `scenes` ([(scene, keyframe file)], in this order; `n_images`
-    in all, to size the actor pool). The rows are made from the keyframe files by Ray tasks, scene by
-    scene, so the driver holds no list of images; yields {name, scene, frame, camera, error, semantics?,
+    """Run the backends over the images of `scenes` ([(scene, keyframe file)], in this order; at most one
+    actor per scene). Each scene goes whole to one actor, which makes its rows from the keyframe file, so the
+    driver holds no list of images; yields {name, scene, frame, camera, error, semantics?,
     depth?} per image as they finish (a scene whose file cannot be read: one row, frame -1, its error)."""
     _check_backends(segmenter, depth)
     if not scenes:
         return
-    ray = ensure_ray(settings.address, settings.local_cpus)
+    ray = _connect(settings)
     items = [{"scene": s, "keyframes_file": str(f)} for s, f in scenes]
-    # One block per scene, read by one task at a time: reading a JSON file needs no CPU slot of its own
-    # (the actors may hold them all), and one reader feeds far more images a second than the models
-    # take. A block's maps come back to the driver as a whole (up to Ray Data's block size), so blocks
-    # of one scene keep the driver's share small; unbounded zero-CPU readers would start a Python
-    # worker per block (measured: benchmarks/RESULTS.md).
-    ds = ray.data.from_items(items, override_num_blocks=len(items)).flat_map(scene_rows, num_cpus=0, concurrency=1)
-    yield from _serve(ray, ds, n_images, dataroot, segmenter, depth, settings)
+    # One block per scene and one scene per actor call: no reader tasks of their own (which, unbounded,
+    # started a Python worker per block; measured in benchmarks/RESULTS.md), and a scene's maps come
+    # back in blocks of the backends' batches (up to Ray Data's block size), not as one block per scene.
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    kwargs = dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth, batch_size=settings.batch_size)
+    yield from _serve(ray, ds, ScenePerceptionActor, kwargs, len(items), 1, settings)
+
+
+def _connect(settings: RaySettings):
+    """The connected ray module, its Ray Data context set for serving (a dataset copies the context when
+    it is made, so this comes first). The whole actor pool is waited for before any work is handed out,
+    and a block goes to the actor with the least work in flight wherever it is, not to one on the node
+    where the block was made: a block is image names (the actors read the images themselves), so its
+    locality is worth nothing, and otherwise one actor (one node of a cluster) takes the first scenes
+    while the others still load their models or sit idle on other nodes. A pool the cluster cannot
+    start fails after ACTOR_START_TIMEOUT_S, naming the actors asked for, instead of waiting for ever."""
+    ray = ensure_ray(settings.address, settings.local_cpus)
+    ctx = ray.data.DataContext.get_current()
+    ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
+    with warnings.catch_warnings():   # deprecated in Ray 2.60 (to go in 2027), but still obeyed: measured
+        warnings.simplefilter("ignore", DeprecationWarning)   # (tests/pipelines/test_ray_cluster.py)
+        if hasattr(ctx.execution_options, "actor_locality_enabled"):
+            ctx.execution_options.actor_locality_enabled = False
+    return ray
 
 
 def _check_backends(segmenter, depth) -> None:
@@ -185,7 +225,9 @@ def _check_backends(segmenter, depth) -> None:
         raise ValueError("serve: give a segmenter, a depth backend or both")
 
 
-def _serve(ray, ds, n_images: int, dataroot, segmenter, depth, settings: RaySettings) -> Iterator[dict]:
+def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int,
+           settings: RaySettings) -> Iterator[dict]:
+    """`ds` through a pool of `actor_cls` (at most one actor per call of it, `n_calls` in all), rows out."""
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1.0 if gpus > 0 else 0.0)
     if settings.num_actors is not None:
@@ -194,14 +236,18 @@ def _serve(ray, ds, n_images: int, dataroot, segmenter, depth, settings: RaySett
         actors = max(1, int(gpus / num_gpus))
     else:
         actors = max(1, int(ray.cluster_resources().get("CPU", 1) / settings.num_cpus))
-    actors = max(1, min(actors, -(-max(1, n_images) // settings.batch_size)))
-    ds = ds.map_batches(
-        PerceptionActor, fn_constructor_kwargs=dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth),
-        compute=ray.data.ActorPoolStrategy(size=actors), batch_size=settings.batch_size, batch_format="numpy",
-        num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
-    for row in ds.iter_rows():
-        yield {k: (str(v) if k in ("name", "error", "scene") else int(v) if k in ("frame", "camera") else np.asarray(v))
-               for k, v in row.items()}
+    actors = max(1, min(actors, n_calls))
+    ds = ds.map_batches(actor_cls, fn_constructor_kwargs=actor_kwargs, compute=ray.data.ActorPoolStrategy(size=actors),
+                        batch_size=batch_size, batch_format="numpy", num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
+    try:
+        for row in ds.iter_rows():
+            yield {k: (str(v) if k in ("name", "error", "scene", "node") else int(v) if k in ("frame", "camera")
+                       else np.asarray(v)) for k, v in row.items()}
+    except ray.exceptions.GetTimeoutError as exc:
+        raise RuntimeError(f"perception serving: the Ray cluster did not start {actors} actor(s) of {settings.num_cpus} "
+                           f"CPU and {num_gpus} GPU each within {ACTOR_START_TIMEOUT_S} s (it has "
+                           f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs; other jobs may hold "
+                           f"them): set the ray resource's num_actors / cpus_per_actor / gpus_per_actor") from exc
 
 
 class PerceptionServingError(RuntimeError):

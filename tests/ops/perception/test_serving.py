@@ -132,7 +132,7 @@ def test_scenes_served_from_their_keyframe_files(ray_local, small_world, small_n
     write_keyframes(good, kfs)
     broken.write_text("[{")
     spec = BackendSpec("simulated", {"preset": "realistic"})
-    rows = list(serve_scenes(root, [(name, str(good)), ("scene-x", str(broken))], 12, spec, None, SETTINGS))
+    rows = list(serve_scenes(root, [(name, str(good)), ("scene-x", str(broken))], spec, None, SETTINGS))
     errors = [r for r in rows if r["error"]]
     assert len(errors) == 1 and errors[0]["scene"] == "scene-x" and errors[0]["frame"] == -1
     assert "unreadable keyframe records" in errors[0]["error"]
