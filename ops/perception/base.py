@@ -144,6 +144,7 @@ class DepthEstimator(abc.ABC):
 _SEGMENTERS: dict[str, str | Callable] = {
     "simulated": "ops.perception.simulated:build_simulated_segmenter",
     "grounded_sam": "ops.perception.grounded_sam:build_grounded_sam",
+    "sam3": "ops.perception.sam3:build_sam3",
 }
 _DEPTHS: dict[str, str | Callable] = {
     "simulated": "ops.perception.simulated:build_simulated_depth",

@@ -183,3 +183,48 @@ def depth_model(kind: str, size: str = "test", seed: int = 0):
         raise ValueError(f"depth model kind {kind!r}: expected depth_anything_v2, depth_pro or zoedepth")
     torch.manual_seed(seed)
     return AutoModelForDepthEstimation.from_config(cfg).eval()
+
+
+def sam3(size: str = "test", vocab: Vocabulary | None = None, seed: int = 0, image_size: int | None = None):
+    """(Sam3Model, tokenizer) with random weights: 'test' (56 px input, a few hundred thousand weights) or
+    'real' (the facebook/sam3 architecture: ViT-L-sized 32-layer backbone, CLIP text encoder of 24 layers;
+    1008 px, `image_size` a smaller multiple of 14 x 24 = 336 for CPU benchmarks). The tokenizer is a
+    word-level stand-in for SAM 3's CLIP BPE, holding the vocabulary's words."""
+    from transformers import CLIPTextConfig, Sam3Config, Sam3Model
+    from transformers.models.sam3.configuration_sam3 import (
+        Sam3DETRDecoderConfig,
+        Sam3DETREncoderConfig,
+        Sam3GeometryEncoderConfig,
+        Sam3MaskDecoderConfig,
+        Sam3VisionConfig,
+        Sam3ViTConfig,
+    )
+
+    if size == "test":
+        side = image_size or 56
+        vit = Sam3ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            image_size=side, patch_size=14, window_size=2, global_attn_indexes=[1],
+                            pretrain_image_size=28)
+        small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64)
+        text = CLIPTextConfig(vocab_size=1100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=2, max_position_embeddings=32, projection_dim=32, bos_token_id=101,
+                              eos_token_id=102, pad_token_id=0)
+        heads = dict(geometry_encoder_config=Sam3GeometryEncoderConfig(num_layers=1, **small),
+                     detr_encoder_config=Sam3DETREncoderConfig(num_layers=1, **small),
+                     detr_decoder_config=Sam3DETRDecoderConfig(num_layers=2, num_queries=12, **small),
+                     mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=32, num_attention_heads=2))
+        fpn = 32
+    elif size == "real":
+        side = image_size or 1008
+        vit = Sam3ViTConfig(image_size=side)
+        text, heads, fpn = None, {}, 256
+    else:
+        raise ValueError(f"sam3 size {size!r}: expected test or real")
+    if side % (14 * vit.window_size):
+        raise ValueError(f"sam3 input {side} px: must be a multiple of 14 x window {vit.window_size}")
+    n = side // 14
+    vision = Sam3VisionConfig(backbone_config=vit, fpn_hidden_size=fpn, backbone_feature_sizes=[[4 * n] * 2, [2 * n] * 2, [n] * 2])
+    cfg = Sam3Config(vision_config=vision, **({"text_config": text} if text is not None else {}), **heads)
+    torch.manual_seed(seed)
+    model = Sam3Model(cfg).eval()
+    return model, word_tokenizer(_vocab_words(vocab), cfg.text_config.vocab_size)
