@@ -30,9 +30,9 @@ def data_version(value) -> dg.DataVersion:
     return dg.DataVersion(fingerprint(key))
 
 
-def versioned(value) -> dg.Output:
-    """`value` as the asset's output, with its data version (a beta parameter of Dagster 1.13's Output: its
-    warning is silenced here, where it is chosen knowingly)."""
+def versioned(value, output_name: str = "result") -> dg.Output:
+    """`value` as the asset's output (of a multi-asset: the output `output_name`), with its data version (a
+    beta parameter of Dagster 1.13's Output: its warning is silenced here, where it is chosen knowingly)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return dg.Output(value, data_version=data_version(value))
+        return dg.Output(value, output_name=output_name, data_version=data_version(value))

@@ -23,7 +23,7 @@ import torch
 
 from ops.data.keyframes import scene_keyframes
 from ops.evaluation.metrics import Occ3DAccumulator
-from ops.fusion.config import FusionConfig
+from ops.fusion.config import CONFIDENCE_SOURCES, FusionConfig
 from ops.fusion.scene import SceneFuser
 from ops.fusion.vote import vote_counts_in_frame
 from ops.geometry import invert_transform
@@ -94,6 +94,8 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
             (p, "old default: 13 past, ray walk, votes always win", OLD_DEFAULT, False),
             (p, f"new default: {describe(new)}", new, False),
         ]
+        rows += [(p, f"new default, confidence weights: {c}" + (" (the default)" if c == new.confidence else ""),
+                  replace(new, confidence=c), False) for c in CONFIDENCE_SOURCES if c != new.confidence]
         if p in full:
             rows += [
                 (p, "new rule, current frame only", replace(new, history=0, future=0), False),
@@ -112,7 +114,8 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
 def describe(cfg: FusionConfig) -> str:
     return (f"{cfg.history} past + {cfg.future} future, {cfg.free_space}, {cfg.evidence} "
             f"(p_hit {cfg.p_hit}, p_miss {cfg.p_miss}, margin {cfg.margin_k} x ({cfg.depth_sigma0} m + "
-            f"{cfg.depth_sigma_rel} d)" + (", range weights" if cfg.range_weights else "") + ")")
+            f"{cfg.depth_sigma_rel} d)" + (", range weights" if cfg.range_weights else "")
+            + (f", confidence weights: {cfg.confidence}" if cfg.confidence != "none" else "") + ")")
 
 
 def main():

@@ -71,7 +71,7 @@ def main() -> None:
         seen = simulated_perception(args.dataroot, preset)
         depths, sems = [], []
         for kf in kfs:
-            for d, s in seen(kf):
+            for d, s, *_ in seen(kf):
                 depths.append(d)
                 sems.append(s)
             if len(depths) >= args.images:
@@ -116,7 +116,7 @@ def labels(args, nusc, kfs) -> None:
         enc = parse_depth_encoding(form)
 
         def perception(kf, enc=enc):
-            return [(decode_depth(enc.encode(d), enc.attrs(d.shape[1]), d.shape), s) for d, s in cache[kf.token]]
+            return [(decode_depth(enc.encode(d), enc.attrs(d.shape[1]), d.shape), s) for d, s, *_ in cache[kf.token]]
 
         fuser = SceneFuser(kfs, perception, FusionConfig(stride=stride))
         out = [fuser.label(i) for i in range(n)]

@@ -7,11 +7,10 @@ from assets.easyocc_eval import easyocc_eval
 from assets.easyocc_model import easyocc_model
 from assets.frames import frames
 from assets.label_quality import label_quality
-from assets.metric_depth import metric_depth
 from assets.occ3d_export import occ3d_export
 from assets.occ_labels import occ_labels
 from assets.occ_labels_checks import occ_labels_checks
-from assets.semantic_maps import semantic_maps
+from assets.perception_maps import perception_maps
 from assets.stage_checks import STAGE_CHECKS
 from pipelines.jobs import JOBS, SCHEDULES
 from pipelines.resources import default_resources
@@ -20,7 +19,7 @@ from pipelines.resources import default_resources
 # one local Ray for the whole run), whose workers keep their compiled kernels from stage to stage. The
 # parallelism is inside the steps (Ray actors and tasks), not between them.
 defs = dg.Definitions(
-    assets=[dataset, frames, semantic_maps, metric_depth, occ_labels, label_quality, occ3d_export,
+    assets=[dataset, frames, perception_maps, occ_labels, label_quality, occ3d_export,
             easyocc_model, easyocc_eval],
     asset_checks=[occ_labels_checks, *STAGE_CHECKS], jobs=JOBS, schedules=SCHEDULES, resources=default_resources(),
     executor=dg.in_process_executor)

@@ -61,6 +61,8 @@ class PerceptionResource(dg.ConfigurableResource):
     segmenter_options: str = ""   # EASYOCC_SEGMENTER_OPTIONS: JSON object; empty = the backend's defaults
     depth_options: str = ""       # EASYOCC_DEPTH_OPTIONS
     batch_size: int = 6           # images per backend call
+    one_pass: bool = True         # both backends in one pass: one actor holds both models, each image is read once
+                                  # (off: a pass per backend, one model per actor: less GPU memory per actor)
 
     def spec(self, role: str):
         """The BackendSpec of role "segmenter" or "depth"."""

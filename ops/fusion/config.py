@@ -15,6 +15,7 @@ from ops.runtime import resolve_compile
 
 FREE_SPACE_MODES = ("raycast", "projection", "empty_is_free")
 EVIDENCE_RULES = ("log_odds", "votes")
+CONFIDENCE_SOURCES = ("none", "segmenter", "depth", "both")
 # nuScenes' Renault Zoe (4.08 x 1.73 x 1.56 m; wheelbase 2.59 m) around its ego origin, the rear axle's
 # centre on the ground, with about 0.2 m to spare; from 0.25 m up, so that the road layer of voxels
 # under it (centres at z = 0) is not in it.
@@ -60,6 +61,9 @@ class FusionConfig:
                                    "plus the voxel's half-diagonal")
     range_weights: bool = setting(True, "log_odds: a keyframe's hit or miss weighs voxel_size / (voxel_size + "
                                         "sigma(r)) at range r from its ego position")
+    confidence: str = setting("none", "log_odds: the perception's per-pixel confidence that weighs each pixel's hit "
+                                      "and miss: none, segmenter, depth, or both (their product); a backend that "
+                                      "gives no confidence weighs 1")
     ego_box: tuple[float, ...] | None = setting(EGO_BOX, "(x_min, x_max, y_min, y_max, z_min, z_max) metres in each "
                                                 "image's ego frame: lifted points inside (the ego car's own body, "
                                                 "seen by some cameras) are dropped, and no label marks a voxel whose "
@@ -100,6 +104,8 @@ class FusionConfig:
             raise ValueError(f"fill_step must be > 0 metres or None (off), got {self.fill_step}")
         if self.evidence not in EVIDENCE_RULES:
             raise ValueError(f"evidence must be one of {EVIDENCE_RULES}, got {self.evidence!r}")
+        if self.confidence not in CONFIDENCE_SOURCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCE_SOURCES}, got {self.confidence!r}")
         if not 0 < self.p_miss < 0.5 < self.p_hit < 1:
             raise ValueError(f"need 0 < p_miss < 0.5 < p_hit < 1, got p_miss={self.p_miss}, p_hit={self.p_hit}")
         if self.depth_sigma0 < 0 or self.depth_sigma_rel < 0 or self.margin_k < 0:

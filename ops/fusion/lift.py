@@ -227,13 +227,32 @@ def _drop_ego_body(lp: LiftedPoints, T_anchor_ego: np.ndarray, box) -> int:
     return n
 
 
-# Per camera: (depth, semantics) or (depth, semantics, confidence or None).
+# Per camera: (depth, semantics), (depth, semantics, weight or None), or (depth, semantics, the segmenter's
+# confidence or None, the depth estimator's confidence or None): see pixel_weight.
 PerceptionFn = Callable[[KeyframeRecord], Sequence[tuple]]
+
+
+def pixel_weight(maps: tuple, cfg: FusionConfig):
+    """The per-pixel weight of one camera's maps (None: every pixel weighs 1). A 3-tuple carries its weight;
+    a 4-tuple carries the segmenter's and the depth estimator's confidence maps (uint8 0-255 or floats
+    in [0, 1], either None), of which cfg.confidence picks one, or both as their product (the chance
+    that the class and the depth are both right, taking their errors as independent)."""
+    if len(maps) == 3:
+        return maps[2]
+    if len(maps) != 4 or cfg.confidence == "none":
+        return None
+    picked = [c for c, use in ((maps[2], cfg.confidence in ("segmenter", "both")),
+                               (maps[3], cfg.confidence in ("depth", "both"))) if use and c is not None]
+    if not picked:
+        return None
+    weights = [np.asarray(c, np.float32) / (255 if np.asarray(c).dtype == np.uint8 else 1) for c in picked]
+    return weights[0] if len(weights) == 1 else weights[0] * weights[1]
 
 
 def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np.ndarray,
                   cfg: FusionConfig) -> LiftedFrame:
-    """Lift the (depth, semantics[, confidence]) of each of kf.images into the anchor frame."""
+    """Lift the maps of each of kf.images into the anchor frame: per camera (depth, semantics[, weight]) or
+    (depth, semantics, segmenter confidence, depth confidence) (see pixel_weight)."""
     if len(maps) != len(kf.images):
         raise ValueError(f"keyframe {kf.token}: {len(maps)} depth/class maps for {len(kf.images)} images")
     pts, cls, rays, cams, origins, axes, confs, views, grounds = [], [], [], [], [], [], [], [], []
@@ -241,9 +260,10 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np
     rule = GroundRule(tuple(cfg.ground_classes)) if cfg.ground_scale else None
     for i, (img, m) in enumerate(zip(kf.images, maps)):
         name = f"{kf.scene}/{kf.token}/{img.channel} ({img.filename})"
-        if len(m) not in (2, 3):
-            raise ValueError(f"{name}: expected (depth, semantics) or (depth, semantics, confidence), got {len(m)} maps")
-        depth, sem, conf = m[0], m[1], (m[2] if len(m) == 3 else None)
+        if len(m) not in (2, 3, 4):
+            raise ValueError(f"{name}: expected (depth, semantics), (depth, semantics, weight) or (depth, semantics, "
+                             f"segmenter confidence, depth confidence), got {len(m)} maps")
+        depth, sem, conf = m[0], m[1], pixel_weight(m, cfg)
         if np.shape(depth) != (img.height, img.width):
             raise ValueError(f"{name}: depth is {np.shape(depth)}, the image is {(img.height, img.width)}")
         check_rigid(img.T_global_ego, "ego_pose", name)

@@ -20,7 +20,7 @@ from ops.geometry import check_rigid, invert_transform
 from ops.occ3d import GRID, UNOBSERVED, OccGrid
 from ops.runtime import ray_node
 from ops.storage import METRIC_DEPTH, OCC_LABELS, SEMANTIC_MAPS
-from ops.storage.map_encoding import decode_depth
+from ops.storage.map_encoding import decode_depth, expand_stride
 from ops.storage.keyframe_files import read_keyframes
 from ops.storage.scene_store import SceneStore
 
@@ -75,16 +75,20 @@ class SceneFuser:
 
 
 class StoredPerception:
-    """keyframe -> [(depth, classes)] per camera, read from the scene's semantic_maps and metric_depth
-    groups (opened by the caller, e.g. with `SceneStore.reading`)."""
+    """keyframe -> [(depth, classes, class confidence, depth confidence)] per camera, read from the scene's
+    semantic_maps and metric_depth groups (opened by the caller, e.g. with `SceneStore.reading`). The
+    confidences are read only where `confidence` (FusionConfig.confidence) asks for them and the stage
+    holds them (None otherwise)."""
 
-    def __init__(self, sem, dep, scene: str):
+    def __init__(self, sem, dep, scene: str, confidence: str = "none"):
         self.sem, self.depth = sem["semantics"], dep["depth"]
         self.encoding = dep.attrs.get("encoding")        # the stored form (ops/storage/map_encoding.py)
         self.scene = scene
         self.index = {t: i for i, t in enumerate(sem.attrs["tokens"])}
         if list(dep.attrs["tokens"]) != list(sem.attrs["tokens"]):
             raise ValueError(f"scene {scene}: semantic_maps and metric_depth hold different keyframes")
+        self.sem_conf = _confidence(sem, confidence in ("segmenter", "both"))
+        self.depth_conf = _confidence(dep, confidence in ("depth", "both"))
 
     def check_stride(self, cfg: FusionConfig) -> None:
         """Fail when the fusion would lift pixels the stored depth does not hold (its stride is not a
@@ -97,13 +101,23 @@ class StoredPerception:
                              f"store depth at stride {lift} or 1 (e.g. cm:{lift}), or set the fusion's stride to a "
                              f"multiple of {stored}")
 
-    def __call__(self, kf: KeyframeRecord) -> list[tuple[np.ndarray, np.ndarray]]:
+    def __call__(self, kf: KeyframeRecord) -> list[tuple]:
         if kf.token not in self.index:
             raise KeyError(f"scene {kf.scene}: keyframe {kf.token} has no stored perception")
         f = self.index[kf.token]
         sem = self.sem[f]
-        depth = decode_depth(self.depth[f], self.encoding, sem.shape[-2:])
-        return [(depth[c], sem[c]) for c in range(len(kf.images))]
+        size = sem.shape[-2:]
+        depth = decode_depth(self.depth[f], self.encoding, size)
+        sem_conf = None if self.sem_conf is None else self.sem_conf[f]
+        depth_conf = None if self.depth_conf is None else \
+            expand_stride(self.depth_conf[f], int((self.encoding or {}).get("stride", 1)), size, "depth confidence")
+        return [(depth[c], sem[c], None if sem_conf is None else sem_conf[c], None if depth_conf is None else depth_conf[c])
+                for c in range(len(kf.images))]
+
+
+def _confidence(group, wanted: bool):
+    """The stage's confidence array when `wanted` and stored (its backend gave one), else None."""
+    return group["confidence"] if wanted and "confidence" in group else None
 
 
 @dataclass(frozen=True)
@@ -148,7 +162,7 @@ def fuse_scene(store_path: str, scene: str, keyframes: list[KeyframeRecord] | st
                     raise ValueError(f"scene {scene}: its stored {stage} changed since this run planned its labels "
                                      f"(fingerprint {group.attrs.get('fingerprint')}, planned {want}): another run "
                                      f"rewrote it; run occ_labels again")
-            perception = StoredPerception(sem, dep, scene)
+            perception = StoredPerception(sem, dep, scene, cfg.confidence)
             perception.check_stride(cfg)
             stats, seconds = _fuse_into(w, SceneFuser(keyframes, perception, cfg))
         w.commit({"fingerprint": fp, "stage": OCC_LABELS, "tokens": [kf.token for kf in keyframes],

@@ -4,6 +4,12 @@
                      (0-16 objects and surfaces, 17 sky/free, 255 unknown: not lifted)
     DepthEstimator:  RGB images + intrinsics   -> z-depth per pixel, (H, W) float32 metres (0 = none)
 
+Either may also give a per-pixel confidence beside its map (`backend.scored(batch)` -> maps, confidences):
+(H, W) uint8, 0-255 standing for 0-1, or None when the backend has none (`gives_confidence = False`).
+A segmenter's is the score of the detection or mask that won the pixel (0 where none did); a depth
+estimator's is what its model says of its own depth there. The fusion may weigh each pixel's evidence
+by them (docs/method.md, "Evidence").
+
 Both take an `ImageBatch`: the images of one call with their intrinsics and names (the path relative
 to the dataroot; errors name it, and the simulated backends read the truth files by it). A backend
 that does not look at pixels (the simulation) sets `needs_pixels = False`, so callers need not decode
@@ -101,42 +107,88 @@ def check_depth(depth: np.ndarray, name: str, size: tuple[int, int], backend: st
     return depth
 
 
-def _run_checked(backend, batch: ImageBatch, compute, check, what: str) -> list[np.ndarray]:
-    """The backend's maps for the batch, one per image, each checked by `check`."""
+def check_confidence(conf, name: str, size: tuple[int, int], backend: str) -> np.ndarray:
+    """A backend's confidence map as (H, W) uint8 (0-255 for 0-1): uint8 as given, floats in [0, 1] rounded."""
+    conf = np.asarray(conf)
+    if conf.shape != tuple(size):
+        raise PerceptionError(f"{backend} returned a confidence map of {conf.shape} for {name}, expected {tuple(size)}")
+    if conf.dtype == np.uint8:
+        return conf
+    if not np.issubdtype(conf.dtype, np.floating):
+        raise PerceptionError(f"{backend} returned a confidence map of dtype {conf.dtype} for {name}; expected "
+                              f"floats in [0, 1] or uint8 0-255")
+    finite = np.isfinite(conf)
+    if not finite.all() or conf.min(initial=0) < 0 or conf.max(initial=0) > 1:
+        raise PerceptionError(f"{backend} returned confidence outside [0, 1] for {name} ({int((~finite).sum())} "
+                              f"non-finite, range [{np.nanmin(conf):.3g}, {np.nanmax(conf):.3g}])")
+    return np.rint(conf.astype(np.float32) * 255).astype(np.uint8)
+
+
+Scored = tuple[list[np.ndarray], "list[np.ndarray] | None"]   # maps, and confidence maps or None
+
+
+def _run_checked(backend, batch: ImageBatch, compute, check, what: str) -> Scored:
+    """The backend's maps for the batch and its confidence maps (or None), one per image, each checked."""
     if backend.needs_pixels:
         batch.require_images(backend.name)
-    out = compute(batch)
+    out, conf = compute(batch)
     if len(out) != len(batch):
         raise PerceptionError(f"{backend.name} returned {len(out)} {what} for {len(batch)} images")
-    return [check(m, n, hw, backend.name) for m, n, hw in zip(out, batch.names, batch.sizes)]
+    maps = [check(m, n, hw, backend.name) for m, n, hw in zip(out, batch.names, batch.sizes)]
+    if conf is None:
+        return maps, None
+    if len(conf) != len(batch):
+        raise PerceptionError(f"{backend.name} returned {len(conf)} confidence maps for {len(batch)} images")
+    return maps, [check_confidence(c, n, hw, backend.name) for c, n, hw in zip(conf, batch.names, batch.sizes)]
 
 
 class Segmenter(abc.ABC):
-    """RGB images -> Occ3D class ids per pixel."""
+    """RGB images -> Occ3D class ids per pixel (and, where the backend has one, a confidence per pixel)."""
 
     name = "segmenter"
     needs_pixels = True
+    gives_confidence = False   # True: segment_scored returns confidence maps
 
     def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
-        return _run_checked(self, batch, self.segment, check_semantics, "class maps")
+        return self.scored(batch)[0]
+
+    def scored(self, batch: ImageBatch) -> Scored:
+        """Checked class maps, and checked (H, W) uint8 confidence maps or None."""
+        return _run_checked(self, batch, self.segment_scored, check_semantics, "class maps")
 
     @abc.abstractmethod
     def segment(self, batch: ImageBatch) -> list[np.ndarray]:
         """(H, W) uint8 per image."""
 
+    def segment_scored(self, batch: ImageBatch) -> Scored:
+        """Class maps and confidence maps ((H, W) floats in [0, 1] or uint8), or None: override with
+        gives_confidence = True."""
+        return self.segment(batch), None
+
 
 class DepthEstimator(abc.ABC):
-    """RGB images + intrinsics -> z-depth in metres per pixel (0 where there is none)."""
+    """RGB images + intrinsics -> z-depth in metres per pixel (0 where there is none), and where the
+    backend has one, a confidence per pixel."""
 
     name = "depth"
     needs_pixels = True
+    gives_confidence = False   # True: estimate_scored returns confidence maps
 
     def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
-        return _run_checked(self, batch, self.estimate, check_depth, "depth maps")
+        return self.scored(batch)[0]
+
+    def scored(self, batch: ImageBatch) -> Scored:
+        """Checked depth maps, and checked (H, W) uint8 confidence maps or None."""
+        return _run_checked(self, batch, self.estimate_scored, check_depth, "depth maps")
 
     @abc.abstractmethod
     def estimate(self, batch: ImageBatch) -> list[np.ndarray]:
         """(H, W) float32 metres per image."""
+
+    def estimate_scored(self, batch: ImageBatch) -> Scored:
+        """Depth maps and confidence maps ((H, W) floats in [0, 1] or uint8), or None: override with
+        gives_confidence = True."""
+        return self.estimate(batch), None
 
 
 # --- registry ---------------------------------------------------------------------------------------

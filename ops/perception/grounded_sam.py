@@ -11,7 +11,7 @@ Per batch of images:
   3. per class, overlapping boxes are suppressed (IoU above `nms_iou`), at most `max_detections` stay;
   4. SAM encodes each image once and decodes one mask per box;
   5. masks are merged by score (`vocabulary.merge_masks`); uncovered pixels are unknown (255), sky
-     maps to free (17) through its phrase.
+     maps to free (17) through its phrase; each pixel's confidence is the winning detection's score.
 On a GPU the models run in half precision by default (`precision="auto"`).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from ops.hub import from_pretrained
 from ops.perception.base import ImageBatch, Segmenter, options_from
-from ops.perception.vocabulary import Vocabulary, merge_masks
+from ops.perception.vocabulary import Vocabulary, merge_masks_scored
 from ops.runtime import resolve_device, resolve_dtype
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
@@ -66,6 +66,7 @@ class GroundedSAM(Segmenter):
     """GroundingDINO + SAM behind the Segmenter interface."""
 
     name = "grounded_sam"
+    gives_confidence = True
 
     def __init__(self, detector, detector_processor, sam, sam_processor, vocabulary: Vocabulary | None = None, *,
                  box_threshold: float = 0.3, text_threshold: float = 0.25, nms_iou: float | None = 0.7,
@@ -88,15 +89,21 @@ class GroundedSAM(Segmenter):
         self.queries = [phrase_spans(tok, self.vocab, c) for c in self.chunks]
 
     def segment(self, batch: ImageBatch) -> list[np.ndarray]:
+        return self.segment_scored(batch)[0]
+
+    def segment_scored(self, batch: ImageBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Class maps, and per pixel the score of the detection that won it (0 where none did)."""
         images = batch.require_images(self.name)
-        out = []
+        out, conf = [], []
         for s in range(0, len(images), self.batch_size):
             group = images[s:s + self.batch_size]
             dets = self.detect(group)
             masks = self.masks(group, [d[2] for d in dets])
             for img, (scores, classes, _), m in zip(group, dets, masks):
-                out.append(merge_masks(m, scores.tolist(), classes.tolist(), img.shape[:2]))
-        return out
+                sem, score = merge_masks_scored(m, scores.tolist(), classes.tolist(), img.shape[:2])
+                out.append(sem)
+                conf.append(score)
+        return out, conf
 
     @torch.inference_mode()
     def detect(self, images: list[np.ndarray]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

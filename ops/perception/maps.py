@@ -1,12 +1,17 @@
-"""A perception stage of the store: one backend's map of every camera image of the scenes to compute,
+"""The perception stages of the store: each backend's map of every camera image of the scenes to compute,
 served on Ray (`serving.serve_scenes`) and written into each scene's stage as (keyframes, cameras, H, W),
-one chunk per image. The caller is the one writer of each scene; a scene is committed when all its
-images are in, and an image that fails fails its scene only (the others are stored).
+one chunk per image, with the backend's per-pixel confidence beside it where it gives one (`confidence`,
+uint8; for depth at the depth's stored stride). Both stages can be served in one pass: one actor pool
+holding both backends, each image read and decoded once, each scene asking only for the maps its
+stages need (a stage whose scene is current is not recomputed: changing the segmenter does not redo
+depth). The caller is the one writer of each scene and stage; a scene's stage is committed when all its
+images are in, and an image that fails fails that scene's stage only (the other scenes, and the other
+stage of the same scene, are stored).
 
     kind = SEMANTICS or DEPTH
     plan = StagePlan.make(store, kind.stage, scenes, fingerprint_of=lambda s: map_fingerprint(kind, spec, fp[s]), ...)
-    stats = run_map_stage(kind, plan, {s: (frames[s].keyframes_file, frames[s].images) for s in plan.todo},
-                          dataroot, spec, settings, log)
+    stats = run_map_stages([MapStage(SEMANTICS, plan_s, seg), MapStage(DEPTH, plan_d, dep, encoding)],
+                           {s: (frames[s].keyframes_file, frames[s].images) for s in todo}, dataroot, settings, log)
 """
 from __future__ import annotations
 
@@ -73,8 +78,13 @@ class MapStats:
     pixels: int = 0
     first: np.ndarray | None = None
     per_node: dict[str, int] = field(default_factory=dict)
+    pass_stages: tuple[str, ...] = ()   # the stages served in this stage's pass (itself included)
+    pass_images: int = 0                # images the pass served
+    pass_seconds: float = 0.0           # its wall time
 
-    def add(self, data: np.ndarray, node: str = "") -> None:
+    def add(self, data: np.ndarray, node: str = "", shown: Callable[[], np.ndarray] | None = None) -> None:
+        """One stored map (depth in its stored form: coverage is counted over the pixels it keeps); `shown`
+        gives the map as the first-image picture shows it (default: as stored)."""
         count_per_node(self.per_node, node)
         if self.kind.role == "segmenter":
             self.histogram += np.bincount(data.ravel(), minlength=256)
@@ -82,7 +92,7 @@ class MapStats:
             self.valid += int((data > 0).sum())
         self.pixels += data.size
         if self.first is None:
-            self.first = data
+            self.first = shown() if shown is not None else data
 
     def summary(self) -> dict:
         """Plain values and Markdown pictures for the asset's metadata (empty when nothing ran)."""
@@ -97,6 +107,12 @@ class MapStats:
             out["pixels_with_depth_percent"] = round(100 * self.valid / max(1, self.pixels), 2)
         if self.per_node:
             out["images_per_node"] = markdown_table(["Ray node", "images"], [[n, c] for n, c in sorted(self.per_node.items())])
+        if self.pass_stages:
+            others = [s for s in self.pass_stages if s != self.kind.stage]
+            out["served"] = (f"in one pass with {', '.join(others)}: each image read once" if others
+                             else "in a pass of its own")
+            out["seconds"] = round(self.pass_seconds, 2)
+            out["images_per_second"] = round(self.pass_images / max(self.pass_seconds, 1e-9), 2)
         return out
 
     def nodes_line(self) -> str:
@@ -104,98 +120,157 @@ class MapStats:
         return ", ".join(f"{c} on {n}" for n, c in sorted(self.per_node.items()))
 
 
-def run_map_stage(kind: MapKind, plan: StagePlan, keyframe_files: dict[str, tuple[str, int]], dataroot: str,
-                  spec: BackendSpec, settings: RaySettings, log: Callable[[str], None] = print,
-                  encoding: DepthEncoding | None = None) -> MapStats:
-    """Compute and store the maps of every scene in `plan.todo` that has not failed already, recording
-    each scene in the plan. `keyframe_files`: per scene its keyframe file and its number of images.
-    `encoding`: the stored form of depth maps (default float32 at full resolution); the plan's
-    fingerprints must have been made with the same (map_fingerprint).
+@dataclass
+class MapStage:
+    """One perception stage of a pass: what it stores, its plan (scenes to compute), its backend and, for
+    depth, the stored form (None: float32 at full resolution)."""
 
-    One Ray Data pass serves the images of all the scenes (in sorted scene order); Ray tasks make each
-    scene's rows from its keyframe file, so the driver never lists the images, and it reads a scene's
-    records only while the scene is in flight. A scene's write lock is taken when its first image comes
-    back, after the locks of every scene before it in that order (so two runs never wait for each other
-    crosswise, and only the scenes in flight hold a lock and an open writer); it is released at the
-    scene's commit. A scene that another run stored meanwhile is left as that run stored it."""
-    stats = MapStats(kind)
-    encoding = _depth_encoding(kind, encoding)
-    order = [s for s in sorted(plan.todo) if s not in plan.failed]
+    kind: MapKind
+    plan: StagePlan
+    spec: BackendSpec
+    encoding: DepthEncoding | None = None
+
+    def __post_init__(self):
+        self.encoding = _depth_encoding(self.kind, self.encoding)
+
+    def needs(self, scene: str) -> bool:
+        return scene in self.plan.todo and scene not in self.plan.failed
+
+
+def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, int]], dataroot: str,
+                   settings: RaySettings, log: Callable[[str], None] = print) -> dict[str, MapStats]:
+    """Compute and store the maps of every scene each stage's plan has to do (and has not failed already),
+    recording each scene in each plan, in one Ray Data pass (at most one stage per role).
+    `keyframe_files`: per scene its keyframe file and its number of images. The plans' fingerprints must
+    have been made with the stages' stored forms (map_fingerprint). Returns each stage's stats.
+
+    Ray tasks make each scene's rows from its keyframe file, so the driver never lists the images, and it
+    reads a scene's records only while the scene is in flight; maps come back in their stored form. A
+    scene's write locks (one per stage it needs) are taken when its first image comes back, after the
+    locks of every scene before it in sorted order, stages in the order given (so two runs never wait
+    for each other crosswise, and only the scenes in flight hold a lock and an open writer); each is
+    released at its stage's commit. A scene that another run stored meanwhile is left as that run stored it."""
+    if len({st.kind.role for st in stages}) != len(stages):
+        raise ValueError(f"one stage per role in a pass, got {[st.kind.stage for st in stages]}")
+    order = sorted({s for st in stages for s in st.plan.todo if st.needs(s)})
     rank = {s: i for i, s in enumerate(order)}
+    roles = {s: tuple(st.kind.role for st in stages if st.needs(s)) for s in order}
     total = sum(keyframe_files[s][1] for s in order)
-    writers: dict[str, _SceneWrite] = {}
-    opened, left, skipped = 0, {}, set()
+    stats = {st.kind.stage: MapStats(st.kind) for st in stages}
+    by_role = {st.kind.role: st for st in stages}
+    writers: dict[tuple[str, str], _SceneWrite] = {}
+    opened = seen = 0
     start = time.time()
-    segmenter, depth = (spec, None) if kind.role == "segmenter" else (None, spec)
-    rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], segmenter, depth, settings)
+    what = " + ".join(st.kind.stage for st in stages)
+    depth = by_role.get("depth")
+    rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], by_role["segmenter"].spec
+                        if "segmenter" in by_role else None, depth.spec if depth else None, settings, roles,
+                        depth.encoding if depth else None)
     try:
         for seen, row in enumerate(rows, 1):
             if seen % max(1, total // 10) == 0 or seen == total:
-                log(f"{kind.stage}: {seen}/{total} images ({time.time() - start:.0f} s)")
+                log(f"{what}: {seen}/{total} images ({time.time() - start:.0f} s)")
             scene, f, c = row["scene"], row["frame"], row["camera"]
             while opened <= rank[scene]:          # open this scene, and every one before it, in order
                 first = order[opened]
                 opened += 1
-                sw = _open(kind, plan, first, keyframe_files[first][0], encoding)
-                if sw is None:
-                    continue
-                if plan.became_current(first):
-                    sw.writer.abort()
-                    skipped.add(first)
-                    log(f"{kind.stage}: scene {first} was stored by another run meanwhile: unchanged, skipped")
-                    continue
-                writers[first], left[first] = sw, sw.images
-            if scene in plan.failed or scene in skipped:
-                continue
-            if row["error"]:
-                what = "its keyframe records could not be read on the Ray worker" if f < 0 else f"image {row['name']}"
-                plan.fail(scene, f"{what}: {row['error']}")
-                log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
-                writers.pop(scene).writer.abort()
-                continue
-            sw = writers[scene]
-            try:
-                data = row[kind.array]
-                sw.writer.write(kind.array, (f, c), data if encoding is None else encoding.encode(data))
-                stats.add(data, row.get("node", ""))
-                left[scene] -= 1
-                if left[scene] == 0:
-                    sw.commit(kind, plan, spec, encoding)
-                    writers.pop(scene)
-                    log(f"{kind.stage}: scene {scene} stored")
-            except Exception as exc:   # the store could not take it (disk full, ...): this scene fails
-                plan.fail(scene, f"storing its {kind.array} failed: {type(exc).__name__}: {exc}")
-                log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
-                writers.pop(scene).writer.abort()
+                writers.update(_open_scene(stages, first, keyframe_files[first][0], log))
+            for st in stages:
+                key = (scene, st.kind.stage)
+                if key in writers:
+                    _take(st, writers, key, row, f, c, stats[st.kind.stage], log)
     finally:
         for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock
             sw.writer.abort()
         rows.close()
-    for scene in order:              # every scene is accounted for: stored, skipped or failed
-        if scene not in plan.done and scene not in plan.failed:
-            missing = left.get(scene, keyframe_files[scene][1])
-            plan.fail(scene, f"{missing} of its images did not come back from the perception serving")
-    if stats.per_node:
-        log(f"{kind.stage}: images per Ray node: {stats.nodes_line()}")
+    seconds = time.time() - start
+    if order:
+        log(f"{what}: {seen} images served in {seconds:.1f} s ({seen / max(seconds, 1e-9):.2f} images/s)")
+    for st in stages:                # every scene is accounted for: stored, skipped or failed
+        stats[st.kind.stage].pass_stages = tuple(s.kind.stage for s in stages)
+        stats[st.kind.stage].pass_images, stats[st.kind.stage].pass_seconds = seen, seconds
+        for scene in order:
+            if st.needs(scene) and scene not in st.plan.done:
+                left = writers[(scene, st.kind.stage)].left if (scene, st.kind.stage) in writers else keyframe_files[scene][1]
+                st.plan.fail(scene, f"{left} of its images did not come back from the perception serving")
+        if stats[st.kind.stage].per_node:
+            log(f"{st.kind.stage}: images per Ray node: {stats[st.kind.stage].nodes_line()}")
     return stats
+
+
+def _take(st: MapStage, writers: dict, key: tuple[str, str], row: dict, f: int, c: int, stats: "MapStats",
+          log: Callable[[str], None]) -> None:
+    """One served image into its scene's stage: written (committing the stage when it was the last), or
+    the stage's scene failed (the image's error, or the store's)."""
+    kind, plan, scene = st.kind, st.plan, key[0]
+    sw = writers[key]
+    error = row.get(f"{kind.array}_error", "") or ("" if kind.array in row else row["error"])
+    if error:
+        what = "its keyframe records could not be read on the Ray worker" if f < 0 else f"image {row['name']}"
+        plan.fail(scene, f"{what}: {error}")
+        log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
+        writers.pop(key).writer.abort()
+        return
+    try:
+        data = row[kind.array]
+        sw.writer.write(kind.array, (f, c), data)
+        sw.write_confidence((f, c), row.get(f"{kind.array}_confidence"))
+        stats.add(data, row.get("node", ""), shown=lambda: _shown(st, sw, data))
+        sw.left -= 1
+        if sw.left == 0:
+            sw.commit(kind, plan, st.spec, st.encoding)
+            writers.pop(key)
+            log(f"{kind.stage}: scene {scene} stored")
+    except Exception as exc:   # the store could not take it (disk full, ...), or the confidence is missing
+        plan.fail(scene, f"storing its {kind.array} failed: {type(exc).__name__}: {exc}")
+        log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
+        writers.pop(key).writer.abort()
+
+
+def _shown(st: MapStage, sw: "_SceneWrite", data: np.ndarray) -> np.ndarray:
+    """A served map as a picture shows it: depth decoded from its stored form to the image's size."""
+    from ops.storage.map_encoding import decode_depth
+
+    if st.encoding is None:
+        return data
+    return decode_depth(data, st.encoding.attrs(sw.width), (sw.height, sw.width))
 
 
 @dataclass
 class _SceneWrite:
-    """A scene in flight: its open writer and what its commit records (read from its keyframe file)."""
+    """A scene's stage in flight: its open writer, what its commit records (read from its keyframe file),
+    the images still to come and the confidence maps written."""
 
     writer: StageWriter
     tokens: list[str]
     cameras: list[str]
     names: list[list[str]]
     started: float
-    width: int        # of the scene's images
+    height: int       # of the scene's images
+    width: int
+    left: int = 0
+    confident: int = 0
+
+    def __post_init__(self):
+        self.left = self.images
 
     @property
     def images(self) -> int:
         return sum(len(n) for n in self.names)
 
+    def write_confidence(self, index: tuple[int, int], conf: np.ndarray | None) -> None:
+        """The image's confidence map beside its map (the array made with the first one)."""
+        if conf is None:
+            return
+        if self.confident == 0:
+            shape = (len(self.names), len(self.cameras)) + conf.shape
+            self.writer.create("confidence", shape, np.uint8, chunks=(1, 1) + conf.shape)
+        self.writer.write("confidence", index, conf)
+        self.confident += 1
+
     def commit(self, kind: MapKind, plan: StagePlan, spec: BackendSpec, encoding: DepthEncoding | None) -> None:
+        if self.confident not in (0, self.images):
+            raise ValueError(f"{spec.name} gave confidence maps for {self.confident} of the scene's {self.images} images")
         attrs = {"fingerprint": plan.todo[self.writer.scene], "stage": kind.stage, "backend": spec.name,
                  "tokens": self.tokens, "cameras": self.cameras, "images": self.names}
         if encoding is not None and not encoding.legacy:   # float32 full-size stages keep their old attributes
@@ -204,44 +279,57 @@ class _SceneWrite:
         plan.stored(self.writer.scene, self.images, time.time() - self.started)
 
 
-def _open(kind: MapKind, plan: StagePlan, scene: str, keyframes_file: str,
-          encoding: DepthEncoding | None) -> _SceneWrite | None:
-    """The scene's records read, its writer opened and its array created; None (the scene failed) when
-    its records cannot be read or are not one array's worth, or another writer holds it longer than
-    the store's lock timeout."""
+def _open_scene(stages: list[MapStage], scene: str, keyframes_file: str,
+                log: Callable[[str], None]) -> dict[tuple[str, str], _SceneWrite]:
+    """The scene's open writers, one per stage that needs it (in the stages' order), its arrays created.
+    A stage whose writer cannot be had (the records cannot be read or are not one array's worth, another
+    writer holds it longer than the lock timeout) fails its scene; a stage another run stored meanwhile
+    is recorded as unchanged."""
     from ops.storage.keyframe_files import read_keyframes
 
+    needing = [st for st in stages if st.needs(scene)]
     try:
         kfs = read_keyframes(keyframes_file)
     except (OSError, ValueError) as exc:   # a scene's missing or broken keyframe file fails that scene
-        plan.fail(scene, str(exc))
-        return None
-    if not _check_shapes(plan, scene, kfs):
-        return None
-    writer = _open_writer(kind, plan, scene, kfs, encoding)
-    if writer is None:
-        return None
-    return _SceneWrite(writer, [kf.token for kf in kfs], [im.channel for im in kfs[0].images],
-                       [[im.filename for im in kf.images] for kf in kfs], time.time(), kfs[0].images[0].width)
+        for st in needing:
+            st.plan.fail(scene, str(exc))
+        return {}
+    problem = _shape_problem(kfs)
+    if problem:
+        for st in needing:
+            st.plan.fail(scene, problem)
+        return {}
+    (h, w) = kfs[0].images[0].height, kfs[0].images[0].width
+    out = {}
+    for st in needing:
+        writer = _open_writer(st, scene, kfs)
+        if writer is None:
+            continue
+        if st.plan.became_current(scene):
+            writer.abort()
+            log(f"{st.kind.stage}: scene {scene} was stored by another run meanwhile: unchanged, skipped")
+            continue
+        out[(scene, st.kind.stage)] = _SceneWrite(writer, [kf.token for kf in kfs], [im.channel for im in kfs[0].images],
+                                                  [[im.filename for im in kf.images] for kf in kfs], time.time(), h, w)
+    return out
 
 
-def _check_shapes(plan: StagePlan, scene: str, kfs: list[KeyframeRecord]) -> bool:
-    """Whether the scene's images are all of one size and its keyframes all have the same cameras; if not,
-    the scene fails (its maps could not be one array)."""
+def _shape_problem(kfs: list[KeyframeRecord]) -> str:
+    """Why the scene's maps could not be one array (images of several sizes, or keyframes with other
+    cameras), or "" when they can."""
     sizes = {(im.height, im.width) for kf in kfs for im in kf.images}
     cams = {len(kf.images) for kf in kfs}
     if len(sizes) != 1 or len(cams) != 1:
-        plan.fail(scene, f"images of several sizes {sorted(sizes)} or camera counts {sorted(cams)} in one scene")
-        return False
-    return True
+        return f"images of several sizes {sorted(sizes)} or camera counts {sorted(cams)} in one scene"
+    return ""
 
 
-def _open_writer(kind: MapKind, plan: StagePlan, scene: str, kfs: list[KeyframeRecord],
-                 encoding: DepthEncoding | None) -> StageWriter | None:
-    """The scene's writer with its array created, or None (the scene failed) when another writer holds it
-    longer than the store's lock timeout."""
+def _open_writer(st: MapStage, scene: str, kfs: list[KeyframeRecord]) -> StageWriter | None:
+    """The scene's writer of the stage with its array created, or None (the scene failed in the stage)
+    when another writer holds it longer than the store's lock timeout or the array cannot be made."""
     from ops.storage.locks import StageBusy
 
+    kind, plan, encoding = st.kind, st.plan, st.encoding
     (h, w), c = (kfs[0].images[0].height, kfs[0].images[0].width), len(kfs[0].images)
     try:
         writer = plan.store.writer(scene, kind.stage)

@@ -9,7 +9,9 @@ post-processing done here:
   4. run the network: depth in the canonical camera (focal length 1000 px);
   5. cut the padding away, upsample bilinearly to the image size;
   6. depth *= fx * scale / 1000 (the real focal length at the network's resolution over the canonical
-     one), clamp to 0-300 m.
+     one), clamp to 0-300 m;
+  7. the confidence map the network returns beside its depth (`inference` gives depth, confidence and a
+     dict) is cut and upsampled the same way and clipped to [0, 1]: the per-pixel confidence.
 
 Reduced precision (`precision="fp16"` / "bf16") runs under torch.autocast. Metric3D's hub code needs
 its own dependencies (mmengine, timm; see its README) and a GPU (parts of it are written for CUDA).
@@ -53,18 +55,23 @@ def canonical_input(rgb: np.ndarray, input_size=INPUT_SIZE) -> tuple[torch.Tenso
     return (canvas - mean) / torch.tensor(STD).view(3, 1, 1), scale, pad
 
 
-def metric_depth(canonical: torch.Tensor, pad: tuple[int, int, int, int], size: tuple[int, int], fx_scaled: float) -> torch.Tensor:
-    """Canonical depth (H_in, W_in) of one image -> metres at the image size (H, W)."""
+def to_image(canonical: torch.Tensor, pad: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    """A map at the network's input (H_in, W_in) of one image, its padding cut, bilinearly at the image size (H, W)."""
     h_in, w_in = canonical.shape[-2:]
     d = canonical.reshape(h_in, w_in)[pad[0]:h_in - pad[1], pad[2]:w_in - pad[3]].float()
-    d = F.interpolate(d[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0]
-    return torch.clamp(d * (fx_scaled / CANONICAL_FOCAL), 0, MAX_DEPTH)
+    return F.interpolate(d[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0]
+
+
+def metric_depth(canonical: torch.Tensor, pad: tuple[int, int, int, int], size: tuple[int, int], fx_scaled: float) -> torch.Tensor:
+    """Canonical depth (H_in, W_in) of one image -> metres at the image size (H, W)."""
+    return torch.clamp(to_image(canonical, pad, size) * (fx_scaled / CANONICAL_FOCAL), 0, MAX_DEPTH)
 
 
 class Metric3DDepth(DepthEstimator):
     """Metric3Dv2 (torch.hub) behind the DepthEstimator interface."""
 
     name = "metric3d"
+    gives_confidence = True   # the network's own confidence map (None from a network that returns depth alone)
 
     def __init__(self, model: torch.nn.Module, device="auto", precision: str = "fp32", batch_size: int = 4,
                  input_size=INPUT_SIZE):
@@ -77,23 +84,36 @@ class Metric3DDepth(DepthEstimator):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    @torch.inference_mode()
     def estimate(self, batch: ImageBatch) -> list[np.ndarray]:
+        return self.estimate_scored(batch)[0]
+
+    @torch.inference_mode()
+    def estimate_scored(self, batch: ImageBatch) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Depth maps, and the network's confidence maps (None when it returns depth alone)."""
         images = batch.require_images(self.name)
         out: list[np.ndarray] = []
+        conf: list[np.ndarray] | None = []
         for start in range(0, len(images), self.batch_size):
             prepared = [canonical_input(img, self.input_size) for img in images[start:start + self.batch_size]]
             x = torch.stack([p[0] for p in prepared]).to(self.device)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-                pred = self.model.inference({"input": x})
-            pred = pred[0] if isinstance(pred, (tuple, list)) else pred
+                result = self.model.inference({"input": x})
+            pred, sure = (result[0], result[1] if len(result) > 1 else None) if isinstance(result, (tuple, list)) \
+                else (result, None)
             if pred.shape[0] != len(prepared) or pred.shape[-2:] != x.shape[-2:]:
                 raise RuntimeError(f"metric3d returned depth of shape {tuple(pred.shape)} for input {tuple(x.shape)}")
+            if sure is not None and not (torch.is_tensor(sure) and sure.shape == pred.shape):
+                raise RuntimeError(f"metric3d returned a confidence of {getattr(sure, 'shape', type(sure).__name__)} "
+                                   f"beside depth of {tuple(pred.shape)}")
+            if sure is None:
+                conf = None
             for j, (_, scale, pad) in enumerate(prepared):
                 i = start + j
                 fx_scaled = float(batch.intrinsics[i][0, 0]) * scale
                 out.append(metric_depth(pred[j], pad, batch.sizes[i], fx_scaled).cpu().numpy().astype(np.float32))
-        return out
+                if conf is not None:
+                    conf.append(to_image(sure[j], pad, batch.sizes[i]).clamp(0, 1).cpu().numpy())
+        return out, conf
 
 
 def load_metric3d(variant: str = "vit_giant2", repo: str = "yvanyin/metric3d", weights: str | None = None) -> torch.nn.Module:

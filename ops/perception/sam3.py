@@ -12,7 +12,7 @@ Per batch of images:
   4. per image the best `max_detections` instances are kept, their masks (288 x 288 at the input)
      resized bilinearly to the image and cut at `mask_threshold` (after the sigmoid);
   5. masks are merged by score (`vocabulary.merge_masks`): uncovered pixels are unknown (255), sky maps
-     to free (17) through its phrase.
+     to free (17) through its phrase; each pixel's confidence is the winning instance's score.
 
 Pre-processing follows the checkpoint's processor, done here in torch (its image processor needs
 torchvision, which the CPU torch pin does not bring): bilinear resize to `input_size` x `input_size`
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ops.hub import from_pretrained
 from ops.perception.base import ImageBatch, Segmenter, options_from
-from ops.perception.vocabulary import Vocabulary, merge_masks
+from ops.perception.vocabulary import Vocabulary, merge_masks_scored
 from ops.runtime import resolve_device, resolve_dtype
 
 DEFAULT_CHECKPOINT = "facebook/sam3"
@@ -43,6 +43,7 @@ class Sam3Segmenter(Segmenter):
     """SAM 3 with the vocabulary's phrases as concept prompts, behind the Segmenter interface."""
 
     name = "sam3"
+    gives_confidence = True
 
     def __init__(self, model, tokenizer, vocabulary: Vocabulary | None = None, *, score_threshold: float = 0.4,
                  mask_threshold: float = 0.5, max_detections: int = 100, input_size: int | None = None,
@@ -83,13 +84,19 @@ class Sam3Segmenter(Segmenter):
         return ((x - 0.5) / 0.5).to(self.device, self.dtype)
 
     def segment(self, batch: ImageBatch) -> list[np.ndarray]:
+        return self.segment_scored(batch)[0]
+
+    def segment_scored(self, batch: ImageBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Class maps, and per pixel the score of the instance that won it (0 where none did)."""
         images = batch.require_images(self.name)
-        out = []
+        out, conf = [], []
         for s in range(0, len(images), self.batch_size):
             group = [images[i] for i in range(s, min(s + self.batch_size, len(images)))]
             for img, (scores, classes, masks) in zip(group, self.instances(group)):
-                out.append(merge_masks(masks, scores.tolist(), classes.tolist(), img.shape[:2]))
-        return out
+                sem, score = merge_masks_scored(masks, scores.tolist(), classes.tolist(), img.shape[:2])
+                out.append(sem)
+                conf.append(score)
+        return out, conf
 
     @torch.inference_mode()
     def instances(self, images: list[np.ndarray]) -> list[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:

@@ -3,12 +3,15 @@ over the images of a list of scenes (`serve_scenes`: each actor call takes one s
 image rows from the scene's keyframe file itself, so the driver never lists the images).
 
     ray.data.from_items(images) -> map_batches(PerceptionActor, compute=ActorPoolStrategy(size=n),
-                                               num_gpus=g, batch_size=b) -> rows {name, semantics, depth}
+                                               num_gpus=g, batch_size=b) -> rows {name, semantics, depth, ...}
     ray.data.from_items(scenes) -> map_batches(ScenePerceptionActor, batch_size=1 scene, ...)
                                    -> rows {name, scene, frame, camera, ...}, b images per backend call
 
-Each row comes back with an `error` (empty when the image went through): a failure is the image's,
-not the run's; and with the `node` of the Ray cluster whose actor served it (ops.runtime.ray_node).
+One actor holds both backends, reads and decodes each image once and runs on it the backends its row
+asks for (a scene may need only one map: its other stage is current). Each row comes back with per
+backend its map, its confidence map (where the backend gives one) and its error, and with `error`
+(empty when the image went through): a failure is the image's and that backend's, not the run's;
+and with the `node` of the Ray cluster whose actor served it (ops.runtime.ray_node).
 Each actor builds its backends once (loads the models) and serves many batches; with GPUs in the
 cluster each actor gets `num_gpus` of one (default 1) and the backends run on it, otherwise on the CPU.
 Actors read the images themselves from the dataroot (on a cluster it must be on a shared filesystem),
@@ -48,96 +51,134 @@ class RaySettings:
     local_cpus: int | None = None       # CPUs of a local Ray (None: all)
 
 
+ROLES = ("segmenter", "depth")
+# per role: the row fields of its map, its confidence and its error
+FIELDS = {"segmenter": ("semantics", "semantics_confidence", "semantics_error"),
+          "depth": ("depth", "depth_confidence", "depth_error")}
+
+
 class PerceptionActor:
     """A Ray actor (also usable in-process): builds the backends once, then serves batches of rows.
 
-    It never raises: an image that cannot be read, or a backend that fails, comes back as that row's
-    `error` (with empty maps), so one bad image does not take down the other images of the run."""
+    Each row is one image: read from the dataroot once (when a backend looks at pixels) and given to
+    each backend its row asks for (`roles`, e.g. "segmenter,depth"; every backend of the actor when the
+    rows carry none). Per backend a row comes back with the map, the backend's confidence map and an
+    error, all three empty where that backend did not run or failed (ROLE fields: FIELDS), and `error`,
+    every error of the image in one line. `depth_encoding` (ops/storage/map_encoding.py): depth maps and
+    their confidence come back in that stored form, so only what is stored travels.
 
-    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None):
+    It never raises: an image that cannot be read, or a backend that fails, comes back as that row's
+    error (with empty maps), so one bad image does not take down the other images of the run, and a
+    failing segmenter leaves the depth maps of the same images standing (and the other way round)."""
+
+    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None,
+                 depth_encoding=None):
         from ops.perception.base import build_depth, build_segmenter
         from ops.runtime import ray_node
 
         self.dataroot, self.init_error, self.node = Path(dataroot), "", ray_node()
-        self.segmenter = self.depth = None
+        self.encoding = depth_encoding
+        self.backends: dict = {}
         try:
-            self.segmenter = build_segmenter(segmenter.name, **_with_root(segmenter, dataroot)) if segmenter else None
-            self.depth = build_depth(depth.name, **_with_root(depth, dataroot)) if depth else None
+            if segmenter is not None:
+                self.backends["segmenter"] = build_segmenter(segmenter.name, **_with_root(segmenter, dataroot))
+            if depth is not None:
+                self.backends["depth"] = build_depth(depth.name, **_with_root(depth, dataroot))
         except Exception as exc:  # reported with every row this actor is given
             self.init_error = f"building the perception backends failed: {type(exc).__name__}: {exc}"
+        self.roles = tuple(r for r, spec in zip(ROLES, (segmenter, depth)) if spec is not None)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
         names = [str(n) for n in rows["name"]]
         sizes = [(int(h), int(w)) for h, w in zip(rows["height"], rows["width"])]
+        asked = [tuple(str(r).split(",")) for r in rows["roles"]] if "roles" in rows else [self.roles] * len(names)
         # a row may come with its error already (its scene's keyframe file could not be read)
         given = [str(e) for e in rows["error"]] if "error" in rows else [""] * len(names)
-        errors = [g or self.init_error for g in given]
+        image_errors = [g or self.init_error for g in given]
         pixels: list = [None] * len(names)
-        backends = [b for b in (self.segmenter, self.depth) if b is not None]
-        if not self.init_error and any(b.needs_pixels for b in backends):
+        if not self.init_error:
             for i, (n, hw) in enumerate(zip(names, sizes)):
-                if errors[i]:
-                    continue
-                try:
-                    pixels[i] = load_rgb(self.dataroot, n, hw)
-                except Exception as exc:
-                    errors[i] = f"{type(exc).__name__}: {exc}"
-        good = [i for i in range(len(names)) if not errors[i]]
-        sems = [np.zeros(hw, np.uint8) for hw in sizes]
-        depths = [np.zeros(hw, np.float32) for hw in sizes]
-        if good:
-            self._run(good, names, sizes, rows, pixels, sems, depths, errors)
-        out: dict[str, list] = {"name": names, "error": errors, "node": [self.node] * len(names)}
+                if not image_errors[i] and any(self.backends[r].needs_pixels for r in asked[i] if r in self.backends):
+                    try:
+                        pixels[i] = load_rgb(self.dataroot, n, hw)
+                    except Exception as exc:
+                        image_errors[i] = f"{type(exc).__name__}: {exc}"
+        out: dict[str, list] = {"name": names, "node": [self.node] * len(names)}
         for key in PASSED_THROUGH:
             if key in rows:
                 out[key] = list(rows[key])
-        if self.segmenter is not None or self.init_error:
-            out["semantics"] = sems
-        if self.depth is not None or self.init_error:
-            out["depth"] = depths
+        every = [[e] if e else [] for e in image_errors]
+        for role in self.roles:
+            map_key, conf_key, error_key = FIELDS[role]
+            maps, confs = [self._empty(role)] * len(names), [_EMPTY_CONFIDENCE] * len(names)
+            errors = [image_errors[i] if role in asked[i] else "" for i in range(len(names))]
+            todo = [i for i in range(len(names)) if role in asked[i] and not errors[i]]
+            if todo:
+                self._run(role, todo, names, sizes, rows, pixels, maps, confs, errors)
+            out[map_key], out[conf_key], out[error_key] = maps, confs, errors
+            for i, e in enumerate(errors):
+                if e and e not in every[i]:
+                    every[i].append(e if e == image_errors[i] else f"{role}: {e}")
+        out["error"] = ["; ".join(e) for e in every]
         return out
 
+    def _empty(self, role: str) -> np.ndarray:
+        """The `role` map of an image it was not made for: empty, of the dtype of the maps that were."""
+        dtype = np.uint8 if role == "segmenter" else (self.encoding.dtype if self.encoding is not None else np.float32)
+        return np.zeros((0, 0), dtype)
 
-    def _run(self, idx, names, sizes, rows, pixels, sems, depths, errors) -> None:
-        """Run the backends on the images `idx` as one batch. If the batch fails, each image is run on its
-        own, so that the error lands on the image that caused it, not on the whole batch."""
+    def _run(self, role, idx, names, sizes, rows, pixels, maps, confs, errors) -> None:
+        """Run the `role` backend on the images `idx` as one batch. If the batch fails, each image is run
+        on its own, so that the error lands on the image that caused it, not on the whole batch."""
         from ops.perception.base import ImageBatch
+        from ops.storage.map_encoding import encode_stride
 
+        backend = self.backends[role]
         try:
             batch = ImageBatch([names[i] for i in idx], [np.asarray(rows["K"][i], np.float64).reshape(3, 3) for i in idx],
-                               [pixels[i] for i in idx] if pixels[idx[0]] is not None else None,
-                               [sizes[i] for i in idx])
-            seg = self.segmenter(batch) if self.segmenter is not None else None
-            dep = self.depth(batch) if self.depth is not None else None
+                               [pixels[i] for i in idx] if backend.needs_pixels else None, [sizes[i] for i in idx])
+            result, conf = backend.scored(batch)
         except Exception as exc:
             if len(idx) > 1:
                 for i in idx:
-                    self._run([i], names, sizes, rows, pixels, sems, depths, errors)
+                    self._run(role, [i], names, sizes, rows, pixels, maps, confs, errors)
             else:
                 errors[idx[0]] = f"{type(exc).__name__}: {exc}"
             return
+        encode = role == "depth" and self.encoding is not None
         for k, i in enumerate(idx):
-            if seg is not None:
-                sems[i] = seg[k]
-            if dep is not None:
-                depths[i] = dep[k]
+            maps[i] = self.encoding.encode(result[k]) if encode else result[k]
+            if conf is not None:
+                confs[i] = encode_stride(conf[k], self.encoding if role == "depth" else None)
+
+
+_EMPTY_CONFIDENCE = np.zeros((0, 0), np.uint8)   # not made (or none given): a row's field is dropped when empty
 
 
 class ScenePerceptionActor(PerceptionActor):
-    """A PerceptionActor that serves whole scenes: each call gets scene items {scene, keyframes_file} and
-    yields the rows of each scene's images, `batch_size` images per call of the backends. One scene is
-    one unit of work, handed to the least busy actor of the pool wherever it runs."""
+    """A PerceptionActor that serves whole scenes: each call gets scene items {scene, keyframes_file, roles}
+    and yields the rows of each scene's images, `batch_size` images per call of the backends. One scene
+    is one unit of work, handed to the least busy actor of the pool wherever it runs."""
 
-    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None, batch_size: int):
-        super().__init__(dataroot, segmenter, depth)
+    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None, batch_size: int,
+                 depth_encoding=None):
+        super().__init__(dataroot, segmenter, depth, depth_encoding)
         self.batch_size = max(1, int(batch_size))
 
     def __call__(self, items: dict[str, np.ndarray]) -> Iterator[dict[str, list]]:
-        for scene, path in zip(items["scene"], items["keyframes_file"]):
-            rows = scene_rows({"scene": str(scene), "keyframes_file": str(path)})
+        for scene, path, roles in zip(items["scene"], items["keyframes_file"], items["roles"]):
+            rows = scene_rows({"scene": str(scene), "keyframes_file": str(path), "roles": str(roles)})
             for i in range(0, len(rows), self.batch_size):
                 chunk = rows[i:i + self.batch_size]
                 yield PerceptionActor.__call__(self, {k: [r[k] for r in chunk] for k in chunk[0]})
+
+
+def share_a_pass(segmenter: BackendSpec, depth: BackendSpec) -> bool:
+    """Whether two backends can be served by one actor pool: not when their options pin them to devices of
+    different kinds (a segmenter on "cpu" beside a depth model on "cuda"); "auto", or no device option
+    (the simulated backends), goes with anything."""
+    kinds = {str(spec.options.get("device", "auto")).split(":")[0] for spec in (segmenter, depth)} - {"auto"}
+    return len(kinds) <= 1
 
 
 def _with_root(spec: BackendSpec, dataroot: str) -> dict:
@@ -158,10 +199,11 @@ def image_row(im: ImageRecord) -> dict:
 
 def scene_rows(item: dict) -> list[dict]:
     """The rows of one scene's images, read from its keyframe file (on the actor that serves the scene):
-    each with the scene, its keyframe and camera index. A file that cannot be read gives one row with the error."""
+    each with the scene, its keyframe and camera index and the roles asked of it. A file that cannot be
+    read gives one row with the error."""
     from ops.storage.keyframe_files import read_keyframes
 
-    base = {"scene": item["scene"], "error": ""}
+    base = {"scene": item["scene"], "error": "", "roles": item["roles"]}
     try:
         keyframes = read_keyframes(item["keyframes_file"])
     except Exception as exc:
@@ -173,7 +215,8 @@ def scene_rows(item: dict) -> list[dict]:
 
 def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None, depth: BackendSpec | None,
           settings: RaySettings = RaySettings()) -> Iterator[dict]:
-    """Run the backends over the images on Ray; yields {name, semantics?, depth?} per image as they finish."""
+    """Run the backends over the images on Ray; yields {name, error, node, and per backend its map,
+    confidence (where the backend gives one) and error} per image as they finish."""
     _check_backends(segmenter, depth)
     if not images:
         return
@@ -184,21 +227,28 @@ def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpe
 
 
 def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], segmenter: BackendSpec | None,
-                 depth: BackendSpec | None, settings: RaySettings = RaySettings()) -> Iterator[dict]:
+                 depth: BackendSpec | None, settings: RaySettings = RaySettings(),
+                 roles: dict[str, tuple[str, ...]] | None = None, depth_encoding=None) -> Iterator[dict]:
     """Run the backends over the images of `scenes` ([(scene, keyframe file)], in this order; at most one
     actor per scene). Each scene goes whole to one actor, which makes its rows from the keyframe file, so the
-    driver holds no list of images; yields {name, scene, frame, camera, error, semantics?,
-    depth?} per image as they finish (a scene whose file cannot be read: one row, frame -1, its error)."""
+    driver holds no list of images, and decodes each image once for both backends. `roles`: per scene
+    the backends it needs ("segmenter", "depth"; default: every backend given). Yields {name, scene,
+    frame, camera, node, error, and per backend its map, confidence and error (FIELDS; a map or
+    confidence that was not made is left out)} per image as they finish (a scene whose file cannot be
+    read: one row, frame -1, its error). `depth_encoding`: depth and its confidence come in that stored form."""
     _check_backends(segmenter, depth)
     if not scenes:
         return
     ray = _connect(settings)
-    items = [{"scene": s, "keyframes_file": str(f)} for s, f in scenes]
+    every = ",".join(r for r, spec in zip(ROLES, (segmenter, depth)) if spec is not None)
+    items = [{"scene": s, "keyframes_file": str(f), "roles": ",".join((roles or {}).get(s, ())) or every}
+             for s, f in scenes]
     # One block per scene and one scene per actor call: no reader tasks of their own (which, unbounded,
     # started a Python worker per block; measured in benchmarks/RESULTS.md), and a scene's maps come
     # back in blocks of the backends' batches (up to Ray Data's block size), not as one block per scene.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    kwargs = dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth, batch_size=settings.batch_size)
+    kwargs = dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth, batch_size=settings.batch_size,
+                  depth_encoding=depth_encoding)
     yield from _serve(ray, ds, ScenePerceptionActor, kwargs, len(items), 1, settings)
 
 
@@ -241,13 +291,30 @@ def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int
                         batch_size=batch_size, batch_format="numpy", num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
     try:
         for row in ds.iter_rows():
-            yield {k: (str(v) if k in ("name", "error", "scene", "node") else int(v) if k in ("frame", "camera")
-                       else np.asarray(v)) for k, v in row.items()}
+            yield _plain_row(row)
     except ray.exceptions.GetTimeoutError as exc:
         raise RuntimeError(f"perception serving: the Ray cluster did not start {actors} actor(s) of {settings.num_cpus} "
                            f"CPU and {num_gpus} GPU each within {ACTOR_START_TIMEOUT_S} s (it has "
                            f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs; other jobs may hold "
                            f"them): set the ray resource's num_actors / cpus_per_actor / gpus_per_actor") from exc
+
+
+_TEXT = ("name", "error", "scene", "node", "roles", "semantics_error", "depth_error")
+
+
+def _plain_row(row) -> dict:
+    """A row of Ray Data as plain values: text, ints, and arrays (a map or confidence not made left out)."""
+    out = {}
+    for k, v in row.items():
+        if k in _TEXT:
+            out[k] = str(v)
+        elif k in ("frame", "camera"):
+            out[k] = int(v)
+        else:
+            v = np.asarray(v)
+            if v.size:
+                out[k] = v
+    return out
 
 
 class PerceptionServingError(RuntimeError):

@@ -20,6 +20,15 @@ Classes (`SimulatedSegmenter`), in this order:
   - boundaries shifted by a smooth random warp of up to about `boundary_shift_px` pixels (the class map
     no longer lines up with the depth edges, as with a real segmenter);
   - boundaries eroded into unknown by `erode_px` (the gaps between SAM masks).
+Confidence (both backends give one beside their maps, as Grounded-SAM, SAM 3 and Metric3D do):
+  - classes: the score of the "mask" that won the pixel, one per connected segment of the output map:
+    uniform in `score_right` for a segment of the right class, in `score_wrong` for a wrong one (a
+    confusion, a false detection), mixed by their shares in a segment that is partly wrong (a shifted
+    boundary); unknown pixels 0. The two ranges overlap: a score says something, not everything;
+  - depth: exp(-e / `depth_confidence_scale`) times a per-pixel factor uniform in
+    [1 - `depth_confidence_jitter`, 1], e the pixel's relative error apart from the image's scale bias
+    (flying pixels, the smooth and the per-pixel errors; one image cannot reveal its own scale, so the
+    confidence does not either); 0 where there is no depth or the truth has none (sky).
 Pixel sizes are given for a 1600-pixel-wide image (nuScenes) and scale with the image's width.
 The random numbers of an image depend only on the seed and the image's name: the same image always
 gets the same noise, whichever batch or process it comes in.
@@ -70,6 +79,11 @@ class NoiseModel:
     false_detection_radius_px: tuple[float, float] = (8.0, 30.0)
     boundary_shift_px: float = 0.0
     erode_px: float = 0.0
+    # confidence (see the module doc)
+    score_right: tuple[float, float] = (0.6, 0.95)
+    score_wrong: tuple[float, float] = (0.3, 0.65)
+    depth_confidence_scale: float = 0.1
+    depth_confidence_jitter: float = 0.3
     seed: int = 0
 
     def __post_init__(self):
@@ -82,6 +96,13 @@ class NoiseModel:
                 raise ValueError(f"confusion ({t}, {p}, {prob}): classes 0-{FREE} and a probability 0-1 expected")
         if self.dropout_end_m < self.dropout_start_m:
             raise ValueError("dropout_end_m must be >= dropout_start_m")
+        for name in ("score_right", "score_wrong"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"{name} = ({lo}, {hi}): expected 0 <= low <= high <= 1")
+        if self.depth_confidence_scale <= 0 or self.depth_confidence_jitter > 1:
+            raise ValueError(f"depth_confidence_scale must be > 0 and depth_confidence_jitter at most 1, got "
+                             f"{self.depth_confidence_scale} and {self.depth_confidence_jitter}")
 
     def describe(self) -> str:
         """The fields that differ from `perfect`, e.g. for logs and tables."""
@@ -188,6 +209,11 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], std: float, c
 
 def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
     """Apply the depth part of the noise model to a true z-depth map (0 = sky)."""
+    return degrade_depth_scaled(depth, m, rng)[0]
+
+
+def degrade_depth_scaled(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """degrade_depth's map, and the image's scale bias (the factor every depth of it was multiplied by)."""
     from scipy.ndimage import maximum_filter, minimum_filter
 
     d = depth.astype(np.float32, copy=True)
@@ -200,7 +226,8 @@ def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) ->
         edge = valid & (hi > lo * m.edge_ratio)
         hit = edge & (rng.random(d.shape) < m.flying_pixels)
         d[hit] = lo[hit] + rng.random(int(hit.sum()), np.float32) * (hi[hit] - lo[hit])
-    factor = np.full(d.shape, np.exp(m.depth_scale_std * rng.standard_normal()), np.float32)
+    scale = float(np.float32(np.exp(m.depth_scale_std * rng.standard_normal())))
+    factor = np.full(d.shape, scale, np.float32)
     if m.depth_smooth_noise > 0:
         factor *= 1 + smooth_field(rng, d.shape, m.depth_smooth_noise)
     if m.depth_rel_noise > 0:
@@ -213,7 +240,16 @@ def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) ->
         d[valid & (rng.random(d.shape) < p)] = 0
     if m.sky_depth_m > 0:
         d[~valid] = m.sky_depth_m
-    return d
+    return d, scale
+
+
+def depth_confidence(true: np.ndarray, seen: np.ndarray, scale: float, m: NoiseModel,
+                     rng: np.random.Generator) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: the simulated depth model's confidence in `seen` (see the module doc)."""
+    has = (true > 0) & (seen > 0)
+    err = np.abs(seen / np.where(has, true * np.float32(scale), 1) - 1)
+    conf = np.exp(-err / m.depth_confidence_scale) * (1 - m.depth_confidence_jitter * rng.random(true.shape))
+    return np.where(has, conf, 0).astype(np.float32)
 
 
 # --- classes ----------------------------------------------------------------------------------------
@@ -232,6 +268,25 @@ def degrade_semantics(sem: np.ndarray, m: NoiseModel, rng: np.random.Generator) 
     if m.erode_px > 0:
         _erode_boundaries(out, m)
     return out
+
+
+def class_confidence(true: np.ndarray, seen: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: the simulated segmenter's score of each pixel's class in `seen` (see the
+    module doc): one score per connected segment of a class, from its share of wrong pixels."""
+    from scipy.ndimage import label
+
+    conf = np.zeros(seen.shape, np.float32)
+    for c in np.unique(seen):
+        if c == UNOBSERVED:
+            continue
+        seg, n = label(seen == c)
+        inside = seg > 0
+        wrong = np.bincount(seg[inside], weights=(true[inside] != c), minlength=n + 1)[1:]
+        share = wrong / np.maximum(np.bincount(seg[inside], minlength=n + 1)[1:], 1)
+        right_score, wrong_score = rng.uniform(*m.score_right, n), rng.uniform(*m.score_wrong, n)
+        score = np.concatenate([[0.0], (1 - share) * right_score + share * wrong_score]).astype(np.float32)
+        conf[inside] = score[seg[inside]]
+    return conf
 
 
 def _segment_errors(sem: np.ndarray, out: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> None:
@@ -324,31 +379,52 @@ class _Simulated:
 
 
 class SimulatedSegmenter(_Simulated, Segmenter):
-    """SIMULATED segmenter: the true classes, degraded (see the module doc)."""
+    """SIMULATED segmenter: the true classes, degraded, with a score per segment (see the module doc)."""
 
     name = "simulated"
+    gives_confidence = True
 
     def segment(self, batch: ImageBatch) -> list[np.ndarray]:
-        out = []
+        return [self._classes(batch, i)[1] for i in range(len(batch))]
+
+    def segment_scored(self, batch: ImageBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        out, conf = [], []
         for i, name in enumerate(batch.names):
-            sem = self._truth(batch, i)[1]
-            out.append(degrade_semantics(sem, self.model, image_rng(self.model, name, 1))
-                       if self.model.touches_classes else sem.copy())
-        return out
+            true, seen = self._classes(batch, i)
+            out.append(seen)
+            conf.append(class_confidence(true, seen, self.model, image_rng(self.model, name, 3)))
+        return out, conf
+
+    def _classes(self, batch: ImageBatch, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The image's true classes and the degraded ones."""
+        sem = self._truth(batch, i)[1]
+        return sem, (degrade_semantics(sem, self.model, image_rng(self.model, batch.names[i], 1))
+                     if self.model.touches_classes else sem.copy())
 
 
 class SimulatedDepth(_Simulated, DepthEstimator):
-    """SIMULATED depth estimator: the true z-depth, degraded (see the module doc)."""
+    """SIMULATED depth estimator: the true z-depth, degraded, with a confidence per pixel (see the module doc)."""
 
     name = "simulated"
+    gives_confidence = True
 
     def estimate(self, batch: ImageBatch) -> list[np.ndarray]:
-        out = []
+        return [self._depth(batch, i)[1] for i in range(len(batch))]
+
+    def estimate_scored(self, batch: ImageBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        out, conf = [], []
         for i, name in enumerate(batch.names):
-            depth = self._truth(batch, i)[0]
-            out.append(degrade_depth(depth, self.model, image_rng(self.model, name, 0))
-                       if self.model.touches_depth else depth.copy())
-        return out
+            true, seen, scale = self._depth(batch, i)
+            out.append(seen)
+            conf.append(depth_confidence(true, seen, scale, self.model, image_rng(self.model, name, 2)))
+        return out, conf
+
+    def _depth(self, batch: ImageBatch, i: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """The image's true depth, the degraded one and its scale bias."""
+        depth = self._truth(batch, i)[0]
+        if not self.model.touches_depth:
+            return depth, depth.copy(), 1.0
+        return (depth, *degrade_depth_scaled(depth, self.model, image_rng(self.model, batch.names[i], 0)))
 
 
 @options_from(NoiseModel)

@@ -114,11 +114,20 @@ def merge_masks(masks: np.ndarray, scores: Sequence[float], classes: Sequence[in
     Each pixel takes the class of the highest-scoring mask covering it; equal scores: the detection
     listed first wins. Pixels no mask covers are unknown (255). Sky is whatever class its phrase maps to
     (17 in the default vocabulary)."""
+    return merge_masks_scored(masks, scores, classes, size)[0]
+
+
+def merge_masks_scored(masks: np.ndarray, scores: Sequence[float], classes: Sequence[int],
+                       size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """merge_masks' class map, and (H, W) float32 the score of the detection that won each pixel (0 where
+    no mask covers it): the segmenter's confidence in that pixel's class."""
     out = np.full(size, UNOBSERVED, np.uint8)
+    best = np.zeros(size, np.float32)
     masks = np.asarray(masks, bool)
     if masks.shape[1:] != tuple(size) or len(masks) != len(scores) or len(scores) != len(classes):
         raise ValueError(f"merge_masks: {masks.shape} masks, {len(scores)} scores, {len(classes)} classes for size {size}")
     order = np.lexsort((-np.arange(len(scores)), np.asarray(scores, np.float64)))  # ascending; later paint wins
     for i in order:
         out[masks[i]] = classes[i]
-    return out
+        best[masks[i]] = scores[i]
+    return out, np.clip(best, 0, 1)

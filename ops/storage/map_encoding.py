@@ -115,12 +115,28 @@ def decode_depth(stored: np.ndarray, attrs: dict | None, size: tuple[int, int]) 
         return stored.astype(np.float32, copy=False)
     step, k = float(attrs["step_m"]), int(attrs["stride"])
     d = stored.astype(np.float32) * np.float32(step) if step else stored.astype(np.float32, copy=False)
-    if k > 1:
+    return expand_stride(d, k, size, "depth")
+
+
+def expand_stride(stored: np.ndarray, stride: int, size: tuple[int, int], what: str = "map") -> np.ndarray:
+    """A map (or a stack, (..., H', W')) stored at every `stride`-th pixel back to (..., H, W): each stored
+    pixel repeated over its stride x stride block."""
+    out = stored
+    if stride > 1:
         h, w = size
-        d = np.repeat(np.repeat(d, k, axis=-2), k, axis=-1)[..., :h, :w]
-    if d.shape[-2:] != tuple(size):
-        raise ValueError(f"stored depth {stored.shape} with stride {k} does not give images of {tuple(size)}")
-    return d
+        out = np.repeat(np.repeat(stored, stride, axis=-2), stride, axis=-1)[..., :h, :w]
+    if out.shape[-2:] != tuple(size):
+        raise ValueError(f"stored {what} {stored.shape} with stride {stride} does not give images of {tuple(size)}")
+    return out
+
+
+def encode_stride(data: np.ndarray, encoding: "DepthEncoding | None") -> np.ndarray:
+    """A per-pixel map kept at the depth's storage stride (every k-th pixel, as `encoding.encode` keeps
+    depth; unchanged without an encoding): the depth estimator's confidence is stored beside its depth so."""
+    if encoding is None:
+        return data
+    k = encoding.stride_for(data.shape[-1])
+    return data[..., ::k, ::k]
 
 
 def parse_depth_encoding(text: str) -> DepthEncoding:

@@ -1,6 +1,7 @@
-"""dataset -> frames -> semantic_maps / metric_depth -> occ_labels through Dagster on the small demo world:
-Zarr per scene, the same maps and labels as in-process, unchanged scenes skipped, a config change or
-`force` rebuilds, a bad scene fails alone (the others are stored) and is the only one redone after the fix."""
+"""dataset -> frames -> semantic_maps / metric_depth (one perception pass) -> occ_labels through Dagster on
+the small demo world: Zarr per scene, the same maps, confidences and labels as in-process, unchanged scenes
+skipped, a config change or `force` rebuilds, a bad scene fails alone (the others are stored) and is the
+only one redone after the fix."""
 import shutil
 
 import dagster as dg
@@ -10,16 +11,15 @@ import pytest
 from assets.dataset import dataset
 from assets.frames import frames
 from assets.label_quality import label_quality
-from assets.metric_depth import metric_depth
 from assets.occ3d_export import occ3d_export
 from assets.occ_labels import occ_labels
 from assets.occ_labels_checks import occ_labels_checks
-from assets.semantic_maps import semantic_maps
+from assets.perception_maps import perception_maps
 from assets.stage_checks import STAGE_CHECKS
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
-ASSETS = [dataset, frames, semantic_maps, metric_depth, occ_labels, label_quality, occ3d_export]
+ASSETS = [dataset, frames, perception_maps, occ_labels, label_quality, occ3d_export]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,7 +39,7 @@ def resources(root, tmp, **perception):
 
 
 def run(root, tmp, force=False, labels=None, instance=None, **perception):
-    cfg = {"ops": {a: {"config": {"force": force}} for a in ("semantic_maps", "metric_depth")}}
+    cfg = {"ops": {"perception_maps": {"config": {"force": force}}}}
     cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
     return dg.materialize([*ASSETS, occ_labels_checks, *STAGE_CHECKS], resources=resources(root, tmp, **perception), run_config=cfg,
                           raise_on_error=False, instance=instance)
@@ -73,12 +73,19 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     encoding = store.attrs("scene-0103", "metric_depth")["encoding"]
     assert dep.shape == sem.shape and dep.dtype == np.uint16 and encoding == {"dtype": "uint16", "step_m": 0.01, "stride": 1}
     kf = scene_keyframes(small_nusc, "scene-0103")[2]
-    for c, (d, s) in enumerate(simulated_perception(root, "realistic")(kf)):
+    sem_conf = store.open("scene-0103", "semantic_maps")["confidence"]
+    dep_conf = store.open("scene-0103", "metric_depth")["confidence"]
+    assert sem_conf.shape == dep_conf.shape == sem.shape and sem_conf.dtype == dep_conf.dtype == np.uint8
+    for c, (d, s, sc, dc) in enumerate(simulated_perception(root, "realistic")(kf)):
         np.testing.assert_array_equal(sem[2, c], s)
+        np.testing.assert_array_equal(sem_conf[2, c], sc)          # the backends' confidences, stored beside
+        np.testing.assert_array_equal(dep_conf[2, c], dc)
         back = decode_depth(dep[2, c], encoding, (90, 160))
         np.testing.assert_array_equal(back == 0, d == 0)
         assert np.abs(back - d).max() <= 0.005 + 1e-4 * d.max()     # half a centimetre, plus float32 rounding
     assert "data:image/png" in table(first, "semantic_maps")["pixel_class_histogram"].value
+    for asset, other in (("semantic_maps", "metric_depth"), ("metric_depth", "semantic_maps")):
+        assert table(first, asset)["served"].value == f"in one pass with {other}: each image read once"
     # the labels equal the in-process fusion of the same simulated perception
     from ops.fusion.config import FusionConfig
     from ops.fusion.scene import SceneFuser
@@ -88,7 +95,7 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     seen, cm = simulated_perception(root, "realistic"), DepthEncoding("cm")
 
     def stored_perception(kf):     # what the fusion reads back: the depth in centimetres
-        return [(decode_depth(cm.encode(d), cm.attrs(d.shape[1]), d.shape), s) for d, s in seen(kf)]
+        return [(decode_depth(cm.encode(d), cm.attrs(d.shape[1]), d.shape), s) for d, s, *_ in seen(kf)]
 
     for i, label in enumerate(SceneFuser(kfs, stored_perception, FusionConfig())):
         np.testing.assert_array_equal(labels["semantics"][i], label.semantics)
@@ -193,7 +200,7 @@ def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, 
     assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061"]   # ... the other is stored
     assert list(first.output_for_node("label_quality").scenes) == ["scene-0061"]      # ... and goes on downstream
     assert first.output_for_node("occ3d_export").frames == 4
-    out = first.output_for_node("semantic_maps")
+    out = first.output_for_node("perception_maps", "semantic_maps")
     assert list(out.failed) == ["scene-0103"] and bad in out.failed["scene-0103"]
     assert "failed: " in table(first, "metric_depth")["scenes"].value
     assert "scene-0103" in table(first, "occ_labels")["failed"].value

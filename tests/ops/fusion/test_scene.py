@@ -104,3 +104,51 @@ def test_compact_depth_is_decoded_and_a_fusion_stride_it_cannot_serve_fails_the_
     with pytest.raises(ValueError, match="the fusion lifts at stride 1, but metric_depth holds depth at stride 2"):
         fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1, stride=1), "fp-2")
     assert store.attrs("scene-t", OCC_LABELS)["fingerprint"] == "fp"        # the stored labels stay
+
+
+def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
+    """The stages' confidence arrays (depth's at the depth's stride) are read back as the fusion's weights:
+    none, one of them, or their product; the labels equal the in-process fuser's with the same weights,
+    and a confidence source the stages do not hold weighs 1."""
+    from ops.fusion.lift import pixel_weight
+
+    kfs, (depth, sem) = keyframes(2)
+    h, w = depth.shape
+    rng = np.random.default_rng(0)
+    sem_conf = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    dep_conf = rng.integers(0, 256, (-(-h // 2), -(-w // 2)), dtype=np.uint8)   # stored at stride 2
+    store = SceneStore(tmp_path / "s.zarr")
+    for stage, array, value, conf, attrs in (
+            (SEMANTIC_MAPS, "semantics", sem, sem_conf, {}),
+            (METRIC_DEPTH, "depth", depth[::2, ::2], dep_conf, {"encoding": {"dtype": "float32", "step_m": 0.0, "stride": 2}})):
+        with store.writer("scene-t", stage) as wr:
+            for name, v in ((array, value), ("confidence", conf)):
+                wr.create(name, (2, 1) + v.shape, v.dtype, chunks=(1, 1) + v.shape)
+                for i in range(2):
+                    wr.write(name, (i, 0), v)
+            wr.commit({"fingerprint": "f", "tokens": [kf.token for kf in kfs], **attrs})
+    full_dep_conf = np.repeat(np.repeat(dep_conf, 2, 0), 2, 1)[:h, :w]
+    expected = {"none": None, "segmenter": sem_conf / 255, "depth": full_dep_conf / 255,
+                "both": (sem_conf / 255) * (full_dep_conf / 255)}
+    stored = {}
+    for source, weight in expected.items():
+        cfg = FusionConfig(history=1, stride=2, confidence=source)
+        read = StoredPerception(store.open("scene-t", SEMANTIC_MAPS), store.open("scene-t", METRIC_DEPTH), "scene-t", source)
+        got = pixel_weight(read(kfs[0])[0], cfg)
+        if weight is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, weight, rtol=1e-6)
+        fuse_scene(str(store.path), "scene-t", kfs, cfg, f"fp-{source}")
+        full_depth = np.repeat(np.repeat(depth[::2, ::2], 2, 0), 2, 1)[:h, :w]
+        reference = SceneFuser(kfs, lambda kf: [(full_depth, sem, sem_conf, full_dep_conf)], cfg)
+        labels = store.open("scene-t", OCC_LABELS)
+        for i, label in enumerate(reference):
+            np.testing.assert_array_equal(labels["semantics"][i], label.semantics)
+        stored[source] = labels["semantics"][:]
+    assert (stored["both"] != stored["none"]).any()          # the weights change decisions
+    assert pixel_weight((depth, sem, None, None), FusionConfig(confidence="both")) is None   # no backend gave one
+    assert pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="depth")) is None
+    np.testing.assert_allclose(pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="both")), sem_conf / 255)
+    with pytest.raises(ValueError, match="confidence must be one of"):
+        FusionConfig(confidence="all")

@@ -28,7 +28,7 @@ class Canonical(torch.nn.Module):
         self.seen.append(x.clone())
         pad = (x == 0).all(dim=1, keepdim=True)
         depth = torch.where(pad, torch.full_like(x[:, :1], 999.0), torch.full_like(x[:, :1], 20.0)) * self.w
-        return depth, torch.ones_like(depth), {}
+        return depth, torch.where(pad, torch.zeros_like(depth), torch.full_like(depth, 0.6)), {}
 
 
 def metric3d_vit_small(pretrain=False, **kwargs):
@@ -53,7 +53,7 @@ def test_canonical_transform_exactly(hub):
     est = build_depth("metric3d", repo=str(hub), variant="vit_small", batch_size=2)
     imgs = [np.zeros((90, 160, 3), np.uint8), np.full((101, 73, 3), 7, np.uint8), np.zeros((9, 16, 3), np.uint8)]
     Ks = [K(126.6, 160, 90), K(80.0, 73, 101), K(2000.0, 16, 9)]
-    out = est(ImageBatch(["a.jpg", "b.jpg", "c.jpg"], Ks, imgs))
+    out, conf = est.scored(ImageBatch(["a.jpg", "b.jpg", "c.jpg"], Ks, imgs))
     # 160x90: scale min(616/90, 1064/160) = 6.65 -> 598 x 1064, padding 9 above and below
     # 73x101 (portrait): scale 616/101 -> 616 x 445, padding 309 left, 310 right
     for o, img, k in zip(out, imgs, Ks):
@@ -62,6 +62,8 @@ def test_canonical_transform_exactly(hub):
         assert o.shape == (h, w) and o.dtype == np.float32
         np.testing.assert_allclose(o, min(20 * k[0, 0] * scale / 1000, 300.0), rtol=1e-6)  # no padding leaks in
     assert out[2].max() == 300.0                                   # clamped to 300 m
+    for c, img in zip(conf, imgs):                                 # the network's confidence, cut and resized alike
+        assert c.shape == img.shape[:2] and c.dtype == np.uint8 and (c == 153).all()   # 0.6 x 255
     seen = est.model.seen
     assert [tuple(x.shape) for x in seen] == [(2, 3, 616, 1064), (1, 3, 616, 1064)]
     x = seen[0][0]
@@ -121,3 +123,15 @@ def test_a_weights_file_that_would_run_code_is_refused(hub, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="evil.pth is not a plain weights file .*weights_only=True"):
         build_depth("metric3d", repo=str(hub), variant="vit_large", weights=str(weights))
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_a_network_without_confidence_gives_none(hub):
+    est = build_depth("metric3d", repo=str(hub), variant="vit_small")
+    inference = est.model.inference
+    est.model.inference = lambda data: inference(data)[0]          # depth alone, no tuple
+    img = np.zeros((45, 80, 3), np.uint8)
+    depth, conf = est.scored(ImageBatch(["a.jpg"], [K(60.0, 80, 45)], [img]))
+    assert conf is None and depth[0].shape == (45, 80)
+    est.model.inference = lambda data: (inference(data)[0], torch.ones(1, 1, 3, 3), {})   # a confidence of another size
+    with pytest.raises(RuntimeError, match="confidence of .*beside depth of"):
+        est.scored(ImageBatch(["a.jpg"], [K(60.0, 80, 45)], [img]))

@@ -34,7 +34,7 @@ def test_simulated_perception_on_ray_equals_in_process(ray_local, small_world, k
     assert sorted(res) == sorted(im.filename for im in images)
     local = simulated_perception(root, "realistic")
     for kf in keyframes:
-        for im, (depth, sem) in zip(kf.images, local(kf)):
+        for im, (depth, sem, *_) in zip(kf.images, local(kf)):
             np.testing.assert_array_equal(res[im.filename]["depth"], depth)
             np.testing.assert_array_equal(res[im.filename]["semantics"], sem)
 
@@ -64,7 +64,7 @@ def test_real_adapters_on_ray(ray_local, small_world, keyframes, real_specs):
     images = keyframes[0].images
     res = run_perception(root, images, seg, dep, SETTINGS)
     local = KeyframePerception(build_segmenter(seg.name, **seg.options), build_depth(dep.name, **dep.options), root)(keyframes[0])
-    for im, (depth, sem) in zip(images, local):
+    for im, (depth, sem, *_) in zip(images, local):
         r = res[im.filename]
         assert r["semantics"].dtype == np.uint8 and r["semantics"].shape == (im.height, im.width)
         assert (r["semantics"] == sem).mean() > 0.99       # same models, other threads: ties may break otherwise
@@ -144,3 +144,85 @@ def test_scenes_served_from_their_keyframe_files(ray_local, small_world, small_n
             r = served[im.filename]
             assert (r["scene"], r["frame"], r["camera"]) == (name, f, c)
             np.testing.assert_array_equal(r["semantics"], expected[im.filename]["semantics"])
+
+
+def test_one_read_serves_both_backends_and_each_fails_on_its_own(small_world, keyframes, tmp_path, monkeypatch):
+    """One actor with both backends reads each image once; a segmenter that fails on one image fails that
+    image's class map only: its depth comes back, and the other images' maps too."""
+    import ops.perception.serving as serving
+    from ops.perception.runner import simulated_perception
+    from ops.perception.serving import PerceptionActor
+
+    root, _ = small_world
+    images = keyframes[0].images
+    reads = []
+    real_load = serving.load_rgb
+    monkeypatch.setattr(serving, "load_rgb", lambda *a: reads.append(a[1]) or real_load(*a))
+    seg, dep = BackendSpec("simulated"), BackendSpec("depth_anything_v2", _tiny_depth_anything(tmp_path))
+    actor = PerceptionActor(str(root), seg, dep)
+    bad = images[2].filename
+    segment = actor.backends["segmenter"].segment_scored
+    monkeypatch.setattr(actor.backends["segmenter"], "segment_scored",
+                        lambda b: (_ for _ in ()).throw(RuntimeError("segmenter broke")) if bad in b.names else segment(b))
+    rows = {"name": np.array([im.filename for im in images]), "height": np.array([im.height for im in images]),
+            "width": np.array([im.width for im in images]), "K": np.stack([np.asarray(im.K).reshape(9) for im in images])}
+    out = actor(rows)
+    assert sorted(reads) == sorted(im.filename for im in images)           # each image decoded once, for both
+    i = [im.filename for im in images].index(bad)
+    assert out["semantics_error"][i] == "RuntimeError: segmenter broke" and out["semantics"][i].size == 0
+    assert out["depth_error"][i] == "" and out["depth"][i].shape == (90, 160)     # its depth stands
+    assert out["error"][i] == "segmenter: RuntimeError: segmenter broke"
+    local = simulated_perception(root, "realistic")(keyframes[0])
+    for k, (d, s, sc, dc) in enumerate(local):
+        if k != i:
+            np.testing.assert_array_equal(out["semantics"][k], s)
+            np.testing.assert_array_equal(out["semantics_confidence"][k], sc)
+            assert out["error"][k] == "" and out["depth_confidence"][k].size == 0   # Depth Anything gives none
+
+
+def _tiny_depth_anything(tmp_path) -> dict:
+    from tests.support.random_models import depth_model
+
+    depth_model("depth_anything_v2").save_pretrained(tmp_path / "dav2")
+    return {"checkpoint": str(tmp_path / "dav2"), "input_size": 126}
+
+
+def test_scenes_ask_only_for_the_maps_they_need_and_depth_comes_stored(ray_local, small_world, small_nusc, tmp_path):
+    """Per-scene roles: a scene whose class maps are current gets depth only; depth and its confidence come
+    back in the stored form (centimetres at the stride), equal to encoding the in-process maps."""
+    from ops.perception.runner import simulated_perception
+    from ops.perception.serving import serve_scenes
+    from ops.storage.keyframe_files import keyframes_path, write_keyframes
+    from ops.storage.map_encoding import DepthEncoding, encode_stride
+
+    root, _ = small_world
+    files = []
+    for s in small_nusc.scene:
+        kfs = scene_keyframes(small_nusc, s["name"])[:1]
+        write_keyframes(keyframes_path(tmp_path, s["name"], "c" * 16), kfs)
+        files.append((s["name"], str(keyframes_path(tmp_path, s["name"], "c" * 16)), kfs))
+    spec, cm2 = BackendSpec("simulated", {"preset": "realistic"}), DepthEncoding("cm", 2)
+    (a, fa, kfa), (b, fb, kfb) = files
+    rows = list(serve_scenes(root, [(a, fa), (b, fb)], spec, spec, SETTINGS, roles={a: ("depth",)}, depth_encoding=cm2))
+    assert len(rows) == 12 and not any(r["error"] for r in rows)
+    for scene, kfs in ((a, kfa), (b, kfb)):
+        local = simulated_perception(root, "realistic")(kfs[0])
+        for r in (r for r in rows if r["scene"] == scene):
+            d, s, sc, dc = local[r["camera"]]
+            np.testing.assert_array_equal(r["depth"], cm2.encode(d))
+            np.testing.assert_array_equal(r["depth_confidence"], encode_stride(dc, cm2))
+            assert r["depth"].shape == (45, 80) and r["depth"].dtype == np.uint16
+            if scene == a:                                   # depth only: no class map made
+                assert "semantics" not in r and "semantics_confidence" not in r
+            else:
+                np.testing.assert_array_equal(r["semantics"], s)
+                np.testing.assert_array_equal(r["semantics_confidence"], sc)
+
+
+def test_which_backends_share_a_pass():
+    from ops.perception.serving import share_a_pass
+
+    sim, gpu, cpu = BackendSpec("simulated"), BackendSpec("metric3d", {"device": "cuda:1"}), BackendSpec("x", {"device": "cpu"})
+    assert share_a_pass(sim, gpu) and share_a_pass(gpu, BackendSpec("y", {"device": "cuda"}))
+    assert share_a_pass(BackendSpec("y", {"device": "auto"}), cpu)
+    assert not share_a_pass(cpu, gpu)

@@ -185,7 +185,7 @@ def test_realistic_preset_on_the_demo_world_matches_its_parameters(small_nusc, s
     logs, acc, unknown = [], [], []
     for scene in small_nusc.scene:
         for kf in scene_keyframes(small_nusc, scene["name"]):
-            for im, (d, s) in zip(kf.images, p(kf)):
+            for im, (d, s, *_) in zip(kf.images, p(kf)):
                 td, ts = load_truth(root, im.filename)
                 ok = (td > 0) & (td < 40) & (d > 0)
                 logs.append(np.median(np.log(d[ok] / td[ok])))
@@ -196,3 +196,61 @@ def test_realistic_preset_on_the_demo_world_matches_its_parameters(small_nusc, s
     assert 0.025 < np.std(logs) < 0.06, np.std(logs)
     assert 0.75 < np.mean(acc) < 0.92 and 0.03 < np.mean(unknown) < 0.15, (np.mean(acc), np.mean(unknown))
     assert m.depth_scale_std == 0.04
+
+
+def test_class_confidence_is_a_score_per_segment_lower_for_wrong_ones():
+    """One score per connected segment of the output map: in score_right for a right segment, in score_wrong
+    for a confused one, mixed by share for a partly wrong one; unknown pixels 0."""
+    from ops.perception.simulated import class_confidence
+
+    m = NoiseModel()
+    true = blocks(CAR, n=12)
+    seen = true.copy()
+    seen[:10, :10] = CLASS_ID["truck"]                     # one whole block confused: a wrong segment
+    seen[-1, :] = UNOBSERVED
+    conf = class_confidence(true, seen, m, image_rng(m, "x", 3))
+    assert conf.dtype == np.float32 and (conf[-1] == 0).all()
+    assert 0.3 <= conf[0, 0] <= 0.65 and (conf[:8, :8] == conf[0, 0]).all()   # the wrong block: one score, low
+    right = conf[(seen == true) & (seen == CAR)]
+    assert right.min() >= 0.6 and right.max() <= 0.95 and len(np.unique(right)) > 100   # a score per block
+    part = true.copy()
+    part[:4, :] = TERRAIN                                  # the road segment, a quarter of it wrong
+    share = ((part != true) & (true == ROAD)).sum() / (true == ROAD).sum()
+    c = class_confidence(part, true, m, image_rng(m, "x", 3))[true == ROAD]
+    assert len(np.unique(c)) == 1 and 0.6 * (1 - share) + 0.3 * share <= c[0] <= 0.95 * (1 - share) + 0.65 * share
+
+
+def test_depth_confidence_falls_with_the_error_but_not_with_the_image_scale():
+    """exp(-e / scale) times a jitter in [1 - jitter, 1], e the pixel's error apart from the image's own
+    scale bias (which one image cannot reveal); 0 where there is no depth."""
+    from ops.perception.simulated import degrade_depth_scaled, depth_confidence
+
+    true = np.full((100, 100), 20.0, np.float32)
+    true[:10] = 0                                          # sky
+    scaled = NoiseModel(depth_scale_std=0.2, sky_depth_m=300.0)
+    seen, scale = degrade_depth_scaled(true, scaled, image_rng(scaled, "x", 0))
+    assert abs(scale - 1) > 0.01                           # the image is scaled ...
+    conf = depth_confidence(true, seen, scale, scaled, image_rng(scaled, "x", 2))
+    assert (conf[:10] == 0).all() and conf[10:].min() >= 0.7 - 1e-6 and conf[10:].max() <= 1   # ... its confidence is not
+    noisy = NoiseModel(depth_rel_noise=0.1)
+    seen, scale = degrade_depth_scaled(true, noisy, image_rng(noisy, "x", 0))
+    conf = depth_confidence(true, seen, scale, noisy, image_rng(noisy, "x", 2))
+    err = np.abs(seen[10:] / true[10:] - 1)
+    big, small = err > np.quantile(err, 0.8), err < np.quantile(err, 0.2)
+    assert conf[10:][big].mean() < 0.3 < 0.7 < conf[10:][small].mean()
+
+
+def test_the_backends_give_their_confidence_and_the_same_maps(truth_root):
+    """scored() gives the maps __call__ gives (the confidence draws random numbers of their own), and a
+    uint8 confidence per image."""
+    root, names = truth_root
+    seg, dep = build_segmenter("simulated", dataroot=root, preset="harsh"), build_depth("simulated", dataroot=root, preset="harsh")
+    b = batch(names)
+    for backend in (seg, dep):
+        maps, conf = backend.scored(b)
+        assert backend.gives_confidence and len(conf) == len(names)
+        for m_, c, plain in zip(maps, conf, backend(b)):
+            np.testing.assert_array_equal(m_, plain)
+            assert c.dtype == np.uint8 and c.shape == m_.shape and c.max() > 0
+    with pytest.raises(ValueError, match="score_wrong = \\(0.7, 0.2\\)"):
+        NoiseModel(score_wrong=(0.7, 0.2))
