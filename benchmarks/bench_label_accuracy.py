@@ -77,7 +77,7 @@ def evaluate(nusc, root: Path, scenes, cfg: FusionConfig, perception: CachedPerc
     return {"miou17": r["camera"]["miou17"], "iou": r["camera"]["geometric_iou"], "precision": tp / max(tp + fp, 1),
             "recall": tp / max(tp + fn, 1), "miou17_full": r["none"]["miou17"],
             "small": {c: r["camera"]["per_class"][c] for c in SMALL_CLASSES},
-            "wrong_free": wrong_free / max(asserted_free, 1), "s_per_label": seconds, "labels": n}
+            "wrong_free": wrong_free / max(asserted_free, 1), "s_per_label": seconds, "n_labels": n}
 
 
 def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, FusionConfig, bool]]:

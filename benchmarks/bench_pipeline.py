@@ -20,7 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
-STAGES = ("dataset", "frames", "semantic_maps", "metric_depth", "occ_labels")
+STAGES = ("dataset", "frames", "perception_maps", "occ_labels")   # perception_maps: both maps, one pass
 
 
 def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
@@ -28,9 +28,8 @@ def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
 
     from assets.dataset import dataset
     from assets.frames import frames
-    from assets.metric_depth import metric_depth
     from assets.occ_labels import occ_labels
-    from assets.semantic_maps import semantic_maps
+    from assets.perception_maps import perception_maps
     from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
@@ -38,7 +37,7 @@ def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
            "perception": PerceptionResource(), "ray": RayResource(local_cpus=cpus), "storage": StorageResource(data_dir=str(tmp)),
            "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "io"))}
     start = time.perf_counter()
-    result = dg.materialize([dataset, frames, semantic_maps, metric_depth, occ_labels], resources=res)
+    result = dg.materialize([dataset, frames, perception_maps, occ_labels], resources=res)
     wall = time.perf_counter() - start
     ray.shutdown()
     steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}

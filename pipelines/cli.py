@@ -180,13 +180,17 @@ def _perceive_here(root, images, seg, dep, args) -> dict:
         for j, name in enumerate(rows["name"]):
             if rows["error"][j]:
                 raise ValueError(f"{name}: {rows['error'][j]}")
-            results[name] = {k: rows[k][j] for k in ("semantics", "depth")}
+            results[name] = {k: rows[k][j] for k in MAP_FIELDS if k in rows and rows[k][j].size}
         print(f"{min(i + args.batch_size, len(images))}/{len(images)} images", flush=True)
     return results
 
 
+MAP_FIELDS = ("semantics", "depth", "semantics_confidence", "depth_confidence")   # what a map file holds
+
+
 def _write_maps(root: Path, images, results: dict, out: Path) -> tuple[list, list]:
-    """<out>/<image path>.npz and .png per image; (class accuracy, depth AbsRel) per image with a truth file."""
+    """<out>/<image path>.npz (the maps, and the backends' confidences where they give them) and .png per
+    image; (class accuracy, depth AbsRel) per image with a truth file."""
     import numpy as np
 
     from ops.data.truth import load_truth, truth_file
@@ -197,7 +201,7 @@ def _write_maps(root: Path, images, results: dict, out: Path) -> tuple[list, lis
     for im in images:
         r = results[im.filename]
         base = im.filename.rsplit(".", 1)[0]
-        save_npz(out / f"{base}.npz", semantics=r["semantics"], depth=r["depth"])
+        save_npz(out / f"{base}.npz", **{k: r[k] for k in MAP_FIELDS if k in r})
         write_bytes_atomic(out / f"{base}.png", png_bytes(side_by_side([class_map_image(r["semantics"]),
                                                                         depth_image(r["depth"])])))
         if truth_file(root, im.filename).is_file():

@@ -94,8 +94,8 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     kfs = scene_keyframes(small_nusc, "scene-0103")
     seen, cm = simulated_perception(root, "realistic"), DepthEncoding("cm")
 
-    def stored_perception(kf):     # what the fusion reads back: the depth in centimetres
-        return [(decode_depth(cm.encode(d), cm.attrs(d.shape[1]), d.shape), s) for d, s, *_ in seen(kf)]
+    def stored_perception(kf):     # what the fusion reads back: the depth in centimetres, and the confidences
+        return [(decode_depth(cm.encode(d), cm.attrs(d.shape[1]), d.shape), s, sc, dc) for d, s, sc, dc in seen(kf)]
 
     for i, label in enumerate(SceneFuser(kfs, stored_perception, FusionConfig())):
         np.testing.assert_array_equal(labels["semantics"][i], label.semantics)

@@ -8,13 +8,12 @@ from assets.dataset import dataset
 from assets.easyocc_eval import easyocc_eval
 from assets.easyocc_model import easyocc_model
 from assets.frames import frames
-from assets.metric_depth import metric_depth
 from assets.occ_labels import occ_labels
-from assets.semantic_maps import semantic_maps
+from assets.perception_maps import perception_maps
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
-ASSETS = [dataset, frames, semantic_maps, metric_depth, occ_labels, easyocc_model, easyocc_eval]
+ASSETS = [dataset, frames, perception_maps, occ_labels, easyocc_model, easyocc_eval]
 
 
 @pytest.fixture(scope="module", autouse=True)

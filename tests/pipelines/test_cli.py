@@ -136,6 +136,8 @@ def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path
     assert len(maps) == 6 and len(list(out.rglob("*.png"))) == 6
     with np.load(maps[0]) as f:
         assert f["semantics"].dtype == np.uint8 and f["depth"].dtype == np.float32 and f["depth"].shape == (90, 160)
+        assert f["semantics_confidence"].dtype == f["depth_confidence"].dtype == np.uint8   # the backends' confidences
+        assert f["depth_confidence"].shape == (90, 160) and f["depth_confidence"].max() > 0
     rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--segmenter", "nope", "--out", str(out)])
     assert rc == 2 and "unknown segmenter backend 'nope'" in capsys.readouterr().err
     rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--seg-opt", "preset", "--out", str(out)])
