@@ -83,8 +83,11 @@ def parse(argv=None):
 def main(argv=None) -> list[str]:
     """Run the benchmark; returns the table's lines (also printed, and appended to --results)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():   # a context, not the global switch: a caller (the test suite) keeps its autograd
+        return _run(parse(argv), argv)
+
+
+def _run(args, argv: list[str]) -> list[str]:
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     skip = set(filter(None, args.skip.split(",")))

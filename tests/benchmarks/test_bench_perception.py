@@ -2,6 +2,8 @@
 every backend gets a row, and --results appends the table under a heading with the device and the date."""
 import datetime
 
+import torch
+
 from benchmarks import bench_perception
 
 
@@ -27,6 +29,7 @@ def test_every_backend_is_timed_and_the_table_is_appended(tmp_path):
     assert f"## Perception backends on CPU (" in text and f"({datetime.date.today().isoformat()})" in text
     assert "`python benchmarks/bench_perception.py --models test --boxes 2" in text and "RESULTS.md" not in text.split("`")[1]
     assert all(r in text for r in rows)
+    assert torch.is_grad_enabled()                                        # the caller's autograd is left as it was
     no_metric3d = bench_perception.main(["--models", "test", "--skip", "gsam,sam3,depth"])
     assert no_metric3d == ["| metric3d (vit_giant2) | - | - | not timed: its hub code was not given (--metric3d-repo) "
                            "| - | - | - | |"]
