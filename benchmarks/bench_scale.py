@@ -11,7 +11,10 @@ store (simulated `realistic` perception, default fusion, a local Ray on all CPUs
 
   - wall time per step, from the run's own event log (STEP_START to STEP_SUCCESS);
   - the driver's peak resident memory (VmHWM of the dagster process, which runs every step: the
-    in-process executor), polled from /proc;
+    in-process executor), polled from /proc; and, polled every 0.2 s, its split per step (max of each
+    over the step): RssAnon (its private memory: Python and native heaps), RssFile (mapped code and
+    files) and RssShmem (the pages of Ray's object store it has read maps from: the store's memory,
+    shared, which counts in its VmHWM too);
   - the bytes of what passes between the steps (the JSON values in <data dir>/dagster_storage/);
   - the baseline, side by side: the same simulated perception and `SceneFuser` called in this process,
     one scene after another, no Dagster, no Ray, no Zarr, same torch threads in total.
@@ -33,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
-STEPS = ("dataset", "frames", "semantic_maps", "metric_depth", "occ_labels")
+STEPS = ("dataset", "frames", "perception_maps", "occ_labels")   # perception_maps: both maps, one pass
 
 
 def world(work: Path, n: int, keyframes: int, width: int, height: int) -> Path:
@@ -49,16 +52,43 @@ def world(work: Path, n: int, keyframes: int, width: int, height: int) -> Path:
     return root
 
 
-def _peak_rss(pid: int, out: dict, stop: threading.Event) -> None:
-    """Poll /proc/<pid>/status for VmHWM (the kernel's peak RSS of that process) until it ends."""
+MEMORY = ("RssAnon", "RssFile", "RssShmem")   # the driver's resident memory, by kind (/proc/<pid>/status)
+
+
+def _poll_memory(pid: int, out: dict, samples: list, stop: threading.Event) -> None:
+    """Poll /proc/<pid>/status until the process ends: VmHWM (the kernel's peak RSS of that process) into
+    out["peak_kib"], and (time, {RssAnon, RssFile, RssShmem} in KiB) every 0.2 s into `samples`."""
     while not stop.is_set():
         try:
+            now, kib = time.time(), {}
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    out["peak_kib"] = max(out.get("peak_kib", 0), int(line.split()[1]))
+                key, _, value = line.partition(":")
+                if key == "VmHWM":
+                    out["peak_kib"] = max(out.get("peak_kib", 0), int(value.split()[0]))
+                elif key in MEMORY:
+                    kib[key] = int(value.split()[0])
+            samples.append((now, kib))
         except OSError:
             return
-        time.sleep(0.1)
+        time.sleep(0.2)
+
+
+def _memory_per_step(samples: list, spans: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """The max of each kind of memory (MiB) over each step's span; "checks": over the asset checks' steps;
+    "start" and "end": before the first step and after the last. A span without a sample (a step shorter
+    than the polling interval) is left out."""
+    def peak(t0, t1):
+        got = [kib for t, kib in samples if t0 <= t < t1]
+        return {k: max(g.get(k, 0) for g in got) / 1024 for k in MEMORY} if got else None
+
+    spans_all = {"start": (0, min((t0 for t0, _ in spans.values()), default=float("inf"))),
+                 **{k: spans[k] for k in STEPS if k in spans},
+                 "end": (max((t1 for _, t1 in spans.values()), default=0), float("inf")), "run": (0, float("inf"))}
+    out = {k: peak(*v) for k, v in spans_all.items()}
+    checks = [c for c in (peak(*v) for k, v in spans.items() if k not in STEPS) if c]
+    if checks:
+        out["checks"] = {k: max(c[k] for c in checks) for k in MEMORY}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def pipeline_run(root: Path, base: Path) -> dict:
@@ -75,8 +105,8 @@ def pipeline_run(root: Path, base: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen([DAGSTER, "asset", "materialize", "--select", "*occ_labels"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
-    mem, stop = {}, threading.Event()
-    poller = threading.Thread(target=_peak_rss, args=(proc.pid, mem, stop), daemon=True)
+    mem, samples, stop = {}, [], threading.Event()
+    poller = threading.Thread(target=_poll_memory, args=(proc.pid, mem, samples, stop), daemon=True)
     poller.start()
     proc.wait()
     wall = time.perf_counter() - start
@@ -88,7 +118,7 @@ def pipeline_run(root: Path, base: Path) -> dict:
     os.environ["DAGSTER_HOME"] = str(base / "home")
     with DagsterInstance.get() as instance:
         run = instance.get_runs(limit=1)[0]
-        begin, steps = {}, {}
+        begin, steps, spans = {}, {}, {}
         for rec in instance.all_logs(run.run_id):
             ev = rec.dagster_event
             if ev is None:
@@ -97,8 +127,10 @@ def pipeline_run(root: Path, base: Path) -> dict:
                 begin[ev.step_key] = rec.timestamp
             elif ev.event_type == DagsterEventType.STEP_SUCCESS:
                 steps[ev.step_key] = rec.timestamp - begin[ev.step_key]
+                spans[ev.step_key] = (begin[ev.step_key], rec.timestamp)
     values = {p.stem: p.stat().st_size for p in (base / "data" / "dagster_storage").glob("*.json")}
-    return {"wall": wall, "steps": steps, "driver_peak_mib": mem.get("peak_kib", 0) / 1024, "values_bytes": values}
+    return {"wall": wall, "steps": steps, "driver_peak_mib": mem.get("peak_kib", 0) / 1024, "values_bytes": values,
+            "memory_per_step": _memory_per_step(samples, spans)}
 
 
 def baseline(root: Path) -> float:
@@ -140,21 +172,34 @@ def main() -> None:
         print(f"{n} scenes: run {run['wall']:.1f} s, baseline {base:.1f} s, driver {run['driver_peak_mib']:.0f} MiB",
               file=sys.stderr, flush=True)
     print("| scenes | labels | " + " | ".join(STEPS) + " | run wall (s) | baseline (s) | run / baseline | "
-          "overhead per scene (s) | driver peak (MiB) | frames.json (KiB) | other values (KiB) |")
-    print("|---" * (len(STEPS) + 10) + "|")
+          "overhead per scene (s) | driver peak (MiB) | frames.json (KiB) | other values (KiB) | "
+          "driver anon peak (MiB) | driver file peak (MiB) | driver shmem peak (MiB) |")
+    print("|---" * (len(STEPS) + 13) + "|")
     for r in rows:
         vals = r["values_bytes"]
         print(f"| {r['scenes']} | {r['scenes'] * args.keyframes} | "
               + " | ".join(f"{r['steps'].get(s, float('nan')):.1f}" for s in STEPS)
               + f" | {r['wall']:.1f} | {r['baseline']:.1f} | {r['wall'] / r['baseline']:.2f} | "
               f"{r['overhead_per_scene']:.2f} | {r['driver_peak_mib']:.0f} | {vals.get('frames', 0) / 1024:.0f} | "
-              f"{sum(v for k, v in vals.items() if k != 'frames') / 1024:.1f} |")
+              f"{sum(v for k, v in vals.items() if k != 'frames') / 1024:.1f} | "
+              + " | ".join(f"{r['memory_per_step'].get('run', {}).get(k, float('nan')):.0f}" for k in MEMORY) + " |")
+    phases = [p for p in (*STEPS, "checks", "end") if any(p in r["memory_per_step"] for r in rows)]
+    print("\nThe driver's memory per step, max over the step (MiB): RssAnon (private) / RssShmem (object store)\n")
+    print("| scenes | " + " | ".join(phases) + " |")
+    print("|---" * (len(phases) + 1) + "|")
+    for r in rows:
+        m = r["memory_per_step"]
+        print(f"| {r['scenes']} | " + " | ".join(f"{m[p]['RssAnon']:.0f} / {m[p]['RssShmem']:.0f}" if p in m else "-"
+                                                 for p in phases) + " |")
     if len(rows) >= 2:
         a, b = rows[-2], rows[-1]
         per = {k: (b[k] - a[k]) / (b["scenes"] - a["scenes"]) for k in ("wall", "baseline", "driver_peak_mib")}
+        kinds = {k: (b["memory_per_step"].get("run", {}).get(k, float("nan"))
+                     - a["memory_per_step"].get("run", {}).get(k, float("nan"))) / (b["scenes"] - a["scenes"]) for k in MEMORY}
         frames_per = (b["values_bytes"].get("frames", 0) - a["values_bytes"].get("frames", 0)) / (b["scenes"] - a["scenes"])
         print(f"\nper added scene (from {a['scenes']} to {b['scenes']}): run {per['wall']:.2f} s, baseline "
-              f"{per['baseline']:.2f} s, driver {per['driver_peak_mib']:.2f} MiB, frames.json {frames_per / 1024:.1f} KiB")
+              f"{per['baseline']:.2f} s, driver {per['driver_peak_mib']:.2f} MiB ("
+              + ", ".join(f"{k} {v:+.3f}" for k, v in kinds.items()) + f" MiB), frames.json {frames_per / 1024:.1f} KiB")
         n = 850
         print(f"projected to {n} scenes of this size: run {b['wall'] + per['wall'] * (n - b['scenes']):.0f} s, driver "
               f"{b['driver_peak_mib'] + per['driver_peak_mib'] * (n - b['scenes']):.0f} MiB, frames.json "

@@ -46,6 +46,16 @@ class MapKind:
 SEMANTICS = MapKind(SEMANTIC_MAPS, "segmenter", "semantics", "uint8")
 DEPTH = MapKind(METRIC_DEPTH, "depth", "depth", "float32")
 
+# How far the perception actors may run ahead of the driver, which writes every map it is handed: the
+# maps served and not yet taken by the driver may fill at most this many batches per actor of Ray's
+# object store (at least SERVED_BACKLOG_FLOOR bytes). Ray Data's own bound is half the object store,
+# which a writer slower than its actors fills in proportion to the scenes served; the driver maps the
+# store's pages it reads, so that backlog showed as driver memory growing with the scene count
+# (benchmarks/bench_scale.py). More ahead than this gains nothing: when the backlog is not empty the
+# driver, not the actors, sets the pace.
+SERVED_BATCHES_AHEAD = 4
+SERVED_BACKLOG_FLOOR = 16 * 2**20
+
 
 def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str,
                     encoding: DepthEncoding | None = None) -> str:
@@ -163,6 +173,7 @@ def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, 
     start = time.time()
     what = " + ".join(st.kind.stage for st in stages)
     depth = by_role.get("depth")
+    restore_limits = _bound_backlog(stages, settings, [keyframe_files[s][0] for s in order])
     rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], by_role["segmenter"].spec
                         if "segmenter" in by_role else None, depth.spec if depth else None, settings, roles,
                         depth.encoding if depth else None)
@@ -183,6 +194,7 @@ def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, 
         for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock
             sw.writer.abort()
         rows.close()
+        restore_limits()
     seconds = time.time() - start
     if order:
         log(f"{what}: {seen} images served in {seconds:.1f} s ({seen / max(seconds, 1e-9):.2f} images/s)")
@@ -196,6 +208,56 @@ def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, 
         if stats[st.kind.stage].per_node:
             log(f"{st.kind.stage}: images per Ray node: {stats[st.kind.stage].nodes_line()}")
     return stats
+
+
+def image_bytes(stages: list[MapStage], image_hw: tuple[int, int]) -> int:
+    """What one image's served maps may take in the object store: each stage's map in the form it travels
+    (depth in its stored form) and a uint8 confidence beside it."""
+    h, w = image_hw
+    total = 0
+    for st in stages:
+        if st.encoding is None:
+            total += h * w * (np.dtype(st.kind.dtype).itemsize + 1)
+        else:
+            sh, sw = st.encoding.stored_shape(h, w)
+            total += sh * sw * (np.dtype(st.encoding.dtype).itemsize + 1)
+    return total
+
+
+def served_backlog_bytes(per_image: int, settings: RaySettings, ray, scenes: int) -> int:
+    """The object-store bytes that the maps served to the driver may take while they wait for it:
+    SERVED_BATCHES_AHEAD batches of images of `per_image` bytes per actor of the pool that serves `scenes`
+    scenes (sized as serving sizes it), at least SERVED_BACKLOG_FLOOR."""
+    from ops.perception.serving import pool_size
+
+    actors, _ = pool_size(ray, settings, scenes)
+    return max(SERVED_BACKLOG_FLOOR, SERVED_BATCHES_AHEAD * actors * max(1, settings.batch_size) * per_image)
+
+
+def _bound_backlog(stages: list[MapStage], settings: RaySettings, keyframe_files: list[str]) -> Callable[[], None]:
+    """Limit the object-store memory of the Ray Data pass about to be made (a dataset takes its limits from
+    Ray Data's context when it is made) to `served_backlog_bytes`, the images' size read from the first
+    scene's keyframe file; returns the function that puts the context's limits back. A lower limit
+    already set is kept. Nothing is done (Ray is not started) when there is nothing to serve."""
+    if not keyframe_files:
+        return lambda: None
+    from ops.runtime import ensure_ray
+    from ops.storage.keyframe_files import read_keyframes
+
+    ray = ensure_ray(settings.address, settings.local_cpus)
+    try:
+        first = read_keyframes(keyframe_files[0])[0].images[0]
+        per_image = image_bytes(stages, (first.height, first.width))
+    except (OSError, ValueError, IndexError):   # that scene fails when it is opened; the floor applies
+        per_image = 0
+    options = ray.data.DataContext.get_current().execution_options
+    saved = options.resource_limits
+    budget = served_backlog_bytes(per_image, settings, ray, len(keyframe_files))
+    options.resource_limits = saved.copy(object_store_memory=min(budget, saved.object_store_memory))
+
+    def restore() -> None:
+        options.resource_limits = saved
+    return restore
 
 
 def _take(st: MapStage, writers: dict, key: tuple[str, str], row: dict, f: int, c: int, stats: "MapStats",

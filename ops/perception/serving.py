@@ -275,9 +275,9 @@ def _check_backends(segmenter, depth) -> None:
         raise ValueError("serve: give a segmenter, a depth backend or both")
 
 
-def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int,
-           settings: RaySettings) -> Iterator[dict]:
-    """`ds` through a pool of `actor_cls` (at most one actor per call of it, `n_calls` in all), rows out."""
+def pool_size(ray, settings: RaySettings, n_calls: int) -> tuple[int, float]:
+    """(actors, GPUs per actor) of the pool that serves `n_calls` calls on the connected cluster: `num_actors`,
+    else one per GPU share, else one per `num_cpus` CPUs; never more actors than calls."""
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1.0 if gpus > 0 else 0.0)
     if settings.num_actors is not None:
@@ -286,7 +286,14 @@ def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int
         actors = max(1, int(gpus / num_gpus))
     else:
         actors = max(1, int(ray.cluster_resources().get("CPU", 1) / settings.num_cpus))
-    actors = max(1, min(actors, n_calls))
+    return max(1, min(actors, n_calls)), num_gpus
+
+
+def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int,
+           settings: RaySettings) -> Iterator[dict]:
+    """`ds` through a pool of `actor_cls` (at most one actor per call of it, `n_calls` in all), rows out."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    actors, num_gpus = pool_size(ray, settings, n_calls)
     ds = ds.map_batches(actor_cls, fn_constructor_kwargs=actor_kwargs, compute=ray.data.ActorPoolStrategy(size=actors),
                         batch_size=batch_size, batch_format="numpy", num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
     try:

@@ -107,3 +107,37 @@ def test_frames_fails_a_scene_whose_keyframe_records_are_gone(tmp_path, small_wo
     fr = result.output_for_node("frames")
     assert list(fr.scenes) == ["scene-0061"] and list(fr.failed) == ["scene-0103"]
     assert gone.keyframes_file in fr.failed["scene-0103"] and "missing" in fr.failed["scene-0103"]
+
+
+def test_the_truth_pictures_do_not_grow_with_the_dataset(tmp_path):
+    """The BEV picture shows the first TRUTH_PICTURE_SCENES scenes (each scene's while there are no more);
+    the class histogram counts every scene's first keyframe."""
+    import base64
+    import io
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from assets.dataset import TRUTH_PICTURE_SCENES, _truth_pictures
+    from ops.occ3d import GRID
+    from ops.storage.occ3d_layout import write_labels
+
+    n = TRUTH_PICTURE_SCENES + 3
+    scenes = [SimpleNamespace(name=f"scene-{i:04d}", first_sample=f"tok{i}") for i in range(n)]
+    for i, s in enumerate(scenes):
+        sem = np.full(GRID.shape, 17, np.uint8)
+        sem[i, :, 0] = i % 17
+        write_labels(tmp_path, s.name, s.first_sample, sem, np.ones(GRID.shape, bool))
+
+    def width(markdown):
+        return Image.open(io.BytesIO(base64.b64decode(markdown.split("base64,")[1].rstrip(")")))).size[0]
+
+    few, many = _truth_pictures(tmp_path, scenes[:2]), _truth_pictures(tmp_path, scenes)
+    panel = 2 * GRID.shape[1]                       # bev_image at scale 2, 6 px between pictures
+    assert width(few["truth_bev_first_keyframes"]) == 2 * panel + 6
+    assert "first keyframe of each scene" in few["truth_bev_first_keyframes"]
+    assert width(many["truth_bev_first_keyframes"]) == TRUTH_PICTURE_SCENES * (panel + 6) - 6
+    assert f"the first {TRUTH_PICTURE_SCENES} of {n} scenes" in many["truth_bev_first_keyframes"]
+    assert many == _truth_pictures(tmp_path, scenes)                             # same bytes every time
+    assert many["truth_class_histogram"] != _truth_pictures(tmp_path, scenes[:TRUTH_PICTURE_SCENES])["truth_class_histogram"]
