@@ -42,23 +42,21 @@ def perception_maps(context: dg.AssetExecutionContext, config: RebuildConfig, fr
               if kind.stage in selected]
     together = perception.one_pass and len(stages) == 2 and share_a_pass(stages[0].spec, stages[1].spec)
     files = {s: (frames.scenes[s].keyframes_file, frames.scenes[s].images) for st in stages for s in st.plan.todo}
-    stats = {}
-    for group in [stages] if together else [[st] for st in stages]:
-        stats.update(run_map_stages(group, files, frames.dataroot, ray.settings(perception.batch_size),
-                                    log=context.log.info))
     empty = []
-    for st in stages:
-        result = st.plan.result()
-        context.add_output_metadata(metadata({
-            "backend": st.spec.name, "scenes": result.table("images"), "failed_scenes": len(result.failed),
-            "store": st.plan.store.path, **stats[st.kind.stage].summary(),
-            **({"stored_as": f"{st.encoding.name}, stride {st.encoding.stride or 'auto'}"} if st.kind.role == "depth" else {})}),
-            output_name=st.kind.stage)
-        if result.scenes:
-            yield versioned(result, output_name=st.kind.stage)
-        else:
-            empty.append(f"{st.kind.stage}: every scene failed: {result.failed}")
-    if empty:   # the other asset, if it has scenes, is stored and handed on before this fails the step
+    for group in [stages] if together else [[st] for st in stages]:
+        stats = run_map_stages(group, files, frames.dataroot, ray.settings(perception.batch_size), log=context.log.info)
+        for st in group:   # recorded as soon as its pass is done: a later pass that breaks off does not lose it
+            result = st.plan.result()
+            context.add_output_metadata(metadata({
+                "backend": st.spec.name, "scenes": result.table("images"), "failed_scenes": len(result.failed),
+                "store": st.plan.store.path, **stats[st.kind.stage].summary(),
+                **({"stored_as": f"{st.encoding.name}, stride {st.encoding.stride or 'auto'}"} if st.kind.role == "depth" else {})}),
+                output_name=st.kind.stage)
+            if result.scenes:
+                yield versioned(result, output_name=st.kind.stage)
+            else:
+                empty.append(f"{st.kind.stage}: every scene failed: {result.failed}")
+    if empty:   # the other asset, if it has scenes, is recorded before this fails the step
         raise dg.Failure("; ".join(empty))
 
 

@@ -17,8 +17,9 @@ Random weights make random detections: both Grounded-SAM modes keep the same num
 (`--boxes`), so SAM does the same work in both and the difference is the detector passes.
 Metric3D: `--metric3d-repo DIR` (a clone of github.com/YvanYin/Metric3D with its dependencies; its ViT
 code wants a GPU) with `--metric3d-variant`, random weights unless `--metric3d-weights FILE`; without
-it the table says that it was not timed. `--results FILE` appends the table under a heading with the
-device (the GPU's name) and the date, and the command that made it.
+it the table says that it was not timed (so does a row whose model cannot be built there). `--results
+FILE` puts the table under a heading with the device (the GPU's name) and the date, and the command that
+made it, as the file's newest section (before its first `## ` heading).
 """
 from __future__ import annotations
 
@@ -183,29 +184,41 @@ def _sam3(args, batch, imgs, sync, common, precision, row, per_phrase: bool) -> 
 
 
 def _metric3d(args, batch, sync, common, precision, row) -> None:
-    from ops.perception.metric3d import INPUT_SIZE, build_metric3d
+    """Metric3D from a local clone, with random weights unless a weights file is given; a row that says why
+    where it cannot be built or run (its hub code has dependencies of its own, and parts of it want a GPU)."""
+    from ops.perception.metric3d import INPUT_SIZE, Metric3DDepth, build_metric3d
 
+    name = f"metric3d ({args.metric3d_variant})"
     if not args.metric3d_repo:
-        row(f"| metric3d ({args.metric3d_variant}) | - | - | not timed: its hub code was not given (--metric3d-repo) "
-            f"| - | - | - | |")
+        row(f"| {name} | - | - | not timed: its hub code was not given (--metric3d-repo) | - | - | - | |")
         return
     side = tuple(int(round(s * args.scale / 14)) * 14 for s in INPUT_SIZE)
-    est = build_metric3d(args.metric3d_variant, repo=args.metric3d_repo, weights=args.metric3d_weights,
-                         input_size=side, **common)
-    t = timed(lambda: est(batch), args.repeat, sync) / len(batch)
-    row(f"| metric3d ({args.metric3d_variant}) | {side[0]}x{side[1]} | {precision} | | 1 | {t:.3f} | {1 / t:.3f} | |")
+    try:
+        if args.metric3d_weights:
+            est = build_metric3d(args.metric3d_variant, repo=args.metric3d_repo, weights=args.metric3d_weights,
+                                 input_size=side, **common)
+        else:   # the architecture with random weights: nothing is downloaded
+            model = torch.hub.load(args.metric3d_repo, f"metric3d_{args.metric3d_variant}", source="local",
+                                   pretrain=False, trust_repo=True)
+            est = Metric3DDepth(model, input_size=side, **common)
+        t = timed(lambda: est(batch), args.repeat, sync) / len(batch)
+    except Exception as exc:
+        row(f"| {name} | - | - | not timed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | - | - | - | |")
+        return
+    row(f"| {name} | {side[0]}x{side[1]} | {precision} | | 1 | {t:.3f} | {1 / t:.3f} | |")
 
 
 def _append(path: Path, device: str, args, argv: list[str], rows: list[str]) -> None:
     """The table under a heading with the device and the date, and the command that made it."""
     shown = [a for i, a in enumerate(argv) if not a.startswith("--results") and (i == 0 or argv[i - 1] != "--results")]
     command = " ".join(["python benchmarks/bench_perception.py", *map(shlex.quote, shown)])
-    text = (f"\n## Perception backends on {device} ({datetime.date.today().isoformat()})\n\n`{command}` "
+    text = (f"## Perception backends on {device} ({datetime.date.today().isoformat()})\n\n`{command}` "
             f"(random weights at the {args.models} architectures, 1600 x 900 images, batch {args.images}, input "
             f"scale {args.scale}; printed by the script)\n\n{HEADER}\n|---|---|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + "\n")
-    with open(path, "a") as f:
-        f.write(text)
+            + "\n".join(rows) + "\n\n")
+    old = path.read_text() if path.is_file() else ""
+    at = old.find("\n## ")   # the newest section first, after the file's introduction
+    path.write_text(old + "\n" + text if at < 0 else old[:at + 1] + text + old[at + 1:])
 
 
 @torch.inference_mode()

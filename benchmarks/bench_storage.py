@@ -5,8 +5,9 @@ does to the labels (ops/storage/map_encoding.py).
                                        [--presets perfect,realistic] [--label-keyframes 8]
 
 Part 1 writes the first `--images` camera images' maps of the dataroot (SIMULATED perception with
-each preset) into real Zarr arrays on disk, one chunk per image with the stage's compressors, and
-counts the chunk files' bytes. Bytes per pixel are projected to 1600 x 900 and the 204,894 keyframe
+each preset), and the backends' confidence maps stored beside them (uint8, zstd; the depth's at the
+depth's default stride), into real Zarr arrays on disk, one chunk per image with the stage's
+compressors, and counts the chunk files' bytes. Bytes per pixel are projected to 1600 x 900 and the 204,894 keyframe
 images of v1.0-trainval (34,149 samples x 6 cameras).
 
 Part 2 fuses the first `--label-keyframes` keyframes of the first scene from perception that went
@@ -69,19 +70,28 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for preset in args.presets.split(","):
         seen = simulated_perception(args.dataroot, preset)
-        depths, sems = [], []
+        depths, sems, sem_confs, depth_confs = [], [], [], []
         for kf in kfs:
-            for d, s, *_ in seen(kf):
+            for d, s, sc, dc in seen(kf):
                 depths.append(d)
                 sems.append(s)
+                sem_confs.append(sc)
+                depth_confs.append(dc)
             if len(depths) >= args.images:
                 break
         depths, sems = depths[:args.images], sems[:args.images]
+        default = parse_depth_encoding("cm")
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             n = stored_bytes(sems, np.uint8, "auto", root, "sem") / len(sems)
             print(f"| {preset} | classes | uint8, zstd | {n:,.0f} | {n / (h * w):.3f} | - | "
                   f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |")
+            for what, confs, keep in (("class confidence", sem_confs[:args.images], lambda c: c),
+                                      ("depth confidence", depth_confs[:args.images], default.keep)):
+                n = stored_bytes([keep(c) for c in confs], np.uint8, "auto", root, what) / len(confs)
+                form = "uint8, zstd" + ("" if what.startswith("class") else f", stride of cm ({default.stride_for(w)})")
+                print(f"| {preset} | {what} | {form} | {n:,.0f} | {n / (h * w):.3f} | - | "
+                      f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |")
             base = None
             for form in FORMS:
                 enc = parse_depth_encoding(form)
@@ -116,7 +126,8 @@ def labels(args, nusc, kfs) -> None:
         enc = parse_depth_encoding(form)
 
         def perception(kf, enc=enc):
-            return [(decode_depth(enc.encode(d), enc.attrs(d.shape[1]), d.shape), s) for d, s, *_ in cache[kf.token]]
+            return [(decode_depth(enc.encode(d), enc.attrs(d.shape[1]), d.shape), s, sc, dc)
+                    for d, s, sc, dc in cache[kf.token]]
 
         fuser = SceneFuser(kfs, perception, FusionConfig(stride=stride))
         out = [fuser.label(i) for i in range(n)]

@@ -67,14 +67,16 @@ def score_directories(pred_dir: str | Path, gt_dir: str | Path, scenes: Iterable
 
 
 def score_store_labels(store: SceneStore, scenes: Iterable[str], gts_dir: str | Path,
-                       keyframes_of: Callable[[str], list] | None = None) -> dict:
+                       keyframes_of: Callable[[str], list] | None = None, per_scene: bool = True) -> dict:
     """Occ3D metrics of the stored labels of `scenes` against `gts_dir` (frames that have truth), over
-    all of them ("all") and per scene ("scenes"); "frames_without_truth" counts the others. With
-    `keyframes_of(scene)` (the scene's KeyframeRecords, for their poses and lidar) also RayIoU over all
-    frames ("rayiou", ops/evaluation/rayiou.py; None without)."""
+    all of them ("all") and, with `per_scene`, per scene ("scenes"; each scene's metrics made when its
+    last label is scored, so that no accumulator per scene is kept); "frames_without_truth" counts the
+    others. With `keyframes_of(scene)` (the scene's KeyframeRecords, for their poses and lidar) also
+    RayIoU over all frames ("rayiou", ops/evaluation/rayiou.py; None without)."""
     from ops.evaluation.rayiou import RayIoU, scene_origins
 
-    total, per_scene, missing = Occ3DAccumulator(), {}, 0
+    total, results, missing = Occ3DAccumulator(), {}, 0
+    one = {}   # the scene being scored -> its accumulator
     rays, origins, current = (RayIoU() if keyframes_of is not None else None), {}, None
     for scene, _, token, sem, _ in label_volumes(store, scenes):
         path = FrameRef(scene, token).path(gts_dir)
@@ -83,12 +85,16 @@ def score_store_labels(store: SceneStore, scenes: Iterable[str], gts_dir: str | 
             continue
         gt = load_labels(path, TRUTH_KEYS)
         pred = as_occ3d_semantics(sem)
-        for acc in (per_scene.setdefault(scene, Occ3DAccumulator()), total):
+        if per_scene and scene not in one:     # label_volumes gives each scene's labels together
+            results.update({s: a.result() for s, a in one.items()})
+            one = {scene: Occ3DAccumulator()}
+        for acc in (*one.values(), total):
             acc.update(pred, gt["semantics"], gt["mask_camera"], gt["mask_lidar"], where=str(path))
         if rays is not None:
             if scene != current:
                 origins, current = scene_origins(keyframes_of(scene)), scene
             if token in origins:
                 rays.update(pred, gt["semantics"], origins[token])
-    return {"all": total.result(), "scenes": {s: a.result() for s, a in per_scene.items()}, "frames_without_truth": missing,
+    results.update({s: a.result() for s, a in one.items()})
+    return {"all": total.result(), "scenes": results, "frames_without_truth": missing,
             "rayiou": rays.result() if rays is not None and rays.frames else None}

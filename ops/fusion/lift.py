@@ -243,10 +243,10 @@ def pixel_weight(maps: tuple, cfg: FusionConfig):
         return None
     picked = [c for c, use in ((maps[2], cfg.confidence in ("segmenter", "both")),
                                (maps[3], cfg.confidence in ("depth", "both"))) if use and c is not None]
-    if not picked:
-        return None
-    weights = [np.asarray(c, np.float32) / (255 if np.asarray(c).dtype == np.uint8 else 1) for c in picked]
-    return weights[0] if len(weights) == 1 else weights[0] * weights[1]
+    if len(picked) < 2:
+        return picked[0] if picked else None     # as stored: lift_image reads uint8 as 0-255
+    a, b = (np.asarray(c, np.float32) / (255 if np.asarray(c).dtype == np.uint8 else 1) for c in picked)
+    return a * b
 
 
 def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np.ndarray,

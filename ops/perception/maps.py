@@ -55,6 +55,7 @@ DEPTH = MapKind(METRIC_DEPTH, "depth", "depth", "float32")
 # driver, not the actors, sets the pace.
 SERVED_BATCHES_AHEAD = 4
 SERVED_BACKLOG_FLOOR = 16 * 2**20
+SIZED_SCENES = 8    # the backlog is sized for the largest images among this many scenes' keyframe files
 
 
 def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str,
@@ -191,10 +192,14 @@ def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, 
                 if key in writers:
                     _take(st, writers, key, row, f, c, stats[st.kind.stage], log)
     finally:
-        for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock
-            sw.writer.abort()
-        rows.close()
         restore_limits()
+        for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock (each one)
+            try:
+                sw.writer.abort()
+            except Exception as exc:
+                log(f"{sw.writer.stage}: dropping the unfinished scene {sw.writer.scene} failed: "
+                    f"{type(exc).__name__}: {exc}")
+        rows.close()
     seconds = time.time() - start
     if order:
         log(f"{what}: {seen} images served in {seconds:.1f} s ({seen / max(seconds, 1e-9):.2f} images/s)")
@@ -236,20 +241,23 @@ def served_backlog_bytes(per_image: int, settings: RaySettings, ray, scenes: int
 
 def _bound_backlog(stages: list[MapStage], settings: RaySettings, keyframe_files: list[str]) -> Callable[[], None]:
     """Limit the object-store memory of the Ray Data pass about to be made (a dataset takes its limits from
-    Ray Data's context when it is made) to `served_backlog_bytes`, the images' size read from the first
-    scene's keyframe file; returns the function that puts the context's limits back. A lower limit
-    already set is kept. Nothing is done (Ray is not started) when there is nothing to serve."""
+    Ray Data's context when it is made) to `served_backlog_bytes`, for the largest images of the first
+    SIZED_SCENES scenes whose keyframe files can be read; returns the function that puts the context's
+    limits back. A lower limit already set is kept. Nothing is done (Ray is not started) when there is
+    nothing to serve."""
     if not keyframe_files:
         return lambda: None
     from ops.runtime import ensure_ray
     from ops.storage.keyframe_files import read_keyframes
 
     ray = ensure_ray(settings.address, settings.local_cpus)
-    try:
-        first = read_keyframes(keyframe_files[0])[0].images[0]
-        per_image = image_bytes(stages, (first.height, first.width))
-    except (OSError, ValueError, IndexError):   # that scene fails when it is opened; the floor applies
-        per_image = 0
+    per_image = 0
+    for path in keyframe_files[:SIZED_SCENES]:
+        try:
+            per_image = max([per_image] + [image_bytes(stages, (im.height, im.width))
+                                           for kf in read_keyframes(path) for im in kf.images])
+        except (OSError, ValueError):   # that scene fails when it is opened
+            continue
     options = ray.data.DataContext.get_current().execution_options
     saved = options.resource_limits
     budget = served_backlog_bytes(per_image, settings, ray, len(keyframe_files))

@@ -76,16 +76,17 @@ class PerceptionActor:
         from ops.perception.base import build_depth, build_segmenter
         from ops.runtime import ray_node
 
-        self.dataroot, self.init_error, self.node = Path(dataroot), "", ray_node()
+        self.dataroot, self.node = Path(dataroot), ray_node()
         self.encoding = depth_encoding
         self.backends: dict = {}
-        try:
-            if segmenter is not None:
-                self.backends["segmenter"] = build_segmenter(segmenter.name, **_with_root(segmenter, dataroot))
-            if depth is not None:
-                self.backends["depth"] = build_depth(depth.name, **_with_root(depth, dataroot))
-        except Exception as exc:  # reported with every row this actor is given
-            self.init_error = f"building the perception backends failed: {type(exc).__name__}: {exc}"
+        self.init_errors: dict[str, str] = {}   # role -> why its backend could not be built (reported with every row)
+        for role, spec, build in (("segmenter", segmenter, build_segmenter), ("depth", depth, build_depth)):
+            if spec is None:
+                continue
+            try:   # each on its own: a segmenter that cannot load leaves the depth maps standing
+                self.backends[role] = build(spec.name, **_with_root(spec, dataroot))
+            except Exception as exc:
+                self.init_errors[role] = f"building the {role} backend {spec.name!r} failed: {type(exc).__name__}: {exc}"
         self.roles = tuple(r for r, spec in zip(ROLES, (segmenter, depth)) if spec is not None)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
@@ -93,16 +94,14 @@ class PerceptionActor:
         sizes = [(int(h), int(w)) for h, w in zip(rows["height"], rows["width"])]
         asked = [tuple(str(r).split(",")) for r in rows["roles"]] if "roles" in rows else [self.roles] * len(names)
         # a row may come with its error already (its scene's keyframe file could not be read)
-        given = [str(e) for e in rows["error"]] if "error" in rows else [""] * len(names)
-        image_errors = [g or self.init_error for g in given]
+        image_errors = [str(e) for e in rows["error"]] if "error" in rows else [""] * len(names)
         pixels: list = [None] * len(names)
-        if not self.init_error:
-            for i, (n, hw) in enumerate(zip(names, sizes)):
-                if not image_errors[i] and any(self.backends[r].needs_pixels for r in asked[i] if r in self.backends):
-                    try:
-                        pixels[i] = load_rgb(self.dataroot, n, hw)
-                    except Exception as exc:
-                        image_errors[i] = f"{type(exc).__name__}: {exc}"
+        for i, (n, hw) in enumerate(zip(names, sizes)):
+            if not image_errors[i] and any(self.backends[r].needs_pixels for r in asked[i] if r in self.backends):
+                try:
+                    pixels[i] = load_rgb(self.dataroot, n, hw)
+                except Exception as exc:
+                    image_errors[i] = f"{type(exc).__name__}: {exc}"
         out: dict[str, list] = {"name": names, "node": [self.node] * len(names)}
         for key in PASSED_THROUGH:
             if key in rows:
@@ -111,7 +110,8 @@ class PerceptionActor:
         for role in self.roles:
             map_key, conf_key, error_key = FIELDS[role]
             maps, confs = [self._empty(role)] * len(names), [_EMPTY_CONFIDENCE] * len(names)
-            errors = [image_errors[i] if role in asked[i] else "" for i in range(len(names))]
+            errors = [(image_errors[i] or self.init_errors.get(role, "")) if role in asked[i] else ""
+                      for i in range(len(names))]
             todo = [i for i in range(len(names)) if role in asked[i] and not errors[i]]
             if todo:
                 self._run(role, todo, names, sizes, rows, pixels, maps, confs, errors)
@@ -131,7 +131,6 @@ class PerceptionActor:
         """Run the `role` backend on the images `idx` as one batch. If the batch fails, each image is run
         on its own, so that the error lands on the image that caused it, not on the whole batch."""
         from ops.perception.base import ImageBatch
-        from ops.storage.map_encoding import encode_stride
 
         backend = self.backends[role]
         try:
@@ -145,11 +144,11 @@ class PerceptionActor:
             else:
                 errors[idx[0]] = f"{type(exc).__name__}: {exc}"
             return
-        encode = role == "depth" and self.encoding is not None
+        stored = role == "depth" and self.encoding is not None   # depth and its confidence in the stored form
         for k, i in enumerate(idx):
-            maps[i] = self.encoding.encode(result[k]) if encode else result[k]
+            maps[i] = self.encoding.encode(result[k]) if stored else result[k]
             if conf is not None:
-                confs[i] = encode_stride(conf[k], self.encoding if role == "depth" else None)
+                confs[i] = self.encoding.keep(conf[k]) if stored else conf[k]
 
 
 _EMPTY_CONFIDENCE = np.zeros((0, 0), np.uint8)   # not made (or none given): a row's field is dropped when empty
@@ -306,7 +305,7 @@ def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int
                            f"them): set the ray resource's num_actors / cpus_per_actor / gpus_per_actor") from exc
 
 
-_TEXT = ("name", "error", "scene", "node", "roles", "semantics_error", "depth_error")
+_TEXT = ("name", "error", "scene", "node", "roles", *(error for _, _, error in FIELDS.values()))
 
 
 def _plain_row(row) -> dict:

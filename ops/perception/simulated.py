@@ -100,8 +100,8 @@ class NoiseModel:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"{name} = ({lo}, {hi}): expected 0 <= low <= high <= 1")
-        if self.depth_confidence_scale <= 0 or self.depth_confidence_jitter > 1:
-            raise ValueError(f"depth_confidence_scale must be > 0 and depth_confidence_jitter at most 1, got "
+        if self.depth_confidence_scale <= 0 or not 0 <= self.depth_confidence_jitter <= 1:
+            raise ValueError(f"depth_confidence_scale must be > 0 and depth_confidence_jitter in [0, 1], got "
                              f"{self.depth_confidence_scale} and {self.depth_confidence_jitter}")
 
     def describe(self) -> str:

@@ -91,13 +91,17 @@ class DepthEncoding:
 
         return BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle)
 
+    def keep(self, data: np.ndarray) -> np.ndarray:
+        """The pixels of a per-pixel map (H, W) that the stored form keeps: every k-th of every k-th row, k the
+        stride for its width (how the depth model's confidence is stored beside its depth)."""
+        k = self.stride_for(data.shape[-1])
+        return data[..., ::k, ::k]
+
     def encode(self, depth: np.ndarray) -> np.ndarray:
         """(H, W) float metres (0, NaN or inf = no depth) -> the stored (H', W') array, at the stride for
         W. The fixed-point forms store NaN, inf, negative and out-of-range depths as 0; the float forms
         keep what the backend gave (the fusion drops non-finite and non-positive depths)."""
-        d = np.asarray(depth)
-        k = self.stride_for(d.shape[-1])
-        d = d[::k, ::k]
+        d = self.keep(np.asarray(depth))
         if self.step_m:
             d = np.where(np.isfinite(d) & (d > 0), d, 0.0) / self.step_m
             units = np.rint(d)
@@ -128,15 +132,6 @@ def expand_stride(stored: np.ndarray, stride: int, size: tuple[int, int], what: 
     if out.shape[-2:] != tuple(size):
         raise ValueError(f"stored {what} {stored.shape} with stride {stride} does not give images of {tuple(size)}")
     return out
-
-
-def encode_stride(data: np.ndarray, encoding: "DepthEncoding | None") -> np.ndarray:
-    """A per-pixel map kept at the depth's storage stride (every k-th pixel, as `encoding.encode` keeps
-    depth; unchanged without an encoding): the depth estimator's confidence is stored beside its depth so."""
-    if encoding is None:
-        return data
-    k = encoding.stride_for(data.shape[-1])
-    return data[..., ::k, ::k]
 
 
 def parse_depth_encoding(text: str) -> DepthEncoding:

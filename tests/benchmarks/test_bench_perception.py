@@ -13,7 +13,7 @@ def test_every_backend_is_timed_and_the_table_is_appended(tmp_path):
     (tmp_path / "metric3d").mkdir()
     (tmp_path / "metric3d" / "hubconf.py").write_text(HUBCONF)
     results = tmp_path / "RESULTS.md"
-    results.write_text("# Measured results\n")
+    results.write_text("# Measured results\n\nIntroduction.\n\n## An older section\n\nold\n")
     rows = bench_perception.main(["--models", "test", "--boxes", "2", "--skip", "sam3_per_phrase", "--results",
                                   str(results), "--metric3d-repo", str(tmp_path / "metric3d"), "--metric3d-variant",
                                   "vit_small"])
@@ -25,7 +25,8 @@ def test_every_backend_is_timed_and_the_table_is_appended(tmp_path):
     assert all(float(c[6]) > 0 for c in cells)                             # images per second
     assert "packed is" in rows[1] and "| fp32 |" in rows[0]
     text = results.read_text()
-    assert text.startswith("# Measured results\n")
+    assert text.startswith("# Measured results\n\nIntroduction.\n\n## Perception backends on CPU (")   # newest first
+    assert text.endswith("## An older section\n\nold\n")
     assert f"## Perception backends on CPU (" in text and f"({datetime.date.today().isoformat()})" in text
     assert "`python benchmarks/bench_perception.py --models test --boxes 2" in text and "RESULTS.md" not in text.split("`")[1]
     assert all(r in text for r in rows)

@@ -48,8 +48,9 @@ def test_directories_score_frame_by_frame_and_name_missing_frames(tmp_path):
 def test_store_labels_score_against_truth_per_scene_and_over_all(tmp_path):
     rng = np.random.default_rng(1)
     store = SceneStore(tmp_path / "s.zarr")
-    pairs = {"scene-a": truth_and_labels(rng, 2), "scene-b": truth_and_labels(rng, 1)}
-    expected = {"all": Occ3DAccumulator(), "scene-a": Occ3DAccumulator(), "scene-b": Occ3DAccumulator()}
+    pairs = {"scene-a": truth_and_labels(rng, 2), "scene-b": truth_and_labels(rng, 1), "scene-c": truth_and_labels(rng, 2)}
+    expected = {"all": Occ3DAccumulator(), "scene-a": Occ3DAccumulator(), "scene-b": Occ3DAccumulator(),
+                "scene-c": Occ3DAccumulator()}
     for scene, frames in pairs.items():
         with store.writer(scene, OCC_LABELS) as w:
             w.create("semantics", (len(frames),) + GRID.shape, np.uint8, fill_value=UNOBSERVED)
@@ -63,6 +64,9 @@ def test_store_labels_score_against_truth_per_scene_and_over_all(tmp_path):
                         expected[key].update(as_occ3d_semantics(label), gt["semantics"], gt["mask_camera"],
                                              gt["mask_lidar"])
             w.commit({"fingerprint": "f", "tokens": [f"{scene}-{i}" for i in range(len(frames))]})
-    got = score_store_labels(store, ["scene-b", "scene-a"], tmp_path / "gts")
-    assert got["frames_without_truth"] == 1 and sorted(got["scenes"]) == ["scene-a"]
-    assert got["all"] == expected["all"].result() and got["scenes"]["scene-a"] == expected["scene-a"].result()
+    got = score_store_labels(store, ["scene-c", "scene-b", "scene-a"], tmp_path / "gts")
+    assert got["frames_without_truth"] == 1 and sorted(got["scenes"]) == ["scene-a", "scene-c"]
+    assert got["all"] == expected["all"].result()
+    assert got["scenes"]["scene-a"] == expected["scene-a"].result() and got["scenes"]["scene-c"] == expected["scene-c"].result()
+    overall = score_store_labels(store, ["scene-c", "scene-b", "scene-a"], tmp_path / "gts", per_scene=False)
+    assert overall["scenes"] == {} and overall["all"] == got["all"]

@@ -137,8 +137,8 @@ def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
         got = pixel_weight(read(kfs[0])[0], cfg)
         if weight is None:
             assert got is None
-        else:
-            np.testing.assert_allclose(got, weight, rtol=1e-6)
+        else:   # one source as stored (uint8, read as 0-255 by the lift), both as their product
+            np.testing.assert_allclose(np.asarray(got, np.float32) / (255 if got.dtype == np.uint8 else 1), weight, rtol=1e-6)
         fuse_scene(str(store.path), "scene-t", kfs, cfg, f"fp-{source}")
         full_depth = np.repeat(np.repeat(depth[::2, ::2], 2, 0), 2, 1)[:h, :w]
         reference = SceneFuser(kfs, lambda kf: [(full_depth, sem, sem_conf, full_dep_conf)], cfg)
@@ -149,6 +149,6 @@ def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
     assert (stored["both"] != stored["none"]).any()          # the weights change decisions
     assert pixel_weight((depth, sem, None, None), FusionConfig(confidence="both")) is None   # no backend gave one
     assert pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="depth")) is None
-    np.testing.assert_allclose(pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="both")), sem_conf / 255)
+    np.testing.assert_array_equal(pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="both")), sem_conf)
     with pytest.raises(ValueError, match="confidence must be one of"):
         FusionConfig(confidence="all")

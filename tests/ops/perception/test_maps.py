@@ -15,6 +15,16 @@ def test_fingerprint_follows_inputs_backend_and_options():
     assert map_fingerprint(DEPTH, sim, "inputs-1") != base          # another dtype and role
 
 
+def test_the_class_maps_fingerprint_does_not_cover_the_depth_storage_code():
+    """Serving gets the depth's stored form as an object, never imports its module: a change in how depth is
+    stored must not rebuild the class maps (or the float32 depth maps of earlier versions)."""
+    from ops.perception.base import backend_module
+    from ops.storage.fingerprints import module_closure
+
+    names = {p.name for p in module_closure("ops.perception.serving", backend_module("segmenter", "simulated"))}
+    assert "map_encoding.py" not in names and "serving.py" in names
+
+
 def test_stats_summarise_the_stored_maps():
     seg = MapStats(SEMANTICS)
     assert seg.summary() == {}

@@ -84,8 +84,8 @@ def test_a_missing_image_fails_naming_it(ray_local, small_world, keyframes, real
     assert [n for n, r in rows.items() if r["error"]] == [im.filename]          # the other five went through
     assert all(r["depth"].shape == (90, 160) and r["depth"].max() > 0 for n, r in rows.items() if n != im.filename)
     broken = BackendSpec("metric3d", {"repo": str(tmp_path / "nowhere")})
-    with pytest.raises(PerceptionServingError, match="failed for 6 of 6 images: .*building the perception backends "
-                                                     "failed: CheckpointError: metric3d: no hubconf.py"):
+    with pytest.raises(PerceptionServingError, match="failed for 6 of 6 images: .*building the depth backend "
+                                                     "'metric3d' failed: CheckpointError: metric3d: no hubconf.py"):
         run_perception(root, keyframes[0].images, None, broken, SETTINGS)
 
 
@@ -193,7 +193,7 @@ def test_scenes_ask_only_for_the_maps_they_need_and_depth_comes_stored(ray_local
     from ops.perception.runner import simulated_perception
     from ops.perception.serving import serve_scenes
     from ops.storage.keyframe_files import keyframes_path, write_keyframes
-    from ops.storage.map_encoding import DepthEncoding, encode_stride
+    from ops.storage.map_encoding import DepthEncoding
 
     root, _ = small_world
     files = []
@@ -210,7 +210,7 @@ def test_scenes_ask_only_for_the_maps_they_need_and_depth_comes_stored(ray_local
         for r in (r for r in rows if r["scene"] == scene):
             d, s, sc, dc = local[r["camera"]]
             np.testing.assert_array_equal(r["depth"], cm2.encode(d))
-            np.testing.assert_array_equal(r["depth_confidence"], encode_stride(dc, cm2))
+            np.testing.assert_array_equal(r["depth_confidence"], cm2.keep(dc))
             assert r["depth"].shape == (45, 80) and r["depth"].dtype == np.uint16
             if scene == a:                                   # depth only: no class map made
                 assert "semantics" not in r and "semantics_confidence" not in r
@@ -226,3 +226,19 @@ def test_which_backends_share_a_pass():
     assert share_a_pass(sim, gpu) and share_a_pass(gpu, BackendSpec("y", {"device": "cuda"}))
     assert share_a_pass(BackendSpec("y", {"device": "auto"}), cpu)
     assert not share_a_pass(cpu, gpu)
+
+
+def test_a_backend_that_cannot_be_built_fails_its_own_maps_only(small_world, keyframes, tmp_path):
+    """A segmenter whose checkpoint is missing: every row says so for the class map, and the depth maps of
+    the same actor come back."""
+    from ops.perception.serving import PerceptionActor
+
+    root, _ = small_world
+    images = keyframes[0].images
+    actor = PerceptionActor(str(root), BackendSpec("grounded_sam", {"detector": str(tmp_path / "nothing")}),
+                            BackendSpec("simulated"))
+    rows = {"name": np.array([im.filename for im in images]), "height": np.array([im.height for im in images]),
+            "width": np.array([im.width for im in images]), "K": np.stack([np.asarray(im.K).reshape(9) for im in images])}
+    out = actor(rows)
+    assert all("building the segmenter backend 'grounded_sam' failed: CheckpointError" in e for e in out["semantics_error"])
+    assert all(e == "" for e in out["depth_error"]) and all(d.shape == (90, 160) for d in out["depth"])
