@@ -25,10 +25,12 @@ Confidence (both backends give one beside their maps, as Grounded-SAM, SAM 3 and
     uniform in `score_right` for a segment of the right class, in `score_wrong` for a wrong one (a
     confusion, a false detection), mixed by their shares in a segment that is partly wrong (a shifted
     boundary); unknown pixels 0. The two ranges overlap: a score says something, not everything;
-  - depth: exp(-e / `depth_confidence_scale`) times a per-pixel factor uniform in
-    [1 - `depth_confidence_jitter`, 1], e the pixel's relative error apart from the image's scale bias
-    (flying pixels, the smooth and the per-pixel errors; one image cannot reveal its own scale, so the
-    confidence does not either); 0 where there is no depth or the truth has none (sky).
+  - depth: what the model can know of its own map, not the error each pixel got:
+    exp(-u / `depth_confidence_scale`) times a smooth factor between 1 - `depth_confidence_jitter` and
+    1, u the relative error it expects there: the per-pixel noise's sigma at that depth, plus
+    `depth_edge_uncertainty` within `flying_px` of a depth edge of its own map (where flying pixels
+    land); 0 where it gives no depth. It never sees the truth, so it knows neither the image's scale
+    bias nor which edge pixels flew.
 Pixel sizes are given for a 1600-pixel-wide image (nuScenes) and scale with the image's width.
 The random numbers of an image depend only on the seed and the image's name: the same image always
 gets the same noise, whichever batch or process it comes in.
@@ -83,6 +85,7 @@ class NoiseModel:
     score_right: tuple[float, float] = (0.6, 0.95)
     score_wrong: tuple[float, float] = (0.3, 0.65)
     depth_confidence_scale: float = 0.1
+    depth_edge_uncertainty: float = 0.3
     depth_confidence_jitter: float = 0.3
     seed: int = 0
 
@@ -100,9 +103,11 @@ class NoiseModel:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"{name} = ({lo}, {hi}): expected 0 <= low <= high <= 1")
-        if self.depth_confidence_scale <= 0 or not 0 <= self.depth_confidence_jitter <= 1:
-            raise ValueError(f"depth_confidence_scale must be > 0 and depth_confidence_jitter in [0, 1], got "
-                             f"{self.depth_confidence_scale} and {self.depth_confidence_jitter}")
+        if self.depth_confidence_scale <= 0 or not 0 <= self.depth_confidence_jitter <= 1 \
+                or self.depth_edge_uncertainty < 0:
+            raise ValueError(f"depth_confidence_scale must be > 0, depth_confidence_jitter in [0, 1] and "
+                             f"depth_edge_uncertainty >= 0, got {self.depth_confidence_scale}, "
+                             f"{self.depth_confidence_jitter} and {self.depth_edge_uncertainty}")
 
     def describe(self) -> str:
         """The fields that differ from `perfect`, e.g. for logs and tables."""
@@ -209,25 +214,13 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], std: float, c
 
 def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
     """Apply the depth part of the noise model to a true z-depth map (0 = sky)."""
-    return degrade_depth_scaled(depth, m, rng)[0]
-
-
-def degrade_depth_scaled(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """degrade_depth's map, and the image's scale bias (the factor every depth of it was multiplied by)."""
-    from scipy.ndimage import maximum_filter, minimum_filter
-
     d = depth.astype(np.float32, copy=True)
     valid = d > 0
-    h, w = d.shape
     if m.flying_pixels > 0:
-        k = 2 * _px(m.flying_px, w) + 1
-        hi = maximum_filter(d, size=k)                            # sky (0) never wins a max
-        lo = minimum_filter(np.where(valid, d, np.inf), size=k)
-        edge = valid & (hi > lo * m.edge_ratio)
+        edge, lo, hi = _depth_edges(d, m)
         hit = edge & (rng.random(d.shape) < m.flying_pixels)
         d[hit] = lo[hit] + rng.random(int(hit.sum()), np.float32) * (hi[hit] - lo[hit])
-    scale = float(np.float32(np.exp(m.depth_scale_std * rng.standard_normal())))
-    factor = np.full(d.shape, scale, np.float32)
+    factor = np.full(d.shape, np.exp(m.depth_scale_std * rng.standard_normal()), np.float32)
     if m.depth_smooth_noise > 0:
         factor *= 1 + smooth_field(rng, d.shape, m.depth_smooth_noise)
     if m.depth_rel_noise > 0:
@@ -240,15 +233,28 @@ def degrade_depth_scaled(depth: np.ndarray, m: NoiseModel, rng: np.random.Genera
         d[valid & (rng.random(d.shape) < p)] = 0
     if m.sky_depth_m > 0:
         d[~valid] = m.sky_depth_m
-    return d, scale
+    return d
 
 
-def depth_confidence(true: np.ndarray, seen: np.ndarray, scale: float, m: NoiseModel,
-                     rng: np.random.Generator) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: the simulated depth model's confidence in `seen` (see the module doc)."""
-    has = (true > 0) & (seen > 0)
-    err = np.abs(seen / np.where(has, true * np.float32(scale), 1) - 1)
-    conf = np.exp(-err / m.depth_confidence_scale) * (1 - m.depth_confidence_jitter * rng.random(true.shape))
+def _depth_edges(d: np.ndarray, m: NoiseModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels with depth within flying_px of a depth edge (neighbours differing by more than edge_ratio) of
+    the map `d` (0 = none), where flying pixels land: (mask, nearest and farthest depth around each)."""
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    valid = d > 0
+    k = 2 * _px(m.flying_px, d.shape[1]) + 1
+    hi = maximum_filter(d, size=k)                            # no depth (0) never wins a max
+    lo = minimum_filter(np.where(valid, d, np.inf), size=k)
+    return valid & (hi > lo * m.edge_ratio), lo, hi
+
+
+def depth_confidence(seen: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: the simulated depth model's confidence in its map `seen` (see the module
+    doc); it reads nothing but that map."""
+    has = seen > 0
+    expected = m.depth_rel_noise * (1 + seen / m.depth_noise_growth_m) + m.depth_edge_uncertainty * _depth_edges(seen, m)[0]
+    smooth = np.clip(0.5 + 0.25 * smooth_field(rng, seen.shape, 1.0), 0, 1)
+    conf = np.exp(-expected / m.depth_confidence_scale) * (1 - m.depth_confidence_jitter * smooth)
     return np.where(has, conf, 0).astype(np.float32)
 
 
@@ -409,22 +415,22 @@ class SimulatedDepth(_Simulated, DepthEstimator):
     gives_confidence = True
 
     def estimate(self, batch: ImageBatch) -> list[np.ndarray]:
-        return [self._depth(batch, i)[1] for i in range(len(batch))]
+        return [self._depth(batch, i) for i in range(len(batch))]
 
     def estimate_scored(self, batch: ImageBatch) -> tuple[list[np.ndarray], list[np.ndarray]]:
         out, conf = [], []
         for i, name in enumerate(batch.names):
-            true, seen, scale = self._depth(batch, i)
+            seen = self._depth(batch, i)
             out.append(seen)
-            conf.append(depth_confidence(true, seen, scale, self.model, image_rng(self.model, name, 2)))
+            conf.append(depth_confidence(seen, self.model, image_rng(self.model, name, 2)))
         return out, conf
 
-    def _depth(self, batch: ImageBatch, i: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """The image's true depth, the degraded one and its scale bias."""
+    def _depth(self, batch: ImageBatch, i: int) -> np.ndarray:
+        """The image's degraded depth."""
         depth = self._truth(batch, i)[0]
         if not self.model.touches_depth:
-            return depth, depth.copy(), 1.0
-        return (depth, *degrade_depth_scaled(depth, self.model, image_rng(self.model, batch.names[i], 0)))
+            return depth.copy()
+        return degrade_depth(depth, self.model, image_rng(self.model, batch.names[i], 0))
 
 
 @options_from(NoiseModel)

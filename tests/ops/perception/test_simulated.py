@@ -220,24 +220,23 @@ def test_class_confidence_is_a_score_per_segment_lower_for_wrong_ones():
     assert len(np.unique(c)) == 1 and 0.6 * (1 - share) + 0.3 * share <= c[0] <= 0.95 * (1 - share) + 0.65 * share
 
 
-def test_depth_confidence_falls_with_the_error_but_not_with_the_image_scale():
-    """exp(-e / scale) times a jitter in [1 - jitter, 1], e the pixel's error apart from the image's own
-    scale bias (which one image cannot reveal); 0 where there is no depth."""
-    from ops.perception.simulated import degrade_depth_scaled, depth_confidence
+def test_depth_confidence_is_lower_where_errors_are_likely_and_reads_only_the_map():
+    """exp(-u / scale) times a smooth factor in [1 - jitter, 1], u the error the model can expect from its own
+    map: the per-pixel noise's sigma at that depth, and more at depth edges (where flying pixels land).
+    It reads nothing but the map: not the truth, so not the image's scale bias nor which pixels flew."""
+    from ops.perception.simulated import depth_confidence
 
-    true = np.full((100, 100), 20.0, np.float32)
-    true[:10] = 0                                          # sky
-    scaled = NoiseModel(depth_scale_std=0.2, sky_depth_m=300.0)
-    seen, scale = degrade_depth_scaled(true, scaled, image_rng(scaled, "x", 0))
-    assert abs(scale - 1) > 0.01                           # the image is scaled ...
-    conf = depth_confidence(true, seen, scale, scaled, image_rng(scaled, "x", 2))
-    assert (conf[:10] == 0).all() and conf[10:].min() >= 0.7 - 1e-6 and conf[10:].max() <= 1   # ... its confidence is not
-    noisy = NoiseModel(depth_rel_noise=0.1)
-    seen, scale = degrade_depth_scaled(true, noisy, image_rng(noisy, "x", 0))
-    conf = depth_confidence(true, seen, scale, noisy, image_rng(noisy, "x", 2))
-    err = np.abs(seen[10:] / true[10:] - 1)
-    big, small = err > np.quantile(err, 0.8), err < np.quantile(err, 0.2)
-    assert conf[10:][big].mean() < 0.3 < 0.7 < conf[10:][small].mean()
+    m = NoiseModel(depth_rel_noise=0.02, depth_noise_growth_m=25.0)
+    seen = np.full((90, 160), 10.0, np.float32)
+    seen[:, 80:] = 40.0                                    # a depth edge at column 80, a far half
+    seen[:10] = 0                                          # no depth
+    conf = depth_confidence(seen, m, image_rng(m, "x", 2))
+    assert conf.dtype == np.float32 and (conf[:10] == 0).all() and conf.max() <= 1
+    edge, near, far = conf[10:, 79:81], conf[10:, 10:60], conf[10:, 100:150]   # flying_px 3 at 1600: 1 px here
+    assert edge.max() < 0.1 < far.min() and far.mean() < 0.8 * near.mean()   # edges least, then far, then near
+    assert near.max() <= np.exp(-0.02 * 1.4 / 0.1) + 1e-6 and near.min() >= 0.7 * np.exp(-0.02 * 1.4 / 0.1) - 1e-6
+    assert np.abs(np.diff(near, axis=1)).max() < 0.05                        # the jitter is smooth, not per pixel
+    np.testing.assert_array_equal(conf, depth_confidence(seen, m, image_rng(m, "x", 2)))   # a function of the map
 
 
 def test_the_backends_give_their_confidence_and_the_same_maps(truth_root):
