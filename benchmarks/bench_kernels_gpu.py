@@ -9,7 +9,8 @@ street of bench_fusion_memory.py (road, sidewalks, walls; surface filling on), k
 Per label:
   - vote kernel (kernels/vote.py) with run pre-aggregation, and with one atomic per point;
   - the torch path on the same device (ops.fusion.vote.vote_counts_in_frame: bincount over voxel*18+class);
-  - the free-space ray walk kernel (kernels/raywalk.py) over every pixel ray of the window.
+  - the free-space ray walk kernel (kernels/raywalk.py) over every pixel ray of the window, and its torch twin
+    (ops.fusion.raycast.free_crossings) on the same device; both counts are checked equal, as the votes are.
 The floor: reading fp16 depth + uint8 class once, 3 bytes a pixel, at the GPU's
 memory bandwidth; `input floor` is the same for what the vote kernel actually reads (lifted points,
 12 + 1 bytes each), since the lifted points are shared by the 14 labels that use them.
@@ -32,6 +33,7 @@ from ops.data.keyframes import ImageRecord, KeyframeRecord  # noqa: E402
 from ops.demo_world.render import camera_rig  # noqa: E402
 from ops.fusion.config import FusionConfig  # noqa: E402
 from ops.fusion.lift import lift_keyframe, move_points  # noqa: E402
+from ops.fusion.raycast import free_crossings  # noqa: E402
 from ops.fusion.vote import vote_counts_in_frame  # noqa: E402
 from ops.geometry import invert_transform, make_transform, rot_z  # noqa: E402
 from ops.occ3d import GRID, NUM_CLASSES  # noqa: E402
@@ -103,7 +105,9 @@ def main():
     t_one, c_one = timed(votes(False), args.repeat, dev)
     t_torch, c_torch = timed(torch_votes, args.repeat, dev)
     assert torch.equal(c_agg.long(), c_torch) and torch.equal(c_one.long(), c_torch), "kernel and twin disagree"
-    t_walk, _ = timed(walk, args.repeat, dev)
+    t_walk, c_walk = timed(walk, args.repeat, dev)
+    t_twalk, c_twalk = timed(lambda: sum(free_crossings(o, e, GRID) for o, e in rays), args.repeat, dev)
+    assert torch.equal(c_walk.long(), c_twalk.long()), "ray walk kernel and twin disagree"
     floor = pixels * 3 / (bw * 1e9)
     input_floor = points * 13 / (bw * 1e9)
     print(f"{name}, {time.strftime('%Y-%m-%d')}, bandwidth {bw:.0f} GB/s; {args.keyframes} x 6 x {args.width}x{args.height} "
@@ -112,7 +116,8 @@ def main():
     print("| step, one label | time | x floor | x input floor |")
     print("|---|---|---|---|")
     for label, t in [("vote kernel, run pre-aggregation", t_agg), ("vote kernel, one atomic per point", t_one),
-                     ("torch bincount on the device", t_torch), ("ray walk kernel (raycast free space)", t_walk)]:
+                     ("torch bincount on the device", t_torch), ("ray walk kernel (raycast free space)", t_walk),
+                     ("torch ray walk on the device (the kernel's twin)", t_twalk)]:
         print(f"| {label} | {t * 1e3:.3f} ms | {t / floor:.1f}x | {t / input_floor:.1f}x |")
 
 

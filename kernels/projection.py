@@ -4,8 +4,9 @@ Each program takes BLOCK voxels of the grid, computes their centres (lower + (i 
 float32), moves them into one image's camera frame, projects them onto the nearest pixel of the
 image's depth map (kept at the lifting stride) and compares the voxel's depth z with the depth d
 there: seen where z < d, a miss where z < d - margin(d), margin(d) = m0 + m1 * d. The arithmetic is
-the twin's, element by element in the same order, and launched without fused multiply-adds, so both
-make the same decisions on voxels whose centre projects exactly onto a pixel border.
+the twin's, element by element in the same order, with IEEE-rounded division (tl.math.div_rn) and
+launched without fused multiply-adds, so both make the same decisions on voxels whose centre projects
+exactly onto a pixel border (with a plain `/`, an H200 chose the neighbouring pixel for some: 2026-12-04).
 One read of the depth map per voxel: the cost does not depend on the image's resolution.
 """
 from __future__ import annotations
@@ -43,8 +44,8 @@ def _project_kernel(
     z = r20 * px + r21 * py + r22 * pz + t2
     front = z > min_z
     zs = tl.where(front, z, 1.0)
-    u = (fx * x + skew * y) / zs + cx
-    v = (fy * y) / zs + cy
+    u = tl.math.div_rn(fx * x + skew * y, zs) + cx
+    v = tl.math.div_rn(fy * y, zs) + cy
     j = tl.floor(u * inv_stride + 0.5)
     i = tl.floor(v * inv_stride + 0.5)
     inside = valid & front & (j >= 0) & (j < W) & (i >= 0) & (i < H)

@@ -3,7 +3,10 @@
 Each program takes BLOCK rays (segments origin -> end in the grid frame) and adds one to
 counts[voxel] for every voxel a ray crosses before the voxel it stops in. It enumerates the ray's
 crossings of the grid planes axis by axis with exactly the twin's float32 arithmetic (clip to the
-grid, first plane, parameter s, floor of the other coordinates), so both list the same voxels.
+grid, first plane, parameter s, floor of the other coordinates), so both list the same voxels. Compiled
+for a GPU, that takes IEEE-rounded division (tl.math.div_rn; a plain `/` compiles to an approximate one)
+and no fused multiply-adds (enable_fp_fusion=False): with either, an H200 put 5 of the tests' rays one
+voxel off where they cross a plane exactly (2026-12-04); the interpreter rounds every operation anyway.
 Lanes of a block loop to the longest ray's crossing count, masked beyond their own.
 """
 from __future__ import annotations
@@ -43,7 +46,7 @@ def _walk_axis(counts_ptr, active, end_id, g0x, g0y, g0z, dx, dy, dz, a_k, b_k, 
     for j in range(0, n_max):
         live = active & (j < n)
         plane = first + j * step
-        s = (plane - g0k) / safe_dk
+        s = tl.math.div_rn(plane - g0k, safe_dk)
         own = (plane - tl.where(step < 0, 1.0, 0.0)).to(tl.int64)
         if AXIS == 0:
             ix = own
@@ -74,12 +77,12 @@ def _raywalk_kernel(
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n_rays
-    g0x = (tl.load(origins_ptr + offs * 3 + 0, mask=m, other=0.0) - lx) / vs
-    g0y = (tl.load(origins_ptr + offs * 3 + 1, mask=m, other=0.0) - ly) / vs
-    g0z = (tl.load(origins_ptr + offs * 3 + 2, mask=m, other=0.0) - lz) / vs
-    g1x = (tl.load(ends_ptr + offs * 3 + 0, mask=m, other=0.0) - lx) / vs
-    g1y = (tl.load(ends_ptr + offs * 3 + 1, mask=m, other=0.0) - ly) / vs
-    g1z = (tl.load(ends_ptr + offs * 3 + 2, mask=m, other=0.0) - lz) / vs
+    g0x = tl.math.div_rn(tl.load(origins_ptr + offs * 3 + 0, mask=m, other=0.0) - lx, vs)
+    g0y = tl.math.div_rn(tl.load(origins_ptr + offs * 3 + 1, mask=m, other=0.0) - ly, vs)
+    g0z = tl.math.div_rn(tl.load(origins_ptr + offs * 3 + 2, mask=m, other=0.0) - lz, vs)
+    g1x = tl.math.div_rn(tl.load(ends_ptr + offs * 3 + 0, mask=m, other=0.0) - lx, vs)
+    g1y = tl.math.div_rn(tl.load(ends_ptr + offs * 3 + 1, mask=m, other=0.0) - ly, vs)
+    g1z = tl.math.div_rn(tl.load(ends_ptr + offs * 3 + 2, mask=m, other=0.0) - lz, vs)
     dx = g1x - g0x
     dy = g1y - g0y
     dz = g1z - g0z
@@ -89,9 +92,9 @@ def _raywalk_kernel(
     sy = tl.where(fy, 1e-12, dy)
     sz = tl.where(fz, 1e-12, dz)
     Xf, Yf, Zf = X * 1.0, Y * 1.0, Z * 1.0
-    tax, tbx = (0.0 - g0x) / sx, (Xf - g0x) / sx
-    tay, tby = (0.0 - g0y) / sy, (Yf - g0y) / sy
-    taz, tbz = (0.0 - g0z) / sz, (Zf - g0z) / sz
+    tax, tbx = tl.math.div_rn(0.0 - g0x, sx), tl.math.div_rn(Xf - g0x, sx)
+    tay, tby = tl.math.div_rn(0.0 - g0y, sy), tl.math.div_rn(Yf - g0y, sy)
+    taz, tbz = tl.math.div_rn(0.0 - g0z, sz), tl.math.div_rn(Zf - g0z, sz)
     inx = (g0x >= 0) & (g0x <= Xf)
     iny = (g0y >= 0) & (g0y <= Yf)
     inz = (g0z >= 0) & (g0z <= Zf)
@@ -130,5 +133,5 @@ def free_crossings_triton(origins: torch.Tensor, ends: torch.Tensor, grid, block
     if n:
         _raywalk_kernel[(triton.cdiv(n, block),)](
             origins.contiguous(), ends.contiguous(), counts, n, *map(float, grid.lower), float(grid.voxel_size),
-            *grid.shape, BLOCK=block)
+            *grid.shape, BLOCK=block, enable_fp_fusion=False)
     return counts

