@@ -61,10 +61,10 @@ class FusionConfig:
                                    "plus the voxel's half-diagonal")
     range_weights: bool = setting(True, "log_odds: a keyframe's hit or miss weighs voxel_size / (voxel_size + "
                                         "sigma(r)) at range r from its ego position")
-    confidence: str = setting("depth", "log_odds: the perception's per-pixel confidence that weighs each pixel's hit "
-                                       "and miss: none, segmenter, depth, or both (their product); a backend that "
-                                       "gives no confidence weighs 1 (depth: best or tied across the noise presets, "
-                                       "benchmarks/RESULTS.md)")
+    confidence: str = setting("none", "log_odds: the perception's per-pixel confidence that weighs each pixel's hit "
+                                      "and miss: none, segmenter, depth, or both (their product); a backend that "
+                                      "gives no confidence weighs 1 (none by default: on the demo world depth "
+                                      "gains under realistic noise and loses under harsh; benchmarks/RESULTS.md)")
     ego_box: tuple[float, ...] | None = setting(EGO_BOX, "(x_min, x_max, y_min, y_max, z_min, z_max) metres in each "
                                                 "image's ego frame: lifted points inside (the ego car's own body, "
                                                 "seen by some cameras) are dropped, and no label marks a voxel whose "
