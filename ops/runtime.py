@@ -1,7 +1,7 @@
 """Where code runs: the torch device, the Ray connection, and torch.compile-or-eager for the CPU hot loops.
 
-Devices: `resolve_device("auto")` is $EASYOCC_DEVICE where set, else CUDA when torch sees a GPU, else the CPU;
-`resolve_dtype("auto", device)` is fp16 on a GPU, fp32 on the CPU.
+Devices: `resolve_device("auto")` is CUDA when torch sees a GPU, else the CPU (AUTO_DEVICE, when a process
+sets it, wins: the test suite pins it to the CPU); `resolve_dtype("auto", device)` is fp16 on a GPU, fp32 on the CPU.
 
 Ray: `ensure_ray(address)` joins the cluster at `address` (or `RAY_ADDRESS`) or starts a local Ray, once
 per process; perception serving, scene fusion and Ray Train all connect through it.
@@ -21,23 +21,19 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
+# What device "auto" means in this process where set ("cpu", "cuda:1"); None: CUDA when torch sees a GPU.
+# The test suite pins it to "cpu" (its expected values were made there); its GPU tests name CUDA.
+AUTO_DEVICE: str | None = None
+
 
 def resolve_device(device: str | None = "auto"):
-    """A torch.device: "auto" (or None / "") is the device named by the environment variable EASYOCC_DEVICE
-    where it is set (e.g. `cpu` on a machine whose GPU is busy; the test suite sets it), else CUDA when torch
-    sees a GPU, else the CPU; an explicit CUDA device on a machine without one is an error."""
-    import os
-
+    """A torch.device: "auto" (or None / "") is AUTO_DEVICE where set, else CUDA when torch sees a GPU, else
+    the CPU; an explicit CUDA device on a machine without one is an error."""
     import torch
 
     if device in (None, "", "auto"):
-        forced = os.environ.get("EASYOCC_DEVICE", "").strip()
-        if forced and forced != "auto":
-            try:
-                return resolve_device(forced)
-            except RuntimeError as exc:     # torch.device's "Invalid device string"
-                raise ValueError(f"EASYOCC_DEVICE={forced!r} is not a torch device (cpu, cuda, cuda:1, ...): {exc}") \
-                    from None
+        if AUTO_DEVICE:
+            return resolve_device(AUTO_DEVICE)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -4,9 +4,12 @@ import pytest
 
 # Tests never touch the network, and never write outside a temporary data dir.
 os.environ["HF_HUB_OFFLINE"] = "1"
-# Every "auto" device is the CPU, where the tests' expected values were made, also on a machine with a GPU;
-# the GPU tests (tests/ops/perception/test_gpu.py, tests/kernels) ask for CUDA by name.
-os.environ["EASYOCC_DEVICE"] = "cpu"
+# In this process every "auto" device is the CPU, where the tests' expected values were made, also on a
+# machine with a GPU; the GPU tests (tests/ops/perception/test_gpu.py, tests/kernels) ask for CUDA by name.
+# (Subprocesses the tests start, the CLI runs and their Ray workers, resolve "auto" as a user's run would.)
+import ops.runtime  # noqa: E402
+
+ops.runtime.AUTO_DEVICE = "cpu"
 # Triton kernels run in its interpreter on machines without a GPU (set before triton is imported).
 if not os.path.exists("/dev/nvidia0"):
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -87,16 +87,15 @@ def test_compiled_projection_equals_eager():
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]) and want[0].any()
 
 
-def test_easyocc_device_names_what_auto_means(monkeypatch):
-    import torch
+def test_auto_device_pins_what_auto_means(monkeypatch):
+    from ops import runtime
 
-    from ops.runtime import resolve_device
-
-    monkeypatch.setenv("EASYOCC_DEVICE", "cpu")
-    assert resolve_device("auto") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
-    monkeypatch.setenv("EASYOCC_DEVICE", "auto")
-    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    monkeypatch.setenv("EASYOCC_DEVICE", "gpu-please")
-    with pytest.raises(ValueError, match="EASYOCC_DEVICE='gpu-please' is not a torch device"):
-        resolve_device("auto")
-    assert resolve_device("cpu") == torch.device("cpu")         # an explicit device is not overridden
+    monkeypatch.setattr(runtime, "AUTO_DEVICE", "cpu")
+    assert runtime.resolve_device("auto") == torch.device("cpu") and runtime.resolve_device(None) == torch.device("cpu")
+    monkeypatch.setattr(runtime, "AUTO_DEVICE", None)
+    assert runtime.resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(runtime, "AUTO_DEVICE", "gpu-please")
+    with pytest.raises(RuntimeError, match="gpu-please"):
+        runtime.resolve_device("auto")
+    monkeypatch.setattr(runtime, "AUTO_DEVICE", "cpu")
+    assert runtime.resolve_device("cpu") == torch.device("cpu")          # an explicit device is never overridden
