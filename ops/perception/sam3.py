@@ -130,17 +130,24 @@ class Sam3Segmenter(Segmenter):
             if res.presence_logits is not None:
                 scores = scores * res.presence_logits.float().sigmoid()      # (n, 1): is the concept there at all
             q = scores.shape[1]
+            all_masks = res.pred_masks.flatten(0, 1)                          # (pairs x Q, h, w), not copied
             for i in torch.unique(img).tolist():
                 rows = (img == i).nonzero()[:, 0]
                 s_i = scores.index_select(0, rows).reshape(-1)               # pair order, then query order
                 keep = (s_i > self.score_threshold).nonzero()[:, 0]
-                cand = (s_i.index_select(0, keep),
-                        classes.index_select(0, phrase.index_select(0, rows)).repeat_interleave(q).index_select(0, keep),
-                        res.pred_masks.index_select(0, rows).flatten(0, 1).index_select(0, keep))
-                if best[i] is not None:                                      # the earlier candidates first
-                    cand = tuple(torch.cat([a, b]) for a, b in zip(best[i], cand))
-                order = torch.argsort(-cand[0], stable=True)[: self.max_detections]
-                best[i] = tuple(t.index_select(0, order) for t in cand)
+                flat = (rows[:, None] * q + torch.arange(q, device=rows.device)).reshape(-1).index_select(0, keep)
+                c_i = classes.index_select(0, phrase.index_select(0, rows)).repeat_interleave(q).index_select(0, keep)
+                prev = best[i]
+                n_prev = 0 if prev is None else len(prev[0])
+                cand_s = s_i.index_select(0, keep) if prev is None else torch.cat([prev[0], s_i.index_select(0, keep)])
+                cand_c = c_i if prev is None else torch.cat([prev[1], c_i])
+                order = torch.argsort(-cand_s, stable=True)[: self.max_detections]   # the earlier candidates first
+                old = order < n_prev                                         # only the survivors' masks are gathered
+                masks = all_masks.new_empty((len(order), *all_masks.shape[1:]))
+                if prev is not None:
+                    masks[old] = prev[2].index_select(0, order[old])
+                masks[~old] = all_masks.index_select(0, flat.index_select(0, order[~old] - n_prev))
+                best[i] = (cand_s.index_select(0, order), cand_c.index_select(0, order), masks)
         return [self._best(b, image.shape[:2]) for b, image in zip(best, images)]
 
     def _best(self, best, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
