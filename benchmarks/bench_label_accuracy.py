@@ -33,7 +33,7 @@ from ops.perception.simulated import noise_model
 
 SMALL_CLASSES = ("traffic_cone", "pedestrian", "bicycle", "barrier")
 # The default before the evidence model (2026-11-25): 13 past keyframes, the ray walk, votes always win.
-OLD_DEFAULT = FusionConfig(free_space="raycast", evidence="votes", future=0, ground_scale=False, ego_box=None)
+OLD_DEFAULT = FusionConfig(free_space="raycast", evidence="votes", future=0, ground_scale=False, ego_box=None, surface="none")
 
 
 class CachedPerception:
@@ -92,13 +92,18 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
             (p, "current frame only (old rule)", replace(OLD_DEFAULT, history=0), False),
             (p, "plain fusion (paper): empty_is_free, no filling, 13 past", replace(OLD_DEFAULT, free_space="empty_is_free", fill_step=None), False),
             (p, "old default: 13 past, ray walk, votes always win", OLD_DEFAULT, False),
+            (p, "previous default (2026-12-01): the new default without the surface rule (surface none)",
+             replace(new, surface="none"), False),
             (p, f"new default: {describe(new)}", new, False),
+            (p, "new rule, current frame only", replace(new, history=0, future=0), False),
+            (p, "new default, tolerance without the standard errors (surface_tolerance_se 0)",
+             replace(new, surface_tolerance_se=0.0), False),
+            (p, "new default, band of 1 sigma (surface_band_k 1)", replace(new, surface_band_k=1.0), False),
         ]
         rows += [(p, f"new default, confidence weights: {c}" + (" (the default)" if c == new.confidence else ""),
                   replace(new, confidence=c), False) for c in CONFIDENCE_SOURCES if c != new.confidence]
         if p in full:
             rows += [
-                (p, "new rule, current frame only", replace(new, history=0, future=0), False),
                 (p, "new default, margin only the half-diagonal (margin_k 0)", replace(new, margin_k=0.0), False),
                 (p, "new default, range weights off", replace(new, range_weights=False), False),
                 (p, "new default, past only (13 + 0)", replace(new, future=0), False),
@@ -115,7 +120,9 @@ def describe(cfg: FusionConfig) -> str:
     return (f"{cfg.history} past + {cfg.future} future, {cfg.free_space}, {cfg.evidence} "
             f"(p_hit {cfg.p_hit}, p_miss {cfg.p_miss}, margin {cfg.margin_k} x ({cfg.depth_sigma0} m + "
             f"{cfg.depth_sigma_rel} d)" + (", range weights" if cfg.range_weights else "")
-            + (f", confidence weights: {cfg.confidence}" if cfg.confidence != "none" else "") + ")")
+            + (f", confidence weights: {cfg.confidence}" if cfg.confidence != "none" else "") + ")"
+            + (f", surface {cfg.surface} (band {cfg.surface_band_k} sigma, tolerance {cfg.surface_tolerance} m + "
+               f"{cfg.surface_tolerance_se} se)" if cfg.surface != "none" else ""))
 
 
 def main():

@@ -16,6 +16,7 @@ from ops.runtime import resolve_compile
 FREE_SPACE_MODES = ("raycast", "projection", "empty_is_free")
 EVIDENCE_RULES = ("log_odds", "votes")
 CONFIDENCE_SOURCES = ("none", "segmenter", "depth", "both")
+SURFACE_RULES = ("none", "tsdf")
 # nuScenes' Renault Zoe (4.08 x 1.73 x 1.56 m; wheelbase 2.59 m) around its ego origin, the rear axle's
 # centre on the ground, with about 0.2 m to spare; from 0.25 m up, so that the road layer of voxels
 # under it (centres at z = 0) is not in it.
@@ -65,6 +66,19 @@ class FusionConfig:
                                       "and miss: none, segmenter, depth, or both (their product); a backend that "
                                       "gives no confidence weighs 1 (none by default: on the demo world depth "
                                       "gains under realistic noise and loses under harsh; benchmarks/RESULTS.md)")
+    surface: str = setting("tsdf", "how thin an occupied surface is kept (free_space projection or raycast): tsdf: "
+                                   "of the voxels the evidence keeps, those in front of the window's averaged surface "
+                                   "go (the weighted average of the views' signed distances, depth minus the voxel's, "
+                                   "above the tolerance, with no sign change towards a neighbour; ops/fusion/surface.py); "
+                                   "none: every voxel the evidence keeps (a surface as thick as the spread of its copies)")
+    surface_band_k: float = setting(2.0, "tsdf: a view's signed distance counts where it lies within surface_band_k * "
+                                         "sigma(d) plus the voxel's half-diagonal (the truncation of a TSDF)")
+    surface_tolerance: float = setting(0.2, "tsdf: metres (half a voxel); a voxel whose average signed distance is at "
+                                            "most this plus surface_tolerance_se standard errors holds the surface")
+    surface_tolerance_se: float = setting(1.0, "tsdf: standard errors of the average (1 / sqrt(the summed weights "
+                                               "1 / sigma(d)^2)) added to the tolerance")
+    consistency: bool = setting(False, "divide each image's depth by its scale relative to what the window's other "
+                                       "views agree on (ops/fusion/consistency.py), then fuse the window again")
     ego_box: tuple[float, ...] | None = setting(EGO_BOX, "(x_min, x_max, y_min, y_max, z_min, z_max) metres in each "
                                                 "image's ego frame: lifted points inside (the ego car's own body, "
                                                 "seen by some cameras) are dropped, and no label marks a voxel whose "
@@ -111,6 +125,13 @@ class FusionConfig:
             raise ValueError(f"need 0 < p_miss < 0.5 < p_hit < 1, got p_miss={self.p_miss}, p_hit={self.p_hit}")
         if self.depth_sigma0 < 0 or self.depth_sigma_rel < 0 or self.margin_k < 0:
             raise ValueError("depth_sigma0, depth_sigma_rel and margin_k must be >= 0")
+        if self.surface not in SURFACE_RULES:
+            raise ValueError(f"surface must be one of {SURFACE_RULES}, got {self.surface!r}")
+        if self.surface_band_k < 0 or self.surface_tolerance < 0 or self.surface_tolerance_se < 0:
+            raise ValueError(f"surface_band_k, surface_tolerance and surface_tolerance_se must be >= 0, got "
+                             f"{self.surface_band_k}, {self.surface_tolerance} and {self.surface_tolerance_se}")
+        if self.consistency and (self.free_space == "empty_is_free" or (self.free_space == "raycast" and self.surface == "none")):
+            raise ValueError("consistency needs the projected views: free_space projection, or raycast with surface tsdf")
         if self.free_over_votes is not None and (self.evidence, self.free_space) != ("votes", "raycast"):
             raise ValueError("free_over_votes applies to evidence='votes' with free_space='raycast' only")
         if self.free_over_votes is not None and self.free_over_votes < 0:

@@ -293,7 +293,7 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np
         axes.append(torch.as_tensor(T[:3, 2], dtype=torch.float32, device=lp.points.device))
         confs.append(lp.confidence)
         dropped += lp.dropped
-        if cfg.free_space == "projection":
+        if cfg.free_space == "projection" or (cfg.surface != "none" and cfg.free_space != "empty_is_free"):
             views.append(CameraView(T, img.K, lp.usable_depth, stride, lp.pixel_confidence))
     points, classes, is_ray, camera = torch.cat(pts), torch.cat(cls), torch.cat(rays), torch.cat(cams)
     confidence = None

@@ -21,10 +21,12 @@ import numpy as np
 import torch
 
 from ops.fusion.config import FusionConfig, resolve_backend
+from ops.fusion.consistency import rescaled, window_scales
 from ops.fusion.lift import LiftedFrame, move_points
 from ops.fusion.evidence import best_point_confidence, decide_log_odds, range_weight, ray_evidence
-from ops.fusion.projection import Margin, frame_projection, voxel_centres
+from ops.fusion.projection import Margin, Projected, frame_projection, voxel_centres
 from ops.fusion.raycast import free_crossings
+from ops.fusion.surface import signed_distance, surface_voxels
 from ops.fusion.vote import frame_votes, majority
 from ops.geometry import in_box, invert_transform
 from ops.occ3d import FREE, GRID, NUM_CLASSES, UNOBSERVED, OccGrid
@@ -69,13 +71,25 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     clock = _Clock(current.points.device, seconds)
     centres = voxel_centres(grid, current.points.device)
     ev = _accumulate(frames, current, cfg, grid, clock, centres)
-    sem, voted, occupied, observed = _decide(ev, cfg, centres)
+    scales = None
+    if cfg.consistency and cfg.free_space != "empty_is_free":
+        scales = window_scales(frames, current, ev.band.band_weight, ev.band.band_sdf, ev.counts.sum(1) >= cfg.min_points,
+                               cfg, grid, centres)
+        clock.lap("consistency")
+        if any(s.fit == "applied" for fs in scales for s in fs):
+            ev = _accumulate(frames, current, cfg, grid, clock, centres, scales)
+    sem, voted, occupied, observed, thinned = _decide(ev, cfg, centres, grid)
     sem_np = sem.view(grid.shape).cpu().numpy()
     hist = np.bincount(sem_np.ravel(), minlength=256)
     stats = {"frames": len(frames), "points": int(ev.points), "points_in_grid": int(ev.counts.sum()),
              "rays": int(ev.rays), "voxels_occupied": int(occupied.sum()), "voxels_observed": int(observed.sum()),
-             "voxels_carved": int((voted & ~occupied).sum()),
+             "voxels_carved": int((voted & ~occupied).sum()), "voxels_thinned": int(thinned.sum()),
              "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]}}
+    if scales is not None:
+        own = scales[current_index % len(frames)]
+        stats["view_scales"] = [round(s.scale, 4) for s in own]
+        stats["view_fits"] = [s.fit for s in own]
+        stats["view_scales_applied"] = sum(s.fit == "applied" for fs in scales for s in fs)
     mask_np = observed.view(grid.shape).cpu().numpy()
     clock.lap("label")
     return Label(current.token, sem_np, mask_np, stats, seconds)
@@ -88,24 +102,30 @@ class _Evidence:
     hits: torch.Tensor     # (V,) float32 weighted keyframe hits (evidence="log_odds")
     misses: torch.Tensor   # (V,) float32 weighted keyframe misses (evidence="log_odds")
     seen: torch.Tensor     # (V,) bool: some keyframe saw through the voxel (before its depth, no margin)
+    band: Projected        # summed surface-band weights and weighted signed distances of every image (surface="tsdf")
     points: int = 0
     rays: int = 0
 
 
 def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: FusionConfig, grid: OccGrid, clock: _Clock,
-                centres: torch.Tensor) -> _Evidence:
+                centres: torch.Tensor, scales: list | None = None) -> _Evidence:
     """The window's votes and free-space evidence in the current frame's ego frame (`centres`: the grid's
-    (V, 3) voxel centres)."""
+    (V, 3) voxel centres), each image's depth divided by its scale where `scales` (per frame, per image
+    ViewScale; ops/fusion/consistency.py) are given."""
     dev = current.points.device
     T_ego_anchor = invert_transform(current.T_anchor_ego)
     backend = resolve_backend(cfg, dev)
     V = grid.num_voxels
     ev = _Evidence(torch.zeros((V, NUM_CLASSES), dtype=torch.int64, device=dev), torch.zeros(V, dtype=torch.int64, device=dev),
-                   torch.zeros(V, device=dev), torch.zeros(V, device=dev), torch.zeros(V, dtype=torch.bool, device=dev))
+                   torch.zeros(V, device=dev), torch.zeros(V, device=dev), torch.zeros(V, dtype=torch.bool, device=dev),
+                   Projected(*(torch.zeros(V, device=dev) for _ in range(6))))
     log_odds = cfg.evidence == "log_odds" and cfg.free_space != "empty_is_free"
     margin = Margin.of(cfg, grid)
-    for f in frames:
-        keep = slice(None) if f is current else f.static(cfg.movable_classes)   # views, no copies
+    for k, f in enumerate(frames):
+        is_current = f is current
+        if scales is not None:
+            f = rescaled(f, scales[k])    # one keyframe's rescaled copy at a time
+        keep = slice(None) if is_current else f.static(cfg.movable_classes)   # views, no copies
         points, classes = f.points[keep], f.classes[keep]
         ev.points += len(points)
         votes = frame_votes(points, classes, T_ego_anchor, grid, backend)
@@ -113,8 +133,11 @@ def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: Fusion
         clock.lap("vote")
         if cfg.free_space == "empty_is_free":
             continue
+        if cfg.free_space == "projection" or cfg.surface != "none":
+            projected = frame_projection(f.views, current.T_anchor_ego, grid, cfg, backend, centres)
+            ev.band.add_band(projected)
         if cfg.free_space == "projection":
-            seen, miss = frame_projection(f.views, current.T_anchor_ego, grid, cfg, backend, centres)
+            seen, miss = projected.seen, projected.miss
         elif log_odds:   # the ray walk of every ray (movables too: the space in front of them was free then)
             ro, re = f.rays()
             ev.rays += len(ro)
@@ -150,9 +173,9 @@ def _add_keyframe_evidence(ev: _Evidence, f: LiftedFrame, votes, miss, points, c
     ev.misses += torch.where(hit, torch.zeros_like(weight), weight * miss)
 
 
-def _decide(ev: _Evidence, cfg: FusionConfig, centres: torch.Tensor):
+def _decide(ev: _Evidence, cfg: FusionConfig, centres: torch.Tensor, grid: OccGrid):
     """Per voxel: its class (uint8; FREE, or UNOBSERVED where nothing saw it), whether it has enough votes,
-    whether it is occupied, and whether it was observed at all."""
+    whether it is occupied, whether it was observed at all, and whether the surface rule thinned it away."""
     best, voted = majority(ev.counts, cfg.min_points, cfg.thing_share)
     if cfg.free_space == "empty_is_free":
         occupied, observed = voted, torch.ones_like(voted)
@@ -164,7 +187,19 @@ def _decide(ev: _Evidence, cfg: FusionConfig, centres: torch.Tensor):
         if cfg.free_over_votes is not None and cfg.free_space == "raycast":
             occupied = voted & ~(ev.free > cfg.free_over_votes * ev.counts.sum(1))
         observed = voted | (ev.free > 0) | ev.seen
+    thinned = torch.zeros_like(occupied)
+    if cfg.surface == "tsdf" and cfg.free_space != "empty_is_free":
+        b = ev.band
+        sdf = signed_distance(b.band_weight, b.band_sdf)
+        clamped = signed_distance(b.clamped_weight, b.clamped_sdf)
+        movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=best.device)
+        tol = cfg.surface_tolerance + cfg.surface_tolerance_se * b.band_weight.clamp_min(1e-12).rsqrt()
+        # Kept too: voxels no view's band reaches (their points are smaller than the voxel: every ray through
+        # its centre sees past it; the evidence decided them) and the label keyframe's movables.
+        keep = surface_voxels(sdf, clamped, grid, tol) | torch.isnan(sdf) | torch.isin(best, movable)
+        thinned = occupied & ~keep
+        occupied = occupied & keep
     if cfg.ego_box is not None:   # the ego car is never part of a label (Occ3D's truth has none)
         occupied = occupied & ~in_box(centres, cfg.ego_box)
     sem = torch.where(occupied, best, torch.full_like(best, FREE))
-    return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), voted, occupied, observed
+    return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), voted, occupied, observed, thinned

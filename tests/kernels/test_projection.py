@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from ops.fusion.config import FusionConfig
-from ops.fusion.projection import CameraView, Margin, camera_from_grid, project_image, voxel_centres
+from dataclasses import fields
+
+from ops.fusion.projection import CameraView, Margin, Projected, camera_from_grid, project_image, voxel_centres
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import OccGrid
 
@@ -22,14 +24,14 @@ def view(depth, K, T_grid_cam, stride=1, confidence=None):
 
 
 def compare(v: CameraView, cfg=FusionConfig(), block=1024):
-    margin = Margin.of(cfg, GRID)
-    want_seen, want_miss = project_image(voxel_centres(GRID), v, np.eye(4), margin, cfg.min_depth)
+    margin, band = Margin.of(cfg, GRID), Margin.of(cfg, GRID, cfg.surface_band_k)
+    want = project_image(voxel_centres(GRID), v, np.eye(4), margin, band, cfg.min_depth)
     conf = None if v.confidence is None else v.confidence.to(DEVICE)
-    seen, miss = kernels_projection.project_image_triton(v.depth.to(DEVICE), conf, camera_from_grid(v, np.eye(4)), v.K,
-                                                         v.stride, GRID, margin, cfg.min_depth, block=block)
-    assert torch.equal(seen.cpu(), want_seen)
-    assert torch.equal(miss.cpu(), want_miss)
-    return want_seen, want_miss
+    got = Projected(*kernels_projection.project_image_triton(v.depth.to(DEVICE), conf, camera_from_grid(v, np.eye(4)),
+                                                             v.K, v.stride, GRID, margin, band, cfg.min_depth, block=block))
+    for f in fields(want):   # every output, bit for bit: the surface band's sums too
+        assert torch.equal(getattr(got, f.name).cpu(), getattr(want, f.name)), f.name
+    return want.seen, want.miss
 
 
 def camera(H, W, f):
@@ -70,4 +72,4 @@ def test_camera_behind_and_outside():
 def test_bad_input():
     with pytest.raises(ValueError, match="float32"):
         kernels_projection.project_image_triton(torch.zeros((3, 3), dtype=torch.float64), None, np.eye(4), np.eye(3), 1, GRID,
-                                                Margin(1, 0.1, 0.05, 0.35), 0.1)
+                                                Margin(1, 0.1, 0.05, 0.35), Margin(2, 0.1, 0.05, 0.35), 0.1)

@@ -18,7 +18,8 @@ from ops.occ3d import CLASS_ID, FREE, GRID, MOVABLE_CLASSES, OccGrid
 from tests.support.scenes import R_EGO_CAM, render_street, street_keyframes
 
 NEW = FusionConfig(evidence="log_odds", free_space="projection", p_miss=0.3, ground_scale=True, compile_cpu=False)
-OLD = FusionConfig(evidence="votes", free_space="raycast", ground_scale=False, ego_box=None, compile_cpu=False)
+OLD = FusionConfig(evidence="votes", free_space="raycast", ground_scale=False, ego_box=None, surface="none",
+                  compile_cpu=False)
 EGO_X = 13.0  # the labelled (last of 14) keyframe's ego position in the street's frame
 
 
@@ -172,7 +173,8 @@ def test_projection_equals_the_ray_walk_where_both_are_exact():
     margin = Margin.of(cfg, grid)
     ro, re = frame.rays()
     seen_r, miss_r = ray_evidence(ro, re, frame.ray_depths(), grid, margin, backend)
-    seen_p, miss_p = frame_projection(frame.views, np.eye(4), grid, cfg, backend)
+    projected = frame_projection(frame.views, np.eye(4), grid, cfg, backend)
+    seen_p, miss_p = projected.seen, projected.miss
     # Voxels whose eight corners all project inside the image, 1 m or more from the camera.
     c = voxel_centres(grid).numpy()
     corners = c[:, None, :] + 0.2 * np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
