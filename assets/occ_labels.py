@@ -109,9 +109,11 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
         count_per_node(per_node, r.node)
     if per_node:
         meta["scenes_per_node"] = markdown_table(["Ray node", "scenes fused"], [[n, c] for n, c in sorted(per_node.items())])
-    ground = _ground_scale_chart(stats)
-    if ground:
-        meta["ground_scale"] = ground
+    for key, scales, fits, source in (("ground_scale", "ground_scales", "ground_fits", "from their road pixels"),
+                                      ("view_scale", "view_scales", "view_fits", "from the window's other views")):
+        chart = _scale_chart(stats, scales, fits, source)
+        if chart:
+            meta[key] = chart
     steps = _stage_seconds(semantic_maps, metric_depth, fused)
     if steps:
         meta["stage_seconds"] = Markdown(markdown_table(["step", "seconds"], [[k, f"{v:.2f}"] for k, v in steps.items()])
@@ -125,13 +127,14 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
     return meta
 
 
-def _ground_scale_chart(stats: dict) -> str | None:
-    """Images per depth scale taken from the ground (ops/fusion/ground.py), in 2 % bins, and per reason
-    where none was applied: how far off the depth model's scale is, image by image."""
+def _scale_chart(stats: dict, scales_key: str, fits_key: str, source: str) -> str | None:
+    """Images per depth scale in 2 % bins, and per reason where none was applied: how far off the depth
+    model's scale is, image by image, from the ground (ops/fusion/ground.py: ground_scales, ground_fits)
+    or from the other views (ops/fusion/consistency.py: view_scales, view_fits)."""
     from ops.report import Markdown, bar_image, markdown_image
 
     scales = [(sc, fit) for per_scene in stats.values() for st in per_scene
-              for sc, fit in zip(st.get("ground_scales", []), st.get("ground_fits", []))]
+              for sc, fit in zip(st.get(scales_key, []), st.get(fits_key, []))]
     if not scales:
         return None
     edges = [0.9 + 0.02 * i for i in range(11)]
@@ -146,8 +149,8 @@ def _ground_scale_chart(stats: dict) -> str | None:
     names += [f"not applied: {r}" for r in sorted(reasons)]
     counts += [reasons[r] for r in sorted(reasons)]
     applied = len(scales) - sum(reasons.values())
-    return Markdown(f"{applied} of {len(scales)} images rescaled from their road pixels\n\n"
-                    + markdown_image(bar_image(names, counts, unit="images"), "images per depth scale from the ground"))
+    return Markdown(f"{applied} of {len(scales)} images rescaled {source}\n\n"
+                    + markdown_image(bar_image(names, counts, unit="images"), f"images per depth scale {source}"))
 
 
 def _stage_seconds(semantic_maps: StageResult, metric_depth: StageResult, fused: dict) -> dict:

@@ -1,7 +1,7 @@
 """Peak memory and time of streaming a real-size scene through the fusion (CPU).
 
     python benchmarks/bench_fusion_memory.py [--keyframes 40] [--width 1600 --height 900] [--free-space projection]
-        [--evidence log_odds] [--history 13 --future 0] [--compile auto|on|off]
+        [--evidence log_odds] [--history 13 --future 13] [--surface tsdf|none] [--consistency] [--compile auto|on|off]
 
 Depth and class maps are synthesised analytically for the nuScenes rig (flat road, sidewalks and
 building walls 12 m either side, the ego driving 3 m per keyframe), so the measure is the fusion's
@@ -62,6 +62,8 @@ def main():
     ap.add_argument("--ray-stride", type=int, default=1)
     ap.add_argument("--labels", type=int, default=0, help="make only this many labels in the middle of the scene "
                     "(full windows), and report the streaming steady state: one keyframe lifted + one label fused")
+    ap.add_argument("--surface", default=FusionConfig.surface, help="the surface rule (tsdf, or none as before 2026-12-07)")
+    ap.add_argument("--consistency", action="store_true", help="cross-view depth consistency (a second pass)")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="torch.compile the voting and ray walk (auto: when a C++ compiler is found)")
     args = ap.parse_args()
@@ -75,7 +77,8 @@ def main():
                 for ch, cam in rig.items()]
         kfs.append(KeyframeRecord("scene-synth", f"k{k}", ts, pose, imgs))
     cfg = FusionConfig(free_space=args.free_space, evidence=args.evidence, history=args.history, future=args.future,
-                       stride=args.stride, ray_stride=args.ray_stride, compile_cpu={'auto': None, 'on': True, 'off': False}[args.compile])
+                       stride=args.stride, ray_stride=args.ray_stride, surface=args.surface, consistency=args.consistency,
+                       compile_cpu={'auto': None, 'on': True, 'off': False}[args.compile])
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()
     points, steps = 0, {}
@@ -99,6 +102,7 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     n = len(todo)
     print(f"| {args.keyframes} keyframes x 6 x {args.width}x{args.height} | {cfg.free_space}, {cfg.evidence}, "
+          f"surface {cfg.surface}" + (", consistency" if cfg.consistency else "") + ", "
           f"{cfg.history} past + {cfg.future} future, ray_stride {cfg.ray_stride}, "
           f"compile {args.compile} | {points / n / 1e6:.1f} M points a label | "
           f"{seconds / n:.2f} s a label ({n} labels) | peak RSS {peak:.2f} GiB (maps and rig {base_rss:.2f} GiB) | "

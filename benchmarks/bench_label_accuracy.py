@@ -104,6 +104,7 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
                   replace(new, confidence=c), False) for c in CONFIDENCE_SOURCES if c != new.confidence]
         if p in full:
             rows += [
+                (p, "new default + cross-view consistency (consistency on)", replace(new, consistency=True), False),
                 (p, "new default, margin only the half-diagonal (margin_k 0)", replace(new, margin_k=0.0), False),
                 (p, "new default, range weights off", replace(new, range_weights=False), False),
                 (p, "new default, past only (13 + 0)", replace(new, future=0), False),

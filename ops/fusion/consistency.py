@@ -25,6 +25,7 @@ import torch
 
 from ops.fusion.config import FusionConfig
 from ops.fusion.projection import Margin, camera_from_grid, project_image
+from ops.fusion.surface import tolerance
 from ops.occ3d import OccGrid
 
 CONSISTENCY_FITS = ("applied", "few_points", "scattered", "implausible")
@@ -72,8 +73,7 @@ def view_scale(points: torch.Tensor, weight: torch.Tensor, sdf_sum: torch.Tensor
     p = project_image(points, view, T_anchor_grid, margin, band, cfg.min_depth)
     w_other = weight - p.band_weight
     m = (sdf_sum - p.band_sdf) / w_other.clamp_min(1e-12)
-    tol = cfg.surface_tolerance + cfg.surface_tolerance_se * w_other.clamp_min(1e-12).rsqrt()
-    ok = (p.band_weight > 0) & (w_other >= 1.0) & (m.abs() <= tol)
+    ok = (p.band_weight > 0) & (w_other >= 1.0) & (m.abs() <= tolerance(w_other, cfg))
     T = camera_from_grid(view, T_anchor_grid).astype(np.float32)
     z = (points[ok] @ torch.as_tensor(T[2, :3], device=points.device) + float(T[2, 3])).double()
     own = (p.band_sdf[ok] / p.band_weight[ok]).double()

@@ -34,6 +34,12 @@ def signed_distance(band_weight: torch.Tensor, band_sdf: torch.Tensor) -> torch.
     return torch.where(band_weight > 0, band_sdf / band_weight.clamp_min(1e-30), torch.full_like(band_sdf, float("nan")))
 
 
+def tolerance(weight: torch.Tensor, cfg) -> torch.Tensor:
+    """(V,) metres: how far in front of 0 an average of summed weight `weight` (V,) may lie and still hold
+    the surface: surface_tolerance plus surface_tolerance_se standard errors, 1 / sqrt(weight)."""
+    return cfg.surface_tolerance + cfg.surface_tolerance_se * weight.clamp_min(1e-12).rsqrt()
+
+
 def surface_voxels(band: torch.Tensor, clamped: torch.Tensor, grid: OccGrid, tolerance) -> torch.Tensor:
     """(V,) bool: the voxels that hold the averaged surface: the average over the views within the band
     (`band` (V,), NaN where none) at most `tolerance` (a number or (V,); one-sided: any negative average

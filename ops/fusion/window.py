@@ -26,7 +26,7 @@ from ops.fusion.lift import LiftedFrame, move_points
 from ops.fusion.evidence import best_point_confidence, decide_log_odds, range_weight, ray_evidence
 from ops.fusion.projection import Margin, Projected, frame_projection, voxel_centres
 from ops.fusion.raycast import free_crossings
-from ops.fusion.surface import signed_distance, surface_voxels
+from ops.fusion.surface import signed_distance, surface_voxels, tolerance
 from ops.fusion.vote import frame_votes, majority
 from ops.geometry import in_box, invert_transform
 from ops.occ3d import FREE, GRID, NUM_CLASSES, UNOBSERVED, OccGrid
@@ -39,6 +39,7 @@ class Label:
     mask_camera: np.ndarray       # (200, 200, 16) bool: observed voxels
     stats: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)   # wall time per step (read+lift, vote, free_space, label); not stored
+    view_scales: list | None = None   # with consistency: per keyframe of the window, per image, its ViewScale; not stored
 
 
 class _Clock:
@@ -92,7 +93,7 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
         stats["view_scales_applied"] = sum(s.fit == "applied" for fs in scales for s in fs)
     mask_np = observed.view(grid.shape).cpu().numpy()
     clock.lap("label")
-    return Label(current.token, sem_np, mask_np, stats, seconds)
+    return Label(current.token, sem_np, mask_np, stats, seconds, scales)
 
 
 @dataclass
@@ -193,7 +194,7 @@ def _decide(ev: _Evidence, cfg: FusionConfig, centres: torch.Tensor, grid: OccGr
         sdf = signed_distance(b.band_weight, b.band_sdf)
         clamped = signed_distance(b.clamped_weight, b.clamped_sdf)
         movable = torch.tensor(cfg.movable_classes, dtype=torch.uint8, device=best.device)
-        tol = cfg.surface_tolerance + cfg.surface_tolerance_se * b.band_weight.clamp_min(1e-12).rsqrt()
+        tol = tolerance(b.band_weight, cfg)
         # Kept too: voxels no view's band reaches (their points are smaller than the voxel: every ray through
         # its centre sees past it; the evidence decided them) and the label keyframe's movables.
         keep = surface_voxels(sdf, clamped, grid, tol) | torch.isnan(sdf) | torch.isin(best, movable)
