@@ -18,7 +18,7 @@ scale is implausible.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -106,8 +106,6 @@ def view_scale(points: torch.Tensor, weight: torch.Tensor, sdf_sum: torch.Tensor
 def rescaled(frame, scales: list[ViewScale]):
     """The keyframe (ops/fusion/lift.py's LiftedFrame) with each image's depth divided by its scale: its
     points moved along their camera rays, its depth maps divided (a shallow copy; `frame` is unchanged)."""
-    from dataclasses import replace
-
     if all(s.fit != "applied" for s in scales):
         return frame
     if len(scales) != len(frame.views):
