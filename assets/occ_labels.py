@@ -114,6 +114,9 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
         chart = _scale_chart(stats, scales, fits, source)
         if chart:
             meta[key] = chart
+    curve = _range_table(stats)
+    if curve:
+        meta["range_curve"] = curve
     steps = _stage_seconds(semantic_maps, metric_depth, fused)
     if steps:
         meta["stage_seconds"] = Markdown(markdown_table(["step", "seconds"], [[k, f"{v:.2f}"] for k, v in steps.items()])
@@ -151,6 +154,31 @@ def _scale_chart(stats: dict, scales_key: str, fits_key: str, source: str) -> st
     applied = len(scales) - sum(reasons.values())
     return Markdown(f"{applied} of {len(scales)} images rescaled {source}\n\n"
                     + markdown_image(bar_image(names, counts, unit="images"), f"images per depth scale {source}"))
+
+
+def _range_table(stats: dict) -> str | None:
+    """The consistency's depth factor with range (ops/fusion/consistency.py: range_fit, range_factors): per
+    reported range, the 10th, 50th and 90th percentile over the labels that applied one (a factor below 1:
+    the depth model put far surfaces too far, and the labels brought them nearer), and how many did not."""
+    import numpy as np
+
+    from ops.report import Markdown, markdown_table
+
+    labels = [st for per_scene in stats.values() for st in per_scene if "range_fit" in st]
+    if not labels:
+        return None
+    applied = [st["range_factors"] for st in labels if st["range_fit"] == "applied" and st.get("range_factors")]
+    reasons: dict[str, int] = {}
+    for st in labels:
+        if st["range_fit"] != "applied":
+            reasons[st["range_fit"]] = reasons.get(st["range_fit"], 0) + 1
+    rows = [[d] + [f"{np.percentile([a[d] for a in applied], q):.3f}" for q in (10, 50, 90)]
+            for d in (applied[0] if applied else {})]
+    text = (f"{len(applied)} of {len(labels)} labels corrected the depth with range (the factor each depth was "
+            "divided by, at three ranges)")
+    if reasons:
+        text += "; not applied: " + ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items()))
+    return Markdown(text + ("\n\n" + markdown_table(["range", "p10", "median", "p90"], rows) if rows else ""))
 
 
 def _stage_seconds(semantic_maps: StageResult, metric_depth: StageResult, fused: dict) -> dict:

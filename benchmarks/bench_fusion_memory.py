@@ -1,7 +1,7 @@
 """Peak memory and time of streaming a real-size scene through the fusion (CPU).
 
     python benchmarks/bench_fusion_memory.py [--keyframes 40] [--width 1600 --height 900] [--free-space projection]
-        [--evidence log_odds] [--history 13 --future 13] [--surface tsdf|none] [--consistency] [--compile auto|on|off]
+        [--evidence log_odds] [--history 13 --future 13] [--surface tsdf|none] [--consistency on|off] [--compile auto|on|off]
 
 Depth and class maps are synthesised analytically for the nuScenes rig (flat road, sidewalks and
 building walls 12 m either side, the ego driving 3 m per keyframe), so the measure is the fusion's
@@ -63,7 +63,8 @@ def main():
     ap.add_argument("--labels", type=int, default=0, help="make only this many labels in the middle of the scene "
                     "(full windows), and report the streaming steady state: one keyframe lifted + one label fused")
     ap.add_argument("--surface", default=FusionConfig.surface, help="the surface rule (tsdf, or none as before 2026-12-07)")
-    ap.add_argument("--consistency", action="store_true", help="cross-view depth consistency (a second pass)")
+    ap.add_argument("--consistency", choices=["on", "off"], default="on" if FusionConfig.consistency else "off",
+                    help="cross-view depth consistency (a second pass; on by default)")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                     help="torch.compile the voting and ray walk (auto: when a C++ compiler is found)")
     args = ap.parse_args()
@@ -77,7 +78,7 @@ def main():
                 for ch, cam in rig.items()]
         kfs.append(KeyframeRecord("scene-synth", f"k{k}", ts, pose, imgs))
     cfg = FusionConfig(free_space=args.free_space, evidence=args.evidence, history=args.history, future=args.future,
-                       stride=args.stride, ray_stride=args.ray_stride, surface=args.surface, consistency=args.consistency,
+                       stride=args.stride, ray_stride=args.ray_stride, surface=args.surface, consistency=args.consistency == "on",
                        compile_cpu={'auto': None, 'on': True, 'off': False}[args.compile])
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     start = time.perf_counter()

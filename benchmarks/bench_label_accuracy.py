@@ -92,10 +92,15 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
             (p, "current frame only (old rule)", replace(OLD_DEFAULT, history=0), False),
             (p, "plain fusion (paper): empty_is_free, no filling, 13 past", replace(OLD_DEFAULT, free_space="empty_is_free", fill_step=None), False),
             (p, "old default: 13 past, ray walk, votes always win", OLD_DEFAULT, False),
-            (p, "previous default (2026-12-01): the new default without the surface rule (surface none)",
-             replace(new, surface="none"), False),
+            (p, "2026-12-01 default: no surface rule, p_miss 0.3, no consistency",
+             replace(new, surface="none", p_miss=0.3, consistency=False), False),
+            (p, "previous default (2026-12-07, first part): surface tsdf, p_miss 0.3, no consistency",
+             replace(new, p_miss=0.3, consistency=False), False),
             (p, f"new default: {describe(new)}", new, False),
-            (p, "new rule, current frame only", replace(new, history=0, future=0), False),
+            (p, "new default, consistency off", replace(new, consistency=False), False),
+            (p, "new default, p_miss 0.3 (a miss weighs as much as a hit)", replace(new, p_miss=0.3), False),
+            (p, "new default, surface none", replace(new, surface="none"), False),
+            (p, "new default, current frame only", replace(new, history=0, future=0), False),
             (p, "new default, tolerance without the standard errors (surface_tolerance_se 0)",
              replace(new, surface_tolerance_se=0.0), False),
             (p, "new default, band of 1 sigma (surface_band_k 1)", replace(new, surface_band_k=1.0), False),
@@ -104,7 +109,7 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
                   replace(new, confidence=c), False) for c in CONFIDENCE_SOURCES if c != new.confidence]
         if p in full:
             rows += [
-                (p, "new default + cross-view consistency (consistency on)", replace(new, consistency=True), False),
+                (p, "new default, range curve off (consistency_range false)", replace(new, consistency_range=False), False),
                 (p, "new default, margin only the half-diagonal (margin_k 0)", replace(new, margin_k=0.0), False),
                 (p, "new default, range weights off", replace(new, range_weights=False), False),
                 (p, "new default, past only (13 + 0)", replace(new, future=0), False),
@@ -123,7 +128,8 @@ def describe(cfg: FusionConfig) -> str:
             f"{cfg.depth_sigma_rel} d)" + (", range weights" if cfg.range_weights else "")
             + (f", confidence weights: {cfg.confidence}" if cfg.confidence != "none" else "") + ")"
             + (f", surface {cfg.surface} (band {cfg.surface_band_k} sigma, tolerance {cfg.surface_tolerance} m + "
-               f"{cfg.surface_tolerance_se} se)" if cfg.surface != "none" else ""))
+               f"{cfg.surface_tolerance_se} se)" if cfg.surface != "none" else "")
+            + (", consistency (scales" + (" + range curve)" if cfg.consistency_range else ")") if cfg.consistency else ""))
 
 
 def main():

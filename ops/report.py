@@ -44,6 +44,32 @@ def side_by_side(images: list[np.ndarray], gap: int = 6) -> np.ndarray:
     return np.concatenate(parts, 1)
 
 
+def titled(rgb: np.ndarray, title: str, height: int = 18) -> np.ndarray:
+    """The picture with a line of text above it."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (rgb.shape[1], rgb.shape[0] + height), (255, 255, 255))
+    img.paste(Image.fromarray(np.asarray(rgb, dtype=np.uint8)), (0, height))
+    ImageDraw.Draw(img).text((2, 3), title, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
+def legend_image(classes: list[int], width: int = 150, row_h: int = 14, unobserved: bool = True) -> np.ndarray:
+    """A colour key for BEV maps: one swatch and name per class id (and the unobserved grey)."""
+    from PIL import Image, ImageDraw
+
+    entries = [(CLASS_NAMES[c], tuple(int(v) for v in CLASS_COLORS[c])) for c in classes]
+    if unobserved:
+        entries.append(("unobserved", (128, 128, 128)))
+    img = Image.new("RGB", (width, row_h * len(entries) + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for i, (name, colour) in enumerate(entries):
+        y = 2 + i * row_h
+        draw.rectangle([2, y + 1, 14, y + row_h - 2], fill=colour, outline=(0, 0, 0))
+        draw.text((20, y + 1), name, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
 def histogram_image(counts: np.ndarray, width: int = 520, bar_h: int = 14) -> np.ndarray:
     """Horizontal bar chart of per-class counts (log scale), one bar per class with its colour and name."""
     from PIL import Image, ImageDraw

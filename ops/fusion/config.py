@@ -53,8 +53,10 @@ class FusionConfig:
                                      "voxel (by the depth margin), summed as log-odds; votes: votes always win (unless "
                                      "free_over_votes)")
     p_hit: float = setting(0.7, "log_odds: occupancy probability a keyframe's hit stands for (OctoMap's default)")
-    p_miss: float = setting(0.3, "log_odds: occupancy probability a keyframe's miss stands for (0.3: a miss weighs "
-                                 "as much as a hit; OctoMap's default is 0.4)")
+    p_miss: float = setting(0.1, "log_odds: occupancy probability a keyframe's miss stands for (0.1: a miss weighs "
+                                 "2.6 hits: a view that sees clearly past a voxel, by the depth margin, is stronger "
+                                 "evidence than a noisy depth landing in it; OctoMap's default is 0.4; until "
+                                 "2026-12-07 0.3, a miss as much as a hit)")
     depth_sigma0: float = setting(0.1, "metres: the depth error at zero range, sigma(d) = depth_sigma0 + "
                                        "depth_sigma_rel * d (margin and range weights)")
     depth_sigma_rel: float = setting(0.05, "the depth error's growth with range (relative): 0.05 = 5 % of the depth")
@@ -77,8 +79,15 @@ class FusionConfig:
                                             "most this plus surface_tolerance_se standard errors holds the surface")
     surface_tolerance_se: float = setting(1.0, "tsdf: standard errors of the average (1 / sqrt(the summed weights "
                                                "1 / sigma(d)^2)) added to the tolerance")
-    consistency: bool = setting(False, "divide each image's depth by its scale relative to what the window's other "
-                                       "views agree on (ops/fusion/consistency.py), then fuse the window again")
+    consistency: bool = setting(True, "estimate each image's depth scale and the window's depth factor with range from "
+                                      "what the window's views agree on (ops/fusion/consistency.py), then fuse the "
+                                      "window again with the depth corrected (about twice the fusion's time; it needs "
+                                      "the projected views: free_space projection, or raycast with surface tsdf, and "
+                                      "is skipped otherwise)")
+    consistency_range: bool = setting(True, "consistency: also the window's depth factor with range (far depth "
+                                            "compressed or stretched alike in every image), besides each image's scale")
+    consistency_gradient: bool = setting(False, "consistency: also each image's scale varying linearly across the "
+                                                "image (smooth depth errors within an image)")
     ego_box: tuple[float, ...] | None = setting(EGO_BOX, "(x_min, x_max, y_min, y_max, z_min, z_max) metres in each "
                                                 "image's ego frame: lifted points inside (the ego car's own body, "
                                                 "seen by some cameras) are dropped, and no label marks a voxel whose "
@@ -130,13 +139,16 @@ class FusionConfig:
         if self.surface_band_k < 0 or self.surface_tolerance < 0 or self.surface_tolerance_se < 0:
             raise ValueError(f"surface_band_k, surface_tolerance and surface_tolerance_se must be >= 0, got "
                              f"{self.surface_band_k}, {self.surface_tolerance} and {self.surface_tolerance_se}")
-        if self.consistency and (self.free_space == "empty_is_free" or (self.free_space == "raycast" and self.surface == "none")):
-            raise ValueError("consistency needs the projected views: free_space projection, or raycast with surface tsdf")
         if self.free_over_votes is not None and (self.evidence, self.free_space) != ("votes", "raycast"):
             raise ValueError("free_over_votes applies to evidence='votes' with free_space='raycast' only")
         if self.free_over_votes is not None and self.free_over_votes < 0:
             raise ValueError(f"free_over_votes must be >= 0 or None (off), got {self.free_over_votes}")
 
+
+    @property
+    def corrects_views(self) -> bool:
+        """Whether the consistency step runs: it is on and the window's views are projected."""
+        return self.consistency and (self.free_space == "projection" or (self.free_space == "raycast" and self.surface != "none"))
 
     def stride_for(self, width: int) -> int:
         """The lifting stride for an image `width` pixels wide."""

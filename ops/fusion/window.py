@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ops.fusion.config import FusionConfig, resolve_backend
-from ops.fusion.consistency import rescaled, window_scales
+from ops.fusion.consistency import RANGE_REPORT_M, rescaled, window_scales
 from ops.fusion.lift import LiftedFrame, move_points
 from ops.fusion.evidence import best_point_confidence, decide_log_odds, range_weight, ray_evidence
 from ops.fusion.projection import Margin, Projected, frame_projection, voxel_centres
@@ -73,11 +73,11 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     centres = voxel_centres(grid, current.points.device)
     ev = _accumulate(frames, current, cfg, grid, clock, centres)
     scales = None
-    if cfg.consistency and cfg.free_space != "empty_is_free":
-        scales = window_scales(frames, current, ev.band.band_weight, ev.band.band_sdf, ev.counts.sum(1) >= cfg.min_points,
-                               cfg, grid, centres)
+    if cfg.corrects_views:
+        best, voted = majority(ev.counts, cfg.min_points, cfg.thing_share)
+        scales = window_scales(frames, current, ev.band.band_weight, ev.band.band_sdf, voted, best, cfg, grid, centres)
         clock.lap("consistency")
-        if any(s.fit == "applied" for fs in scales for s in fs):
+        if any(s.changes for fs in scales for s in fs):
             ev = _accumulate(frames, current, cfg, grid, clock, centres, scales)
     sem, voted, occupied, observed, thinned = _decide(ev, cfg, centres, grid)
     sem_np = sem.view(grid.shape).cpu().numpy()
@@ -91,6 +91,11 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
         stats["view_scales"] = [round(s.scale, 4) for s in own]
         stats["view_fits"] = [s.fit for s in own]
         stats["view_scales_applied"] = sum(s.fit == "applied" for fs in scales for s in fs)
+        curve = own[0].curve if own else None
+        if curve is not None:
+            stats["range_fit"] = curve.fit
+            stats["range_factors"] = ({f"{d:g} m": f for d, f in zip(RANGE_REPORT_M, curve.at(RANGE_REPORT_M))}
+                                      if curve.fit == "applied" else {})
     mask_np = observed.view(grid.shape).cpu().numpy()
     clock.lap("label")
     return Label(current.token, sem_np, mask_np, stats, seconds, scales)

@@ -130,7 +130,9 @@ def test_a_moving_object_of_the_labelled_frame_is_kept():
     maps["street13"] = [(depth, sem)]
     label = SceneFuser(kfs, lambda kf: maps[kf.token], NEW).label(13)
     assert CLASS_ID["car"] in MOVABLE_CLASSES
-    assert label.semantics[index(19.2, 0.0, 0.6)] == CLASS_ID["car"]
+    # Its face (x = 19.0) lies on a voxel boundary: the voxel on either side may hold it (a depth corrected by
+    # 0.5 % puts it in the nearer one).
+    assert CLASS_ID["car"] in (label.semantics[index(18.8, 0.0, 0.6)], label.semantics[index(19.2, 0.0, 0.6)])
 
 
 def test_ground_scale_recovers_each_images_scale_and_falls_back_on_slopes():

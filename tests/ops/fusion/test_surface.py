@@ -58,7 +58,7 @@ def test_a_wall_seen_by_20_views_with_independent_errors_keeps_no_copies_in_fron
           np.bincount(front), "; behind:", np.bincount(behind_none), np.bincount(behind))
     assert np.mean(front <= 1) >= 0.9 and front.max() <= 2 and (front <= front_none).all()
     if kind == "pixel":                                   # each pixel's copy: several voxels deep without the rule
-        assert front_none.mean() >= 3 and front.mean() <= 0.5 * front_none.mean()
+        assert front_none.mean() >= 2.5 and front.mean() <= 0.5 * front_none.mean()
     assert (behind == behind_none).all()                  # one-sided: what lies behind the surface stays
 
 
