@@ -29,7 +29,7 @@ def test_fuse_scene_stores_the_fusers_labels_with_their_attributes(tmp_path):
     cfg = FusionConfig(history=2)
     done = fuse_scene(str(store.path), "scene-t", kfs, cfg, "fp-1")
     assert done.scene == "scene-t" and len(done.stats) == 3
-    assert set(done.step_seconds) == {"read", "lift", "vote", "free_space", "label", "write"}
+    assert set(done.step_seconds) == {"read", "lift", "vote", "free_space", "consistency", "label", "write"}
     g = store.open("scene-t", OCC_LABELS)
     for i, label in enumerate(SceneFuser(kfs, lambda kf: [maps], cfg)):
         np.testing.assert_array_equal(g["semantics"][i], label.semantics)
