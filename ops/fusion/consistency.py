@@ -262,7 +262,8 @@ def fit_consistency(obs: _Observations, n_images: int, n_voxels: int, grounded: 
         W = w * keep
         theta = _solve(obs, X, basis, W, prior, n_images, n_voxels)
         c, b = theta[:n_images * J].reshape(n_images, J), theta[n_images * J:]
-        if curve_fit == "applied" and abs(float(sum(float(b[k]) * max(0.0, math.log(80.0 / t)) for k, t in enumerate(knots)))) > rule.max_log_scale:
+        trial = RangeCurve(knots, tuple(float(v) for v in b.cpu()))
+        if curve_fit == "applied" and abs(float(trial.log_factor(torch.tensor([80.0], dtype=torch.float64))[0])) > rule.max_log_scale:
             curve_fit, use_k = "implausible", torch.zeros_like(use_k)     # solved again without it
             continue
         pred = (X * c[img]).sum(1) + z * (basis @ b)
