@@ -114,6 +114,9 @@ def _label_metadata(result: StageResult, fused: dict, semantic_maps: StageResult
         chart = _scale_chart(stats, scales, fits, source)
         if chart:
             meta[key] = chart
+    cameras = _camera_table(stats)
+    if cameras:
+        meta["scales_per_camera"] = cameras
     curve = _range_table(stats)
     if curve:
         meta["range_curve"] = curve
@@ -154,6 +157,38 @@ def _scale_chart(stats: dict, scales_key: str, fits_key: str, source: str) -> st
     applied = len(scales) - sum(reasons.values())
     return Markdown(f"{applied} of {len(scales)} images rescaled {source}\n\n"
                     + markdown_image(bar_image(names, counts, unit="images"), f"images per depth scale {source}"))
+
+
+def _camera_table(stats: dict) -> str | None:
+    """Per camera, over every label's own images (stats: cameras, ground_scales / ground_fits, view_scales /
+    view_fits): how many images each correction rescaled and the median, 10th and 90th percentile of the
+    scales applied, and a chart of each camera's median change of depth from the other views: a camera
+    whose depth model is off in every keyframe (one with another focal length) stands out here."""
+    import numpy as np
+
+    from ops.report import Markdown, bar_image, markdown_image, markdown_table
+
+    per: dict[str, dict[str, list]] = {}
+    for st in (st for per_scene in stats.values() for st in per_scene):
+        for key in ("ground", "view"):
+            for cam, sc, fit in zip(st.get("cameras", []), st.get(f"{key}_scales", []), st.get(f"{key}_fits", [])):
+                per.setdefault(cam, {"ground": [], "view": []})[key].append((sc, fit))
+    if not per:
+        return None
+
+    def cells(pairs):
+        applied = [sc for sc, fit in pairs if fit == "applied"]
+        q = [f"{np.percentile(applied, p):.3f}" for p in (50, 10, 90)] if applied else ["-"] * 3
+        return [f"{len(applied)} of {len(pairs)}"] + q
+
+    rows = [[cam] + cells(d["ground"]) + cells(d["view"]) for cam, d in per.items()]
+    table = markdown_table(["camera", "ground: rescaled", "median", "p10", "p90",
+                            "other views: rescaled", "median", "p10", "p90"], rows)
+    medians = {cam: float(np.median([sc for sc, fit in d["view"] if fit == "applied"] or [1.0])) for cam, d in per.items()}
+    names = [f"{cam} ({'+' if m >= 1 else '-'})" for cam, m in medians.items()]
+    chart = bar_image(names, [abs(m - 1) * 100 for m in medians.values()], unit="%")
+    return Markdown(f"{table}\n\n" + markdown_image(chart, "median change of depth per camera from the window's "
+                                                            "other views, % (+: depth lengthened, -: shortened)"))
 
 
 def _range_table(stats: dict) -> str | None:

@@ -98,6 +98,7 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
              replace(new, p_miss=0.3, consistency=False), False),
             (p, f"new default: {describe(new)}", new, False),
             (p, "new default, consistency off", replace(new, consistency=False), False),
+            (p, "new default, edge filter off (edge_jump null)", replace(new, edge_jump=None), False),
             (p, "new default, p_miss 0.3 (a miss weighs as much as a hit)", replace(new, p_miss=0.3), False),
             (p, "new default, surface none", replace(new, surface="none"), False),
             (p, "new default, current frame only", replace(new, history=0, future=0), False),
@@ -123,7 +124,9 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
 
 
 def describe(cfg: FusionConfig) -> str:
-    return (f"{cfg.history} past + {cfg.future} future, {cfg.free_space}, {cfg.evidence} "
+    return (f"{cfg.history} past + {cfg.future} future, "
+            + (f"edge filter {cfg.edge_jump}, " if cfg.edge_jump is not None else "")
+            + f"{cfg.free_space}, {cfg.evidence} "
             f"(p_hit {cfg.p_hit}, p_miss {cfg.p_miss}, margin {cfg.margin_k} x ({cfg.depth_sigma0} m + "
             f"{cfg.depth_sigma_rel} d)" + (", range weights" if cfg.range_weights else "")
             + (f", confidence weights: {cfg.confidence}" if cfg.confidence != "none" else "") + ")"

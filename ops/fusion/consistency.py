@@ -32,7 +32,9 @@ scale is implausible; the
 curve likewise when too few views reach beyond its knots or its factor at the maximum depth is
 implausible, or when fewer than half the images the fit sees were corrected by the ground: without
 that anchor an image's scale and the curve can trade for each other (an image that sees one surface at
-one range).
+one range). Estimates that would change the depth by less than ConsistencyRule.min_change (1 %) are
+recorded and not applied ("negligible"): that small, they are the fit's own bias (surfaces sampled at
+voxel centres), not the depth's error.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ from ops.fusion.surface import signed_distance, tolerance
 from ops.geometry import invert_transform
 from ops.occ3d import SURFACE_CLASSES, CLASS_ID, OccGrid
 
-CONSISTENCY_FITS = ("applied", "few_points", "scattered", "implausible", "unanchored")
+CONSISTENCY_FITS = ("applied", "few_points", "scattered", "implausible", "unanchored", "negligible")
 # Classes whose surfaces are mostly seen at grazing angles (their voxel centres lie far from the surface
 # along a ray, and farther the farther the view): left out of the consensus.
 FLAT_CLASSES: tuple[int, ...] = tuple(c for c in SURFACE_CLASSES if c not in (CLASS_ID["manmade"], CLASS_ID["vegetation"]))
@@ -124,6 +126,7 @@ class ConsistencyRule:
     gradient: bool = False          # also each image's scale gradient over the image (linear in u and v)
     prior_gradient: float = 0.05    # prior std of each gradient coefficient (log factor per half image)
     min_image_spread: float = 0.2   # robust std of an image's observations' u and v a gradient needs
+    min_change: float = 0.01        # |log factor| below which a scale (or the curve, at its largest) is not applied
 
 
 @dataclass
@@ -289,6 +292,14 @@ def fit_consistency(obs: _Observations, n_images: int, n_voxels: int, grounded: 
         if r >= 2 and not changed:
             break
     c, b = theta[:n_images * J].reshape(n_images, J).cpu(), theta[n_images * J:]
+    # Changes smaller than the fit's own bias on exact depth (sampling the surface at voxel centres) are not made.
+    if curve_fit == "applied":
+        reach = torch.linspace(knots[0], max(knots[0], float(z.max())), 64, dtype=torch.float64, device=dev)
+        if float(RangeCurve(knots, tuple(float(v) for v in b.cpu())).log_factor(reach).abs().max()) < rule.min_change:
+            curve_fit = "negligible"
+    for i in range(n_images):
+        if fits[i] == "applied" and float(c[i].abs().max()) < rule.min_change:
+            fits[i] = "negligible"
     curve = RangeCurve(knots, tuple(float(v) for v in b.cpu()), curve_points[0] if K else 0, curve_fit)
     counts = torch.zeros(n_images, dtype=torch.int64, device=dev).index_add_(0, img, (keep > 0).long()).tolist()
     scales = []

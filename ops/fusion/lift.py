@@ -37,7 +37,8 @@ class LiftedPoints:
 
 def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: float = 0.1,
                max_depth: float = 80.0, fill_step: float | None = None, fill_max_jump: float = 0.08,
-               device: str | torch.device = "cpu", name: str = "", confidence=None) -> LiftedPoints:
+               device: str | torch.device = "cpu", name: str = "", confidence=None,
+               edge_jump: float | None = None) -> LiftedPoints:
     """Labelled points of one image.
 
     depth: (H, W) metres along the optical axis; 0, NaN, inf or outside [min_depth, max_depth] is dropped.
@@ -51,6 +52,8 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
       direction (cosine >= 0.98): one surface, not an edge between two. At most 63 points fill a pair.
     confidence: optional (H, W) per-pixel confidence in [0, 1] (a float map, or uint8 0-255); each point
       carries its pixel's, a filled point the lower of its pair's.
+    edge_jump: if set, pixels where the depth breaks off a plane (`depth_edges` at the stride) are dropped
+      like unusable ones: no point, no ray, no depth for projection.
     """
     where = f"{name}: " if name else ""
     depth_np = np.asarray(depth)
@@ -74,6 +77,8 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
     rx = (Kinv[0, 0] * us[None, :] + Kinv[0, 1] * vs[:, None] + Kinv[0, 2]).float()
     ry = (Kinv[1, 1] * vs[:, None] + Kinv[1, 2]).float().expand_as(rx)
     valid = torch.isfinite(d) & (d >= min_depth) & (d <= max_depth) & (c != FREE) & (c != UNOBSERVED)
+    if edge_jump is not None:
+        valid = valid & ~depth_edges(torch.where(valid, d, torch.zeros_like(d)), edge_jump, c)
     dz = torch.where(valid, d, torch.zeros_like(d))
     cam = torch.stack([rx * dz, ry * dz, dz], -1)  # (Hs, Ws, 3)
     R = torch.as_tensor(T[:3, :3], dtype=torch.float32, device=device)
@@ -92,6 +97,55 @@ def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: 
             if point_conf is not None:
                 point_conf = torch.cat([point_conf] + extra_w)
     return LiftedPoints(points, classes, is_ray, t.clone(), int((~valid).sum()), point_conf, dz, cs)
+
+
+def depth_edges(depth: torch.Tensor, jump: float, classes: torch.Tensor | None = None) -> torch.Tensor:
+    """(H, W) bool: the pixels whose depth lies on no surface of their own: flying pixels, the
+    background's pixels that took a foreground's depth (with `classes`), and pixels that disagree with
+    both neighbours.
+
+    On any plane the inverse depth is affine in the pixel coordinates, so its second difference along a
+    row or a column is zero. Where that second difference, centred on a usable pixel (depth > 0) between
+    two usable ones, exceeds `jump` times its own inverse depth, the pixel *breaks* off its neighbours'
+    surfaces along that axis. A pixel that breaks is kept only when
+      - it continues the plane of a neighbour of its own class (the second difference centred on that
+        neighbour is within the jump): an object's outermost pixel, the background's first; or
+      - it is no farther than its nearer neighbour (by the factor 1 + jump) and that neighbour has its
+        class, or it is nearer than both by that factor: an object one or two pixels wide (a pole, a
+        distant cone).
+    Dropped are then a pixel in mid-air between an object and the background (a flying pixel), one with
+    the background's class at the object's depth (bleeding), and one off the surface both its neighbours
+    lie on. Without `classes` every pixel counts as of its neighbours' class."""
+    usable = depth > 0
+    inv = torch.where(usable, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    edge = torch.zeros_like(usable)
+    for axis in (0, 1):
+        n = depth.shape[axis]
+        if n < 3:
+            continue
+        prev, mid, nxt = (inv.narrow(axis, k, n - 2) for k in range(3))
+        ok = usable.narrow(axis, 0, n - 2) & usable.narrow(axis, 1, n - 2) & usable.narrow(axis, 2, n - 2)
+        big = (prev - 2 * mid + nxt).abs() > jump * mid
+        breaks, flat = torch.zeros_like(usable), torch.zeros_like(usable)
+        breaks.narrow(axis, 1, n - 2).copy_(ok & big)
+        flat.narrow(axis, 1, n - 2).copy_(ok & ~big)   # three usable pixels on one plane, centred here
+        keep = torch.zeros_like(usable)
+        for mine, theirs in ((0, 1), (1, 0)):          # the neighbour after each pixel, then the one before
+            cont = flat.narrow(axis, theirs, n - 1)
+            if classes is not None:
+                cont = cont & (classes.narrow(axis, theirs, n - 1) == classes.narrow(axis, mine, n - 1))
+            keep.narrow(axis, mine, n - 1).logical_or_(cont)
+        # Nearness in inverse depth: the nearer neighbour has the larger inverse depth.
+        prev_nearer = prev >= nxt
+        nearer = torch.where(prev_nearer, prev, nxt)
+        front = mid * (1 + jump) >= nearer                          # no farther than the nearer neighbour
+        if classes is not None:
+            c_prev, c_mid, c_next = (classes.narrow(axis, k, n - 2) for k in range(3))
+            front = front & (c_mid == torch.where(prev_nearer, c_prev, c_next))
+        thin = ok & (front | (mid > nearer * (1 + jump)))            # ... of its class, or nearer than both
+        keep.narrow(axis, 1, n - 2).logical_or_(thin)
+        edge |= breaks & ~keep
+    return edge
 
 
 def _confidence_map(confidence, shape: tuple, where: str) -> np.ndarray:
@@ -277,7 +331,7 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np
                 depth = np.asarray(depth, dtype=np.float32) * np.float32(gs.scale)
         lp = lift_image(depth, sem, img.K, T, stride=stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
                         fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name,
-                        confidence=conf)
+                        confidence=conf, edge_jump=cfg.edge_jump)
         if cfg.ego_box is not None:
             ego_points += _drop_ego_body(lp, T_anchor_global @ img.T_global_ego, cfg.ego_box)
         is_ray = lp.is_ray.clone()

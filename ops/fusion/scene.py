@@ -64,6 +64,7 @@ class SceneFuser:
         out.stats["dropped_pixels"] = frames[i - first].dropped_pixels
         out.stats["outliers_removed"] = frames[i - first].outliers
         out.stats["ego_points_removed"] = frames[i - first].ego_points
+        out.stats["cameras"] = [im.channel for im in self.keyframes[i].images]
         if frames[i - first].ground:
             out.stats["ground_scales"] = [round(g.scale, 4) for g in frames[i - first].ground]
             out.stats["ground_fits"] = [g.fit for g in frames[i - first].ground]

@@ -1,5 +1,5 @@
 """occ_labels' metadata charts of the per-image depth scales: from the ground and from the other views."""
-from assets.occ_labels import _range_table, _scale_chart
+from assets.occ_labels import _camera_table, _range_table, _scale_chart
 
 
 def test_charts_count_images_per_scale_and_name_why_none_was_applied():
@@ -21,3 +21,13 @@ def test_the_range_table_gives_percentiles_of_the_applied_curves_and_why_others_
     assert table.startswith("2 of 3 labels corrected the depth with range") and "unanchored (1)" in table
     assert "| 40 m | 0.952 | 0.960 | 0.968 |" in table
     assert _range_table({"scene-c": [{}]}) is None
+
+
+def test_the_camera_table_gives_each_cameras_applied_scales():
+    stats = {"scene-a": [{"cameras": ["CAM_FRONT", "CAM_BACK"], "view_scales": [1.0, 1.05], "view_fits": ["negligible", "applied"],
+                          "ground_scales": [0.98, 1.0], "ground_fits": ["applied", "not_flat"]},
+                         {"cameras": ["CAM_FRONT", "CAM_BACK"], "view_scales": [1.02, 1.07], "view_fits": ["applied", "applied"]}]}
+    table = _camera_table(stats)
+    assert "| CAM_FRONT | 1 of 1 | 0.980 | 0.980 | 0.980 | 1 of 2 | 1.020 | 1.020 | 1.020 |" in table
+    assert "| CAM_BACK | 0 of 1 | - | - | - | 2 of 2 | 1.060 | 1.052 | 1.068 |" in table
+    assert _camera_table({"scene-c": [{"view_scales": [1.0]}]}) is None

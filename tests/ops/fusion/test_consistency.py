@@ -32,8 +32,10 @@ def test_a_drifting_scale_and_a_systematic_offset_come_back_within_1_percent():
     # One wall, each keyframe seeing it at one range: a range curve cannot be told from the scales here (the
     # synthetic window below tests the curve).
     label = SceneFuser(kfs, perception, replace(CFG, consistency_range=False)).label(N // 2)   # its window holds every keyframe
-    assert [s[0].fit for s in label.view_scales] == ["applied"] * N
-    found = np.array([s[0].scale for s in label.view_scales])
+    # Estimates within 1 % of no change are recorded and not applied ("negligible").
+    assert {s[0].fit for s in label.view_scales} <= {"applied", "negligible"}
+    assert all((s[0].fit == "applied") == (abs(np.log(s[0].estimate)) >= 0.01) for s in label.view_scales)
+    found = np.array([s[0].estimate for s in label.view_scales])
     assert label.stats["view_scales"] == [round(label.view_scales[N // 2][0].scale, 4)]
     # Scales are relative to the window's consensus (the ground anchors them absolutely): compare up to one
     # common factor, the geometric mean of the ratios.
@@ -48,6 +50,14 @@ def test_without_overlap_the_image_falls_back_and_says_why():
     label = SceneFuser(kfs[:1], perception, CFG).label(0)     # one image: no other view to agree with
     assert label.stats["view_fits"] == ["few_points"] and label.stats["view_scales"] == [1.0]
     assert label.stats["view_scales_applied"] == 0
+
+
+def test_exact_depth_gives_the_label_without_the_consistency():
+    kfs, perception = biased_street(np.ones(N))
+    label = SceneFuser(kfs, perception, CFG).label(N // 2)
+    plain = SceneFuser(kfs, perception, replace(CFG, consistency=False)).label(N // 2)
+    assert {s[0].fit for s in label.view_scales} == {"negligible"}
+    assert np.array_equal(label.semantics, plain.semantics) and np.array_equal(label.mask_camera, plain.mask_camera)
 
 
 def test_rescaling_moves_points_along_their_rays_and_divides_the_depth():
@@ -103,10 +113,13 @@ def test_the_fit_recovers_a_systematic_camera_scale_and_the_range_curve():
     grounded = torch.ones(n_img, dtype=torch.bool)
     grounded[2::6] = False
     scales, curve = fit_consistency(obs, n_img, n_vox, grounded)
-    found = np.log([v.scale for v in scales])
+    found = np.log([v.estimate for v in scales])
     print("camera 2 true", np.exp(s[2::6]).round(4), "found", np.exp(found[2::6]).round(4))
-    assert all(v.fit == "applied" for v in scales)
     assert np.abs(found - s).max() < 0.01                      # every image within 1 %
+    # Applied where the estimate changes the depth by 1 % or more; smaller estimates are recorded, not applied.
+    assert all(v.fit == ("applied" if abs(f) >= 0.01 else "negligible") for v, f in zip(scales, found))
+    assert all(v.scale == (v.estimate if v.fit == "applied" else 1.0) for v in scales)
+    assert all(scales[i].fit == "applied" for i in range(2, 60, 6))
     truth = [1.0, (40 / 20) ** -0.08, (60 / 20) ** -0.08]
     print("curve at 20, 40, 60 m", curve.at([20.0, 40.0, 60.0]), "true", np.round(truth, 4))
     assert curve.fit == "applied" and np.allclose(curve.at([20.0, 40.0, 60.0]), truth, atol=0.01)
@@ -122,9 +135,11 @@ def test_the_fit_without_errors_changes_nothing_and_judges_thin_or_scattered_ima
     scales, curve = fit_consistency(obs, n_img, n_vox, torch.ones(n_img, dtype=torch.bool))
     assert scales[7].fit == "few_points" and scales[7].scale == 1.0
     assert scales[9].fit == "scattered" and scales[9].scale == 1.0
-    others = [v.scale for i, v in enumerate(scales) if i not in (7, 9)]
-    assert np.abs(np.log(others)).max() < 0.003
-    assert np.allclose(curve.at([20.0, 40.0, 60.0]), 1.0, atol=0.003)
+    others = [v for i, v in enumerate(scales) if i not in (7, 9)]
+    assert np.abs(np.log([v.estimate for v in others])).max() < 0.003
+    # Estimates that small are the fit's own noise: recorded, not applied, and the curve likewise.
+    assert all(v.fit == "negligible" and v.scale == 1.0 for v in others)
+    assert curve.fit == "negligible" and curve.at([20.0, 40.0, 60.0]) == [1.0, 1.0, 1.0]
     # Too few views beyond the knots: no curve, and it says so.
     near = obs.z < 9.0
     obs = _Observations(*(x[near] for x in (obs.image, obs.voxel, obs.z, obs.e, obs.w)))
@@ -146,7 +161,8 @@ def test_the_fit_recovers_a_scale_varying_across_each_image():
     rng = np.random.default_rng(5)
     grads = rng.normal(0, 0.03, (60, 2))
     obs, n_img, n_vox, s = synthetic_window(gradients=grads)
-    scales, _ = fit_consistency(obs, n_img, n_vox, torch.ones(n_img, dtype=torch.bool), ConsistencyRule(gradient=True))
+    scales, _ = fit_consistency(obs, n_img, n_vox, torch.ones(n_img, dtype=torch.bool),
+                                ConsistencyRule(gradient=True, min_change=0.0))
     found = np.array([v.gradient for v in scales])
     print("largest gradient error", np.abs(found - grads).max().round(4))
     assert all(v.fit == "applied" for v in scales) and np.abs(found - grads).max() < 0.01

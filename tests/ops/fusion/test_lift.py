@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ops.fusion.lift import lift_image
+from ops.fusion.config import FusionConfig
+from ops.fusion.lift import depth_edges, lift_image
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import FREE, UNOBSERVED
 
@@ -101,3 +102,52 @@ def test_confidence_follows_the_points_and_fill_takes_the_lower():
 def test_bad_confidence_names_the_image(conf, message):
     with pytest.raises(ValueError, match=f"cam0: confidence.*{message}|{message}"):
         lift_image(np.ones((6, 8), np.float32), np.full((6, 8), 15, np.uint8), K, np.eye(4), confidence=conf, name="cam0")
+
+
+def _car_in_front_of_a_wall(width=30, height=5):
+    """A car (class 4) at 10 m in columns 10-17 in front of vegetation (16) at 30 m."""
+    depth = torch.full((height, width), 30.0)
+    depth[:, 10:18] = 10.0
+    return depth, torch.where(depth < 20, 4, 16).to(torch.uint8)
+
+
+def test_depth_edges_drop_flying_and_bled_pixels_and_keep_both_sides_of_an_edge():
+    # Any plane, at any slant: its inverse depth is affine in the pixel coordinates; nothing breaks off.
+    v, u = torch.meshgrid(torch.arange(20.0), torch.arange(30.0), indexing="ij")
+    assert not depth_edges(1 / (0.05 + 0.002 * u + 0.003 * v), 0.15).any()
+    depth, sem = _car_in_front_of_a_wall()
+    assert not depth_edges(depth, 0.15, sem).any()        # the car's outermost column and the wall's first: kept
+    for flying in (20.0, 25.0, 12.0):                       # a depth between the car's and the wall's
+        d = depth.clone()
+        d[:, 18] = flying
+        assert depth_edges(d, 0.15, sem)[2].nonzero().ravel().tolist() == [18]
+    bled = depth.clone()
+    bled[:, 18] = 10.0                                      # the wall's pixel at the car's depth
+    assert depth_edges(bled, 0.15, sem)[2].nonzero().ravel().tolist() == [18]
+    assert not depth_edges(bled, 0.15).any()                # without classes it continues the car's plane
+    assert depth_edges(d, 0.15)[2].nonzero().ravel().tolist() == [18]   # a flying pixel needs no classes
+    unusable = depth.clone()
+    unusable[:, 18] = 0
+    assert not depth_edges(unusable, 0.15, sem)[:, 18].any()
+    for width in (1, 2):                                    # a pole one or two pixels wide: nearer than both sides
+        pole, pole_sem = depth.clone(), sem.clone()
+        pole[:, 22:22 + width], pole_sem[:, 22:22 + width] = 12.0, 15
+        assert not depth_edges(pole, 0.15, pole_sem).any()
+
+
+def test_lift_with_edge_jump_drops_the_pixels_off_every_plane():
+    depth, sem = _car_in_front_of_a_wall()
+    depth[:, 18] = 20.0
+    T = make_transform(np.eye(3), (0.0, 0.0, 0.0))
+    Kc = np.array([[50.0, 0, 15], [0, 50.0, 2.5], [0, 0, 1]])
+    plain = lift_image(depth.numpy(), sem.numpy(), Kc, T)
+    cut = lift_image(depth.numpy(), sem.numpy(), Kc, T, edge_jump=0.15)
+    assert plain.dropped == 0 and cut.dropped == 5 and len(cut.points) == len(plain.points) - 5
+    assert (cut.usable_depth[:, 18] == 0).all() and (cut.usable_depth[:, 17] == 10.0).all()
+
+
+def test_edge_jump_must_be_positive_or_off():
+    assert FusionConfig(edge_jump=None).edge_jump is None
+    for bad in (0.0, -0.1):
+        with pytest.raises(ValueError, match="edge_jump must be > 0"):
+            FusionConfig(edge_jump=bad)
