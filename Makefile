@@ -5,7 +5,7 @@ export DAGSTER_HOME ?= $(EASYOCC_DATA_DIR)/dagster_home
 # dg (Dagster's CLI) runs in the project's own environment.
 DG := VIRTUAL_ENV=$(CURDIR)/.venv PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/dg
 
-.PHONY: install demo test ui
+.PHONY: install demo test test-fast ui
 
 install: .venv/.installed
 
@@ -27,6 +27,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 # The test suite: offline, CPU only.
 test: install
 	HF_HUB_OFFLINE=1 TRITON_INTERPRET=1 .venv/bin/python -m pytest
+
+# The fast tier between edits (a few minutes on 2 cores): the tests not marked slow, which leaves out the
+# Dagster, Ray, CLI and demo-world runs; `make test` (and CI) runs everything.
+test-fast: install
+	HF_HUB_OFFLINE=1 TRITON_INTERPRET=1 .venv/bin/python -m pytest -m "not slow"
 
 # The Dagster UI on http://127.0.0.1:$(UI_PORT); Ctrl-C stops it (exec: the signal reaches dg, not a shell).
 UI_PORT ?= 3000

@@ -33,6 +33,15 @@ def _data_dir(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(scope="module")
+def ray_down():
+    """Shuts down the Ray runtime a test module started (modules that use Ray ask for it)."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
 SMALL_WORLD = dict(keyframes=4, image_width=160, image_height=90, lidar_azimuth_steps=540, lidar_mask_views=2)
 
 

@@ -7,6 +7,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "real-run.md"

@@ -10,20 +10,14 @@ from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, RayResource, StorageResource
 from tests.conftest import SMALL_WORLD
 
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
+
 RAY = {"ray": RayResource(local_cpus=2)}   # the tables are read in a Ray worker of their own
 
 
 def resources(tmp_path, nuscenes: DatasetResource) -> dict:
     return {"nuscenes": nuscenes, "storage": StorageResource(data_dir=str(tmp_path)),
             "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down():
-    import ray
-
-    yield
-    ray.shutdown()
 
 
 def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):

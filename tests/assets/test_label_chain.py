@@ -19,15 +19,9 @@ from assets.stage_checks import STAGE_CHECKS
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
+
 ASSETS = [dataset, frames, perception_maps, occ_labels, label_quality, occ3d_export]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down():
-    import ray
-
-    yield
-    ray.shutdown()
 
 
 def resources(root, tmp, **perception):

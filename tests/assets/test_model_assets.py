@@ -13,15 +13,9 @@ from assets.perception_maps import perception_maps
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
+
 ASSETS = [dataset, frames, perception_maps, occ_labels, easyocc_model, easyocc_eval]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down():
-    import ray
-
-    yield
-    ray.shutdown()
 
 
 def resources(root, tmp, gts_subdir="gts"):

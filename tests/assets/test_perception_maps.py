@@ -11,13 +11,7 @@ from assets.perception_maps import perception_maps
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down():
-    import ray
-
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
 
 
 def run(root, tmp, selection=None, **perception):

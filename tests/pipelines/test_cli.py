@@ -13,6 +13,8 @@ from ops.occ3d import FREE, GRID
 from ops.storage.files import save_npz
 from pipelines.cli import main
 
+pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+
 EASYOCC = str(Path(sys.executable).parent / "easyocc")
 
 

@@ -19,6 +19,8 @@ import pytest
 
 from tests.pipelines.test_dagster_cli import env_for, free_port, materialize
 
+pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 # What a client of the cluster sees: the alive nodes (id -> resources) and the resources free now.

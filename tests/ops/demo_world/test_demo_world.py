@@ -12,6 +12,8 @@ from ops.fusion.config import EGO_BOX
 from ops.geometry import quaternion_to_matrix, transform_from_record, transform_points
 from ops.occ3d import CLASS_ID, FREE, GRID
 
+pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+
 
 def keyframes(nusc):
     for scene in nusc.scene:

@@ -12,6 +12,8 @@ from ops.geometry import in_box
 from ops.occ3d import FREE, GRID, UNOBSERVED, as_occ3d_semantics
 from ops.perception.runner import simulated_perception
 
+pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+
 
 def score(nusc, root, cfg, preset="perfect"):
     acc = Occ3DAccumulator()

@@ -12,13 +12,7 @@ from ops.model.data import OccDataset, PseudoLabels, camera_projections
 from ops.model.train import latest_checkpoint, load_model, train_loop
 from tests.support.micro_model import Cropped, micro
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_down():
-    yield
-    import ray
-
-    ray.shutdown()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from ops.data.keyframes import scene_keyframes
 from ops.perception.runner import KeyframePerception, simulated_perception
 from ops.perception.serving import BackendSpec, PerceptionServingError, RaySettings, run_perception, serve
 
+pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+
 SETTINGS = RaySettings(local_cpus=2, num_actors=2, batch_size=4)
 
 
