@@ -6,6 +6,7 @@ worker of its own (the devkit keeps every table in memory; the run's driver does
 over the tables writes each scene's keyframe records to its file (ops/storage/keyframe_files.py),
 which `frames` hands on: the tables are read once per run.
 """
+
 import time
 
 import dagster as dg
@@ -17,11 +18,15 @@ from ops.storage.fingerprints import code_version
 from pipelines.resources import DatasetResource, RayResource, StorageResource
 
 
-@dg.asset(group_name="dataset", kinds={"python"},
-          code_version=code_version("ops.storage.keyframe_files", "ops.demo_world.generate"),
-          description="nuScenes-format dataroot (real, or the generated demo world), opened and checked")
-def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: RayResource,
-            storage: StorageResource) -> dg.Output[DatasetValue]:
+@dg.asset(
+    group_name="dataset",
+    kinds={"python"},
+    code_version=code_version("ops.storage.keyframe_files", "ops.demo_world.generate"),
+    description="nuScenes-format dataroot (real, or the generated demo world), opened and checked",
+)
+def dataset(
+    context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: RayResource, storage: StorageResource
+) -> dg.Output[DatasetValue]:
     from ops.report import markdown_table
     from ops.runtime import in_own_worker
     from ops.storage.keyframe_files import read_dataset_frames
@@ -29,9 +34,17 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: R
     root, version = nuscenes.root(), nuscenes.table_version()
     generated_s = _generate_demo_world(nuscenes, context.log.info) if nuscenes.is_demo else None
     # The devkit's tables are read in a worker of their own, so the run's driver never holds them.
-    summaries, files = in_own_worker(ray.connect(), read_dataset_frames, str(root), version, str(nuscenes.gts_dir()),
-                                     list(nuscenes.train_scenes), list(nuscenes.val_scenes), str(storage.base()),
-                                     list(nuscenes.scenes))
+    summaries, files = in_own_worker(
+        ray.connect(),
+        read_dataset_frames,
+        str(root),
+        version,
+        str(nuscenes.gts_dir()),
+        list(nuscenes.train_scenes),
+        list(nuscenes.val_scenes),
+        str(storage.base()),
+        list(nuscenes.scenes),
+    )
     summaries = _selected(summaries, nuscenes.scenes, root, version)
     failed = {s.name: s.error for s in summaries if s.error}
     scenes = [s for s in summaries if not s.error]
@@ -39,20 +52,40 @@ def dataset(context: dg.AssetExecutionContext, nuscenes: DatasetResource, ray: R
         context.log.error(f"dataset: scene {name} left out: {error}")
     if not scenes:
         raise dg.Failure(f"{root} ({version}): no scene's tables can be read: {failed}")
-    context.log.info(f"{root} ({version}): {len(scenes)} scenes, {sum(s.samples for s in scenes)} keyframes"
-                     + (f"; {len(failed)} scene(s) left out (broken tables)" if failed else ""))
-    table = markdown_table(["scene", "split", "keyframes", "images", "Occ3D truth"],
-                           [[s.name, s.split, s.samples, s.images, s.has_truth] for s in scenes]
-                           + [[n, "failed", None, None, e] for n, e in failed.items()])
-    context.add_output_metadata(metadata({
-        "dataroot": root, "version": version, "demo_world": _is_demo_world(nuscenes), "scenes": table,
-        "keyframes": sum(s.samples for s in scenes), "images": sum(s.images for s in scenes),
-        "failed_scenes": len(failed),
-        "generation_seconds": None if generated_s is None else round(generated_s, 1),
-        **_truth_pictures(nuscenes.gts_dir(), [s for s in scenes if s.has_truth])}))
-    return versioned(DatasetValue(str(root), version, str(nuscenes.gts_dir()), _is_demo_world(nuscenes),
-                                  tuple(SceneInfo(s.name, s.token, s.split, s.samples, s.images, *files[s.name])
-                                        for s in scenes), failed))
+    context.log.info(
+        f"{root} ({version}): {len(scenes)} scenes, {sum(s.samples for s in scenes)} keyframes"
+        + (f"; {len(failed)} scene(s) left out (broken tables)" if failed else "")
+    )
+    table = markdown_table(
+        ["scene", "split", "keyframes", "images", "Occ3D truth"],
+        [[s.name, s.split, s.samples, s.images, s.has_truth] for s in scenes]
+        + [[n, "failed", None, None, e] for n, e in failed.items()],
+    )
+    context.add_output_metadata(
+        metadata(
+            {
+                "dataroot": root,
+                "version": version,
+                "demo_world": _is_demo_world(nuscenes),
+                "scenes": table,
+                "keyframes": sum(s.samples for s in scenes),
+                "images": sum(s.images for s in scenes),
+                "failed_scenes": len(failed),
+                "generation_seconds": None if generated_s is None else round(generated_s, 1),
+                **_truth_pictures(nuscenes.gts_dir(), [s for s in scenes if s.has_truth]),
+            }
+        )
+    )
+    return versioned(
+        DatasetValue(
+            str(root),
+            version,
+            str(nuscenes.gts_dir()),
+            _is_demo_world(nuscenes),
+            tuple(SceneInfo(s.name, s.token, s.split, s.samples, s.images, *files[s.name]) for s in scenes),
+            failed,
+        )
+    )
 
 
 def _generate_demo_world(nuscenes: DatasetResource, log) -> float | None:
@@ -80,8 +113,10 @@ def _selected(scenes: list, names: list[str], root, version: str) -> list:
         return scenes
     unknown = sorted(set(names) - {s.name for s in scenes})
     if unknown:
-        raise ValueError(f"scenes {unknown} (nuscenes resource, `scenes`) are not in {root} ({version}); "
-                         f"it has {', '.join(s.name for s in scenes)}")
+        raise ValueError(
+            f"scenes {unknown} (nuscenes resource, `scenes`) are not in {root} ({version}); "
+            f"it has {', '.join(s.name for s in scenes)}"
+        )
     return [s for s in scenes if s.name in set(names)]
 
 
@@ -110,6 +145,9 @@ def _truth_pictures(gts_dir, scenes: list) -> dict:
         if len(pictures) < TRUTH_PICTURE_SCENES:
             pictures.append(bev_image(sem))
     shown = "each scene" if len(pictures) == len(scenes) else f"the first {len(pictures)} of {len(scenes)} scenes"
-    return {"truth_bev_first_keyframes": markdown_image(side_by_side(pictures),
-                                                        f"Occ3D truth, first keyframe of {shown} (BEV, +x up)"),
-            "truth_class_histogram": markdown_image(histogram_image(counts), "voxels per class, first keyframes")}
+    return {
+        "truth_bev_first_keyframes": markdown_image(
+            side_by_side(pictures), f"Occ3D truth, first keyframe of {shown} (BEV, +x up)"
+        ),
+        "truth_class_histogram": markdown_image(histogram_image(counts), "voxels per class, first keyframes"),
+    }

@@ -8,6 +8,7 @@ noticed when `dataset` runs again, as every job that builds labels does.
 
 A scene whose tables are broken (a missing calibration, ego pose or image record, found by
 `dataset`) or whose records file has gone is reported and left out; the other scenes go on."""
+
 from pathlib import Path
 
 import dagster as dg
@@ -18,9 +19,12 @@ from assets.versions import versioned
 from ops.storage.fingerprints import code_version
 
 
-@dg.asset(group_name="perception", kinds={"python"},
-          code_version=code_version("ops.storage.keyframe_files"),
-          description="Keyframes of every scene: images, calibration, ego poses, and an input fingerprint")
+@dg.asset(
+    group_name="perception",
+    kinds={"python"},
+    code_version=code_version("ops.storage.keyframe_files"),
+    description="Keyframes of every scene: images, calibration, ego poses, and an input fingerprint",
+)
 def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> dg.Output[FramesValue]:
     from ops.report import markdown_table
 
@@ -33,9 +37,15 @@ def frames(context: dg.AssetExecutionContext, dataset: DatasetValue) -> dg.Outpu
         scenes[s.name] = SceneFrames(s.split, s.fingerprint, s.keyframes_file, s.samples, s.images)
     rows = [[n, v.split, v.n_keyframes, v.images, f"`{v.fingerprint[:12]}`"] for n, v in scenes.items()]
     rows += [[n, f"failed: {e}", None, None, None] for n, e in failed.items()]
-    context.add_output_metadata(metadata({
-        "scenes": markdown_table(["scene", "split", "keyframes", "images", "input fingerprint"], rows),
-        "failed_scenes": len(failed), "keyframes": sum(v.n_keyframes for v in scenes.values())}))
+    context.add_output_metadata(
+        metadata(
+            {
+                "scenes": markdown_table(["scene", "split", "keyframes", "images", "input fingerprint"], rows),
+                "failed_scenes": len(failed),
+                "keyframes": sum(v.n_keyframes for v in scenes.values()),
+            }
+        )
+    )
     if not scenes:
         raise dg.Failure(f"no scene could be read: {failed}")
     return versioned(FramesValue(dataset.dataroot, scenes, failed))

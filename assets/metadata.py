@@ -1,5 +1,6 @@
 """Asset metadata from plain values: markdown (ops.report.Markdown: tables, pictures) renders as
 markdown in the UI, paths as paths, lists and dicts as JSON; numbers and text stay as they are."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,11 +5,16 @@ per-pixel confidence beside it where it gives one (`confidence`, uint8, at the s
 
 It is made by the `perception_maps` step together with `semantic_maps` (assets/perception_maps.py): both
 maps from one read of each image. Selected alone, the step makes this asset alone."""
+
 import dagster as dg
 
 from ops.storage.fingerprints import code_version
 
 METRIC_DEPTH = dg.AssetOut(
-    is_required=False, group_name="perception", kinds={"ray", "zarr"}, code_version=code_version("ops.perception.maps"),
+    is_required=False,
+    group_name="perception",
+    kinds={"ray", "zarr"},
+    code_version=code_version("ops.perception.maps"),
     description="Metric z-depth per pixel of every camera image, and the depth model's confidence in it "
-                "(Metric3Dv2 / Depth Anything V2 / DepthPro / ZoeDepth / simulated)")
+    "(Metric3Dv2 / Depth Anything V2 / DepthPro / ZoeDepth / simulated)",
+)

@@ -4,11 +4,16 @@ segmenter's per-pixel confidence beside it where it gives one (`confidence`, uin
 
 It is made by the `perception_maps` step together with `metric_depth` (assets/perception_maps.py): both
 maps from one read of each image. Selected alone, the step makes this asset alone."""
+
 import dagster as dg
 
 from ops.storage.fingerprints import code_version
 
 SEMANTIC_MAPS = dg.AssetOut(
-    is_required=False, group_name="perception", kinds={"ray", "zarr"}, code_version=code_version("ops.perception.maps"),
+    is_required=False,
+    group_name="perception",
+    kinds={"ray", "zarr"},
+    code_version=code_version("ops.perception.maps"),
     description="Occ3D class per pixel of every camera image, and the segmenter's confidence in it "
-                "(Grounded-SAM, SAM 3, or the demo's simulated one)")
+    "(Grounded-SAM, SAM 3, or the demo's simulated one)",
+)

@@ -10,6 +10,7 @@ and says what it holds; the large data (maps, labels, checkpoints) stays in the 
     easyocc_model  -> ModelValue       the newest checkpoint of the run and what it trained on
     easyocc_eval   -> EvalValue        the model's, its labels' and a baseline's Occ3D scores
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,18 +18,27 @@ from dataclasses import dataclass, field
 from ops.data.keyframes import KeyframeRecord
 from ops.storage.plan import StageResult
 
-__all__ = ["DatasetValue", "EvalValue", "ExportValue", "FramesValue", "ModelValue", "QualityValue", "SceneFrames",
-           "SceneInfo", "StageResult"]
+__all__ = [
+    "DatasetValue",
+    "EvalValue",
+    "ExportValue",
+    "FramesValue",
+    "ModelValue",
+    "QualityValue",
+    "SceneFrames",
+    "SceneInfo",
+    "StageResult",
+]
 
 
 @dataclass(frozen=True)
 class SceneInfo:
     name: str
     token: str
-    split: str              # "train", "val" or "other"
-    samples: int            # keyframes
+    split: str  # "train", "val" or "other"
+    samples: int  # keyframes
     images: int = 0
-    fingerprint: str = ""   # of its inputs (ops.storage.fingerprints.scene_inputs_fingerprint)
+    fingerprint: str = ""  # of its inputs (ops.storage.fingerprints.scene_inputs_fingerprint)
     keyframes_file: str = ""  # its keyframe records (ops/storage/keyframe_files.py)
 
 
@@ -36,10 +46,10 @@ class SceneInfo:
 class DatasetValue:
     dataroot: str
     version: str
-    gts_dir: str            # where Occ3D truth is read (may not exist)
-    demo_world: bool        # the data is a demo world (generated here, or a dataroot holding one)
+    gts_dir: str  # where Occ3D truth is read (may not exist)
+    demo_world: bool  # the data is a demo world (generated here, or a dataroot holding one)
     scenes: tuple[SceneInfo, ...] = ()
-    failed: dict[str, str] = field(default_factory=dict)     # scene -> why its tables could not be read
+    failed: dict[str, str] = field(default_factory=dict)  # scene -> why its tables could not be read
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,8 @@ class SceneFrames:
     (ops/storage/keyframe_files.py; read with `load()` where the scene is worked on)."""
 
     split: str
-    fingerprint: str        # of the tables' records and the files' sizes and times
-    keyframes_file: str     # <data dir>/frames/<scene>-<fingerprint>.json
+    fingerprint: str  # of the tables' records and the files' sizes and times
+    keyframes_file: str  # <data dir>/frames/<scene>-<fingerprint>.json
     n_keyframes: int
     images: int
 
@@ -63,7 +73,7 @@ class SceneFrames:
 class FramesValue:
     dataroot: str
     scenes: dict[str, SceneFrames] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)     # scene -> why its tables could not be read
+    failed: dict[str, str] = field(default_factory=dict)  # scene -> why its tables could not be read
 
     def keyframes(self, scenes) -> list[KeyframeRecord]:
         """The keyframe records of `scenes`, read from their files."""
@@ -81,10 +91,10 @@ class FramesValue:
 
 @dataclass(frozen=True)
 class QualityValue:
-    all: dict                                   # Occ3DAccumulator result over every frame with truth
+    all: dict  # Occ3DAccumulator result over every frame with truth
     scenes: dict[str, dict] = field(default_factory=dict)
     frames_without_truth: int = 0
-    rayiou: dict | None = None                  # ops.evaluation.rayiou.RayIoU result over the same frames
+    rayiou: dict | None = None  # ops.evaluation.rayiou.RayIoU result over the same frames
 
 
 @dataclass(frozen=True)
@@ -99,14 +109,14 @@ class ModelValue:
     run_dir: str
     train_scenes: tuple[str, ...]
     steps: int
-    labels: str             # "occ_labels" (the store) or an Occ3D-layout directory
+    labels: str  # "occ_labels" (the store) or an Occ3D-layout directory
 
 
 @dataclass(frozen=True)
 class EvalValue:
     scenes: tuple[str, ...]
     step: int
-    model: dict                                 # Occ3DAccumulator results
+    model: dict  # Occ3DAccumulator results
     labels: dict | None = None
     baseline: dict | None = None
     no_truth: int = 0

@@ -1,15 +1,16 @@
 """Dagster's versions from ours, so that the UI's "unsynced" means what it says.
 
-    code_version   of an asset: the hash of the project code its step runs (ops.storage.fingerprints:
-                   the named modules and everything of ops/ and kernels/ they import), the same hash
-                   that the per-scene fingerprints contain. A change in that code marks the asset
-                   unsynced; a change elsewhere does not.
-    data_version   of a materialization: a hash of what the value stands for, without timings. For a
-                   per-scene stage, the fingerprint of every stored scene (and the names of the failed
-                   ones): a re-run
-                   that skipped every scene as unchanged has the same data version, so nothing
-                   downstream turns unsynced; a rebuilt scene with new inputs changes it.
+code_version   of an asset: the hash of the project code its step runs (ops.storage.fingerprints:
+               the named modules and everything of ops/ and kernels/ they import), the same hash
+               that the per-scene fingerprints contain. A change in that code marks the asset
+               unsynced; a change elsewhere does not.
+data_version   of a materialization: a hash of what the value stands for, without timings. For a
+               per-scene stage, the fingerprint of every stored scene (and the names of the failed
+               ones): a re-run
+               that skipped every scene as unchanged has the same data version, so nothing
+               downstream turns unsynced; a rebuilt scene with new inputs changes it.
 """
+
 from __future__ import annotations
 
 import warnings

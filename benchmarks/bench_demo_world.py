@@ -1,7 +1,8 @@
 """Demo world: generation time, size on disk and self-consistency, for a config (default: the default).
 
-    python benchmarks/bench_demo_world.py [--keyframes 20] [--image-width 320 --image-height 180] [--keep DIR]
+python benchmarks/bench_demo_world.py [--keyframes 20] [--image-width 320 --image-height 180] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,10 @@ def main():
         nusc = NuScenes(version=cfg.version, dataroot=str(root), verbose=False)
         load_s = time.perf_counter() - t
         r = consistency_report(nusc, root)
-        print(f"demo world, {len(info['scenes'])} scenes x {cfg.keyframes} keyframes, 6 cameras at "
-              f"{cfg.image_width}x{cfg.image_height}, {os.cpu_count()} cores")
+        print(
+            f"demo world, {len(info['scenes'])} scenes x {cfg.keyframes} keyframes, 6 cameras at "
+            f"{cfg.image_width}x{cfg.image_height}, {os.cpu_count()} cores"
+        )
         print("| measure | value |\n|---|---|")
         print(f"| generation | {seconds:.1f} s |")
         print(f"| size on disk | {size / 2**20:.1f} MiB in {info['files'] + 14} files |")

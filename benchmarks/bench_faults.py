@@ -17,6 +17,7 @@ returns (planted in its truth file); a truncated JPEG read by a real depth netwo
 with random weights, so that pixels are decoded); an ego_pose record missing from the tables; a full
 disk (the data dir on a tmpfs too small for it; needs root to mount, skipped otherwise).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,27 @@ class Run:
         shutil.rmtree(base, ignore_errors=True)
         (base / "home").mkdir(parents=True)
         (base / "home" / "dagster.yaml").write_text(
-            "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n  managed_python_loggers:\n    - ops\n")
+            "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n  managed_python_loggers:\n    - ops\n"
+        )
         self.base, self.root, self.data = base, root, data or base / "data"
         self.env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_MODULE_NAME", "RAY_ADDRESS")}
-        self.env.update(DAGSTER_HOME=str(base / "home"), EASYOCC_DATA_DIR=str(self.data), EASYOCC_DATAROOT=str(root),
-                        **(extra or {}))
+        self.env.update(
+            DAGSTER_HOME=str(base / "home"),
+            EASYOCC_DATA_DIR=str(self.data),
+            EASYOCC_DATAROOT=str(root),
+            **(extra or {}),
+        )
 
     def start(self, *extra: str) -> subprocess.Popen:
-        return subprocess.Popen([DAGSTER, "asset", "materialize", "--select", SELECT, *extra], cwd=REPO, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        return subprocess.Popen(
+            [DAGSTER, "asset", "materialize", "--select", SELECT, *extra],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def __call__(self, *extra: str) -> tuple[int, str]:
         proc = self.start(*extra)
@@ -89,7 +102,9 @@ def redid(log: str) -> str:
     """What each stage computed, from its plan line ("N scene(s) to compute, M unchanged")."""
     parts = []
     for stage in STAGES:
-        m = re.findall(rf"{stage}: (\d+) scene\(s\) to compute(?: \((\d+) of them damaged[^)]*\))?, (\d+) unchanged", log)
+        m = re.findall(
+            rf"{stage}: (\d+) scene\(s\) to compute(?: \((\d+) of them damaged[^)]*\))?, (\d+) unchanged", log
+        )
         if m:
             todo, damaged, same = m[-1]
             parts.append(f"{stage} {todo}" + (f" ({damaged} damaged)" if damaged else "") + f", {same} kept")
@@ -104,7 +119,7 @@ def saw(rc: int, log: str, names: list[str] = ()) -> str:
     if len(first) > 260:
         first = first[:257] + "..."
     named = [n for n in names if n in log]
-    return f"exit {rc}" + (f"; \"{first}\"" if first else "") + (f"; names {', '.join(named)}" if named else "")
+    return f"exit {rc}" + (f'; "{first}"' if first else "") + (f"; names {', '.join(named)}" if named else "")
 
 
 def compare(after: dict, reference: dict, scene: str | None = None) -> str:
@@ -123,7 +138,7 @@ def compare(after: dict, reference: dict, scene: str | None = None) -> str:
 
 def world_copy(pristine: Path, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(pristine, dest)     # copy2: time stamps kept, so the fingerprints are the pristine's
+    shutil.copytree(pristine, dest)  # copy2: time stamps kept, so the fingerprints are the pristine's
     return dest
 
 
@@ -156,9 +171,16 @@ def concurrent(work: Path, pristine: Path, ref: dict) -> list[dict]:
     rc2, log2 = run("--config-json", FORCE)
     log1, _ = first.communicate(timeout=1200)
     waited = "waiting for host" in log1 + log2
-    return [row("two forced runs 2 s apart, one store", f"exit {first.returncode} and {rc2}; "
-                + ("the second waited, naming the first's host and pid" if waited else "no waiting seen"),
-                compare(digest(run), ref), "(both runs redid every scene: force)", compare(digest(run), ref))]
+    return [
+        row(
+            "two forced runs 2 s apart, one store",
+            f"exit {first.returncode} and {rc2}; "
+            + ("the second waited, naming the first's host and pid" if waited else "no waiting seen"),
+            compare(digest(run), ref),
+            "(both runs redid every scene: force)",
+            compare(digest(run), ref),
+        )
+    ]
 
 
 def kills(work: Path, pristine: Path, ref: dict) -> list[dict]:
@@ -177,23 +199,37 @@ def kills(work: Path, pristine: Path, ref: dict) -> list[dict]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         stored = {s: store.scenes(s) for s in STAGES}
-        time.sleep(10)          # a Ray worker outside the run's process group may still finish its task
+        time.sleep(10)  # a Ray worker outside the run's process group may still finish its task
         later = {s: store.scenes(s) for s in STAGES}
         whole = all(store.state(sc, st)[1] is None for st, scs in later.items() for sc in scs)
         rc, log = run()
-        counts = (lambda d: ", ".join(f"{s} {len(v)}" for s, v in d.items()))
-        rows.append(row(f"kill -9 of the run's process group once {stage} had stored 1 scene",
-                        f"killed; complete right after: {counts(stored)}"
-                        + ("" if later == stored else f"; 10 s later: {counts(later)}")
-                        + ("" if whole else " (some unreadable)"),
-                        "nothing stored complete was lost" if whole else "an unreadable stage", redid(log),
-                        f"exit {rc}; {compare(digest(run), ref)}"))
+        counts = lambda d: ", ".join(f"{s} {len(v)}" for s, v in d.items())
+        rows.append(
+            row(
+                f"kill -9 of the run's process group once {stage} had stored 1 scene",
+                f"killed; complete right after: {counts(stored)}"
+                + ("" if later == stored else f"; 10 s later: {counts(later)}")
+                + ("" if whole else " (some unreadable)"),
+                "nothing stored complete was lost" if whole else "an unreadable stage",
+                redid(log),
+                f"exit {rc}; {compare(digest(run), ref)}",
+            )
+        )
         print(markdown(rows[-1:]), file=sys.stderr, flush=True)
     return rows
 
 
-def data_fault(work: Path, pristine: Path, ref: dict, name: str, what: str, damage, rel: str, names: list[str],
-               extra: dict | None = None) -> dict:
+def data_fault(
+    work: Path,
+    pristine: Path,
+    ref: dict,
+    name: str,
+    what: str,
+    damage,
+    rel: str,
+    names: list[str],
+    extra: dict | None = None,
+) -> dict:
     """Damage `rel` of a copy of the world (damage(copy_path)), run, restore it, run again."""
     copy = world_copy(pristine, work / f"w-{name}")
     damage(copy / rel)
@@ -202,8 +238,13 @@ def data_fault(work: Path, pristine: Path, ref: dict, name: str, what: str, dama
     after_fault = digest(run)
     restore(pristine, copy, rel)
     rc2, log2 = run()
-    return row(what, saw(rc, log, names), compare(after_fault, ref, GOOD_SCENE), redid(log2),
-               f"exit {rc2}; {compare(digest(run), ref)}")
+    return row(
+        what,
+        saw(rc, log, names),
+        compare(after_fault, ref, GOOD_SCENE),
+        redid(log2),
+        f"exit {rc2}; {compare(digest(run), ref)}",
+    )
 
 
 def truncate(path: Path) -> None:
@@ -235,8 +276,16 @@ def table_fault(work: Path, pristine: Path, ref: dict) -> dict:
         records = json.loads(path.read_text())
         path.write_text(json.dumps([r for r in records if r["token"] != token]))
 
-    return data_fault(work, pristine, ref, "table", f"an ego_pose record of {BAD_SCENE} missing from the tables",
-                      damage, rel, [BAD_SCENE, token, "ego_pose"])
+    return data_fault(
+        work,
+        pristine,
+        ref,
+        "table",
+        f"an ego_pose record of {BAD_SCENE} missing from the tables",
+        damage,
+        rel,
+        [BAD_SCENE, token, "ego_pose"],
+    )
 
 
 def image_fault(work: Path, pristine: Path, rel_image: str) -> dict:
@@ -246,14 +295,25 @@ def image_fault(work: Path, pristine: Path, rel_image: str) -> dict:
     ckpt = work / "depth-anything-random"
     if not ckpt.exists():
         depth_model("depth_anything_v2").save_pretrained(ckpt)
-    extra = {"EASYOCC_DEPTH": "depth_anything_v2",
-             "EASYOCC_DEPTH_OPTIONS": json.dumps({"checkpoint": str(ckpt), "input_size": 126, "device": "cpu"})}
+    extra = {
+        "EASYOCC_DEPTH": "depth_anything_v2",
+        "EASYOCC_DEPTH_OPTIONS": json.dumps({"checkpoint": str(ckpt), "input_size": 126, "device": "cpu"}),
+    }
     ref_run = Run(work / "image-reference", world_copy(pristine, work / "w-image-reference"), extra)
     rc, log = ref_run()
     if rc != 0:
         raise SystemExit(f"the reference run with depth_anything_v2 failed:\n{log[-3000:]}")
-    return data_fault(work, pristine, digest(ref_run), "image", f"a truncated JPEG of {BAD_SCENE} (a depth network "
-                      "reads the pixels)", truncate, rel_image, [BAD_SCENE, rel_image], extra)
+    return data_fault(
+        work,
+        pristine,
+        digest(ref_run),
+        "image",
+        f"a truncated JPEG of {BAD_SCENE} (a depth network reads the pixels)",
+        truncate,
+        rel_image,
+        [BAD_SCENE, rel_image],
+        extra,
+    )
 
 
 def stored_results(run: Run, ref: dict) -> str:
@@ -262,11 +322,17 @@ def stored_results(run: Run, ref: dict) -> str:
 
     store, after = SceneStore(run.store), digest(run)
     done = [(sc, st) for st in STAGES for sc in store.scenes(st)] if run.store.is_dir() else []
-    bad = [f"{sc}/{st}" for sc, st in done
-           if {k: v for k, v in after.items() if f"/scenes/{sc}/{st}/" in k}
-           != {k: v for k, v in ref.items() if f"/scenes/{sc}/{st}/" in k}]
-    return (f"nothing: the {len(done)} complete stage results it holds equal the reference's" if not bad
-            else f"{len(bad)} of {len(done)} complete results differ: {', '.join(bad)}")
+    bad = [
+        f"{sc}/{st}"
+        for sc, st in done
+        if {k: v for k, v in after.items() if f"/scenes/{sc}/{st}/" in k}
+        != {k: v for k, v in ref.items() if f"/scenes/{sc}/{st}/" in k}
+    ]
+    return (
+        f"nothing: the {len(done)} complete stage results it holds equal the reference's"
+        if not bad
+        else f"{len(bad)} of {len(done)} complete results differ: {', '.join(bad)}"
+    )
 
 
 def full_disk(work: Path, pristine: Path, ref: dict, ref_bytes: int) -> dict:
@@ -282,9 +348,13 @@ def full_disk(work: Path, pristine: Path, ref: dict, ref_bytes: int) -> dict:
         kept = stored_results(run, ref)
         subprocess.run(["mount", "-o", f"remount,size={ref_bytes * 4}", str(mnt)], check=True)
         rc2, log2 = run()
-        return row(f"a full disk (the data dir on a {size // 1024} KiB tmpfs, half of what the run writes)",
-                   saw(rc, log, ["No space left on device"]), kept, redid(log2),
-                   f"exit {rc2} after the tmpfs grew; {compare(digest(run), ref)}")
+        return row(
+            f"a full disk (the data dir on a {size // 1024} KiB tmpfs, half of what the run writes)",
+            saw(rc, log, ["No space left on device"]),
+            kept,
+            redid(log2),
+            f"exit {rc2} after the tmpfs grew; {compare(digest(run), ref)}",
+        )
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -306,7 +376,7 @@ def main() -> None:
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
-    want = (lambda n: not only or n in only)
+    want = lambda n: not only or n in only
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
@@ -315,8 +385,10 @@ def main() -> None:
 
     pristine = work / "world"
     if not pristine.exists():
-        generate_demo_world(pristine, DemoWorldConfig(keyframes=4, image_width=160, image_height=90,
-                                                      lidar_azimuth_steps=540, lidar_mask_views=2))
+        generate_demo_world(
+            pristine,
+            DemoWorldConfig(keyframes=4, image_width=160, image_height=90, lidar_azimuth_steps=540, lidar_mask_views=2),
+        )
     ref_run = Run(work / "reference", world_copy(pristine, work / "w-reference"))
     rc, log = ref_run()
     if rc != 0:
@@ -328,16 +400,43 @@ def main() -> None:
     image = an_image(pristine, BAD_SCENE)
     truth_rel = str(truth_file(pristine, image).relative_to(pristine))
     rows = []
-    steps = [("concurrent", lambda: concurrent(work, pristine, ref)),
-             ("kill", lambda: kills(work, pristine, ref)),
-             ("truth", lambda: [data_fault(work, pristine, ref, "truth", f"a truncated truth file of {BAD_SCENE}",
-                                           truncate, truth_rel, [BAD_SCENE, truth_rel])]),
-             ("nan", lambda: [data_fault(work, pristine, ref, "nan", f"a NaN in a depth map of {BAD_SCENE} (the "
-                                         "simulated backend's, planted in its truth file)", plant_nan, truth_rel,
-                                         [BAD_SCENE, "NaN"])]),
-             ("image", lambda: [image_fault(work, pristine, image)]),
-             ("table", lambda: [table_fault(work, pristine, ref)]),
-             ("disk", lambda: [full_disk(work, pristine, ref, ref_bytes)])]
+    steps = [
+        ("concurrent", lambda: concurrent(work, pristine, ref)),
+        ("kill", lambda: kills(work, pristine, ref)),
+        (
+            "truth",
+            lambda: [
+                data_fault(
+                    work,
+                    pristine,
+                    ref,
+                    "truth",
+                    f"a truncated truth file of {BAD_SCENE}",
+                    truncate,
+                    truth_rel,
+                    [BAD_SCENE, truth_rel],
+                )
+            ],
+        ),
+        (
+            "nan",
+            lambda: [
+                data_fault(
+                    work,
+                    pristine,
+                    ref,
+                    "nan",
+                    f"a NaN in a depth map of {BAD_SCENE} (the simulated backend's, planted in its truth file)",
+                    plant_nan,
+                    truth_rel,
+                    [BAD_SCENE, "NaN"],
+                )
+            ],
+        ),
+        ("image", lambda: [image_fault(work, pristine, image)]),
+        ("table", lambda: [table_fault(work, pristine, ref)]),
+        ("disk", lambda: [full_disk(work, pristine, ref, ref_bytes)]),
+    ]
     for name, step in steps:
         if want(name):
             t = time.time()

@@ -15,6 +15,7 @@ The floor: reading fp16 depth + uint8 class once, 3 bytes a pixel, at the GPU's
 memory bandwidth; `input floor` is the same for what the vote kernel actually reads (lifted points,
 12 + 1 bytes each), since the lifted points are shared by the 14 labels that use them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,10 @@ def main():
     frames = []
     for k in range(args.keyframes):
         pose = make_transform(rot_z(0.6), (1500.0 + 3.0 * k * np.cos(0.6), 900.0 + 3.0 * k * np.sin(0.6), 0.0))
-        imgs = [ImageRecord(ch, f"{ch}/{k}.jpg", 10**6 + 5 * 10**5 * k, cam.width, cam.height, cam.K, cam.T_ego_cam, pose)
-                for ch, cam in rig.items()]
+        imgs = [
+            ImageRecord(ch, f"{ch}/{k}.jpg", 10**6 + 5 * 10**5 * k, cam.width, cam.height, cam.K, cam.T_ego_cam, pose)
+            for ch, cam in rig.items()
+        ]
         kf = KeyframeRecord("scene-synth", f"k{k}", 10**6 + 5 * 10**5 * k, pose, imgs)
         anchor = invert_transform(pose) if anchor is None else anchor
         frames.append(lift_keyframe(kf, [maps[img.channel] for img in imgs], anchor, cfg))
@@ -93,7 +96,9 @@ def main():
     n_rays = sum(len(o) for o, _ in rays)
 
     def votes(aggregate):
-        return lambda: sum(vote_counts_triton(f.points, f.classes, T, GRID, NUM_CLASSES, aggregate=aggregate) for f in frames)
+        return lambda: sum(
+            vote_counts_triton(f.points, f.classes, T, GRID, NUM_CLASSES, aggregate=aggregate) for f in frames
+        )
 
     def torch_votes():
         return sum(vote_counts_in_frame(f.points, f.classes, T) for f in frames)
@@ -110,14 +115,20 @@ def main():
     assert torch.equal(c_walk.long(), c_twalk.long()), "ray walk kernel and twin disagree"
     floor = pixels * 3 / (bw * 1e9)
     input_floor = points * 13 / (bw * 1e9)
-    print(f"{name}, {time.strftime('%Y-%m-%d')}, bandwidth {bw:.0f} GB/s; {args.keyframes} x 6 x {args.width}x{args.height} "
-          f"= {pixels / 1e6:.1f} M pixels, {points / 1e6:.1f} M lifted points (filling on), {n_rays / 1e6:.1f} M rays")
+    print(
+        f"{name}, {time.strftime('%Y-%m-%d')}, bandwidth {bw:.0f} GB/s; {args.keyframes} x 6 x {args.width}x{args.height} "
+        f"= {pixels / 1e6:.1f} M pixels, {points / 1e6:.1f} M lifted points (filling on), {n_rays / 1e6:.1f} M rays"
+    )
     print(f"floor (3 B/pixel): {floor * 1e3:.3f} ms; input floor (13 B/lifted point): {input_floor * 1e3:.3f} ms")
     print("| step, one label | time | x floor | x input floor |")
     print("|---|---|---|---|")
-    for label, t in [("vote kernel, run pre-aggregation", t_agg), ("vote kernel, one atomic per point", t_one),
-                     ("torch bincount on the device", t_torch), ("ray walk kernel (raycast free space)", t_walk),
-                     ("torch ray walk on the device (the kernel's twin)", t_twalk)]:
+    for label, t in [
+        ("vote kernel, run pre-aggregation", t_agg),
+        ("vote kernel, one atomic per point", t_one),
+        ("torch bincount on the device", t_torch),
+        ("ray walk kernel (raycast free space)", t_walk),
+        ("torch ray walk on the device (the kernel's twin)", t_twalk),
+    ]:
         print(f"| {label} | {t * 1e3:.3f} ms | {t / floor:.1f}x | {t / input_floor:.1f}x |")
 
 

@@ -7,6 +7,7 @@ baseline is the per-class boolean counting found in public evaluation scripts; a
 the masked `np.bincount` of the official Occ3D script, run once per mask. File reading is timed
 separately (it dominates a real split: 6,019 val frames).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,20 +100,32 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         for i, (pred, gt, cam, lid) in enumerate(frames):
-            save_npz(Path(tmp) / "gt" / "scene-x" / f"t{i:05d}" / "labels.npz", semantics=gt,
-                     mask_camera=cam.astype(np.uint8), mask_lidar=lid.astype(np.uint8))
+            save_npz(
+                Path(tmp) / "gt" / "scene-x" / f"t{i:05d}" / "labels.npz",
+                semantics=gt,
+                mask_camera=cam.astype(np.uint8),
+                mask_lidar=lid.astype(np.uint8),
+            )
             save_npz(Path(tmp) / "pred" / "scene-x" / f"t{i:05d}" / "labels.npz", semantics=pred)
         t_files = timed(score_directories, Path(tmp) / "pred", Path(tmp) / "gt")
     cpu = cpu_model()
-    print(f"Occ3D metrics, {args.frames} frames of 200x200x16 ({voxels / 1e6:.0f} M voxels), 3 masks, CPU: {cpu}, "
-          f"{__import__('os').cpu_count()} cores")
+    print(
+        f"Occ3D metrics, {args.frames} frames of 200x200x16 ({voxels / 1e6:.0f} M voxels), 3 masks, CPU: {cpu}, "
+        f"{__import__('os').cpu_count()} cores"
+    )
     print("| case | voxels/s (ours) | baseline | voxels/s (baseline) | ratio |")
     print("|---|---|---|---|---|")
-    print(f"| in memory | {voxels / t_ours / 1e6:.0f} M | per-class numpy loops | {voxels / t_naive / 1e6:.1f} M | {t_naive / t_ours:.1f}x |")
-    print(f"| in memory | {voxels / t_ours / 1e6:.0f} M | masked bincount per mask (Occ3D script) | {voxels / t_off / 1e6:.0f} M | {t_off / t_ours:.1f}x |")
+    print(
+        f"| in memory | {voxels / t_ours / 1e6:.0f} M | per-class numpy loops | {voxels / t_naive / 1e6:.1f} M | {t_naive / t_ours:.1f}x |"
+    )
+    print(
+        f"| in memory | {voxels / t_ours / 1e6:.0f} M | masked bincount per mask (Occ3D script) | {voxels / t_off / 1e6:.0f} M | {t_off / t_ours:.1f}x |"
+    )
     print(f"| from .npz files (score CLI, 4 threads) | {voxels / t_files / 1e6:.0f} M | | | |")
-    print(f"projected for the val split (6,019 frames): in memory {6019 * t_ours / args.frames:.1f} s, "
-          f"from files {6019 * t_files / args.frames:.1f} s")
+    print(
+        f"projected for the val split (6,019 frames): in memory {6019 * t_ours / args.frames:.1f} s, "
+        f"from files {6019 * t_files / args.frames:.1f} s"
+    )
 
 
 if __name__ == "__main__":

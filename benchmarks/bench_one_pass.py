@@ -17,6 +17,7 @@ Two cases:
 `--repeat` times into a fresh store (force); the table gives the best run (wall time includes starting
 the actor pools and loading the models, which a run pays once per pass).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: the random-weight models of tests/support
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # the repository: the random-weight models of tests/support
 
 
 def world(work: Path, name: str, **cfg) -> Path:
@@ -51,17 +54,28 @@ def random_checkpoints(work: Path) -> tuple:
         for obj, where in ((d, "gd"), (dp, "gd"), (s, "sam"), (sp, "sam")):
             obj.save_pretrained(path / where)
         depth_model("depth_anything_v2", "small").save_pretrained(path / "dav2")
-    return (BackendSpec("grounded_sam", {"detector": str(path / "gd"), "sam": str(path / "sam"), "box_threshold": 0.0,
-                                         "text_threshold": 0.0, "max_detections": 20, "nms_iou": None}),
-            BackendSpec("depth_anything_v2", {"checkpoint": str(path / "dav2"), "input_size": 168}))
+    return (
+        BackendSpec(
+            "grounded_sam",
+            {
+                "detector": str(path / "gd"),
+                "sam": str(path / "sam"),
+                "box_threshold": 0.0,
+                "text_threshold": 0.0,
+                "max_detections": 20,
+                "nms_iou": None,
+            },
+        ),
+        BackendSpec("depth_anything_v2", {"checkpoint": str(path / "dav2"), "input_size": 168}),
+    )
 
 
 def run(root: Path, store_path: Path, seg, dep, one_pass: bool, settings) -> tuple[float, int]:
     """Both maps of every scene into a fresh store; (seconds, images)."""
+    from ops.data.keyframes import scene_keyframes
     from ops.data.nuscenes import open_nuscenes
     from ops.perception.maps import DEPTH, SEMANTICS, MapStage, map_fingerprint, run_map_stages
     from ops.storage.keyframe_files import keyframes_path, write_keyframes
-    from ops.data.keyframes import scene_keyframes
     from ops.storage.map_encoding import DepthEncoding
     from ops.storage.plan import StagePlan
     from ops.storage.scene_store import SceneStore
@@ -77,8 +91,14 @@ def run(root: Path, store_path: Path, seg, dep, one_pass: bool, settings) -> tup
     store = SceneStore(store_path)
     stages = []
     for kind, spec, enc in ((SEMANTICS, seg, None), (DEPTH, dep, DepthEncoding("cm"))):
-        plan = StagePlan.make(store, kind.stage, files, fingerprint_of=lambda s, k=kind, sp=spec, e=enc: map_fingerprint(k, sp, s, e),
-                              items_of=lambda s: files[s][1], force=True)
+        plan = StagePlan.make(
+            store,
+            kind.stage,
+            files,
+            fingerprint_of=lambda s, k=kind, sp=spec, e=enc: map_fingerprint(k, sp, s, e),
+            items_of=lambda s: files[s][1],
+            force=True,
+        )
         stages.append(MapStage(kind, plan, spec, enc))
     quiet = lambda _: None  # noqa: E731
     start = time.perf_counter()
@@ -120,15 +140,24 @@ def main() -> None:
         cases.append(("demo world, simulated perception", "320 x 180", world(work, "demo", keyframes=20), sim, sim))
     if "real" in args.cases:
         seg, dep = random_checkpoints(work)
-        cases.append(("Grounded-SAM (tiny + base) + Depth Anything V2 (small), random weights, reduced inputs",
-                      "1600 x 900", world(work, "real-size", keyframes=2, image_width=1600, image_height=900), seg, dep))
+        cases.append(
+            (
+                "Grounded-SAM (tiny + base) + Depth Anything V2 (small), random weights, reduced inputs",
+                "1600 x 900",
+                world(work, "real-size", keyframes=2, image_width=1600, image_height=900),
+                seg,
+                dep,
+            )
+        )
     if args.decode_only:
         for name, size, root, _, _ in cases:
             ms, n = decode_ms(root)
             print(f"{name}: reading and decoding one JPEG at {size}: {ms:.1f} ms (mean of {n})")
         return
-    print(f"{platform.processor() or platform.machine()}, one local Ray, 1 actor per pass, 6 images per backend call; "
-          f"best of {args.repeat}")
+    print(
+        f"{platform.processor() or platform.machine()}, one local Ray, 1 actor per pass, 6 images per backend call; "
+        f"best of {args.repeat}"
+    )
     print("\n| case | images | two passes (s) | one pass (s) | pair images/s, two passes | one pass | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for name, size, root, seg, dep in cases:
@@ -136,13 +165,21 @@ def main() -> None:
         for one in (False, True) * args.repeat:
             t, n = run(root, work / "store" / "easyocc.zarr", seg, dep, one, settings)
             best[one] = min(best.get(one, float("inf")), t)
-            print(f"{name}: {'one pass' if one else 'two passes'} {t:.1f} s for {n} images", file=sys.stderr, flush=True)
-        print(f"| {name} | {n} at {size} | {best[False]:.1f} | {best[True]:.1f} | {n / best[False]:.2f} | "
-              f"{n / best[True]:.2f} | {best[False] / best[True]:.2f}x |", flush=True)
+            print(
+                f"{name}: {'one pass' if one else 'two passes'} {t:.1f} s for {n} images", file=sys.stderr, flush=True
+            )
+        print(
+            f"| {name} | {n} at {size} | {best[False]:.1f} | {best[True]:.1f} | {n / best[False]:.2f} | "
+            f"{n / best[True]:.2f} | {best[False] / best[True]:.2f}x |",
+            flush=True,
+        )
     for name, size, root, _, _ in cases:
         ms, n = decode_ms(root)
-        print(f"\nreading and decoding one JPEG at {size}: {ms:.1f} ms (mean of {n}); one pass does it once per "
-              f"image instead of twice", flush=True)
+        print(
+            f"\nreading and decoding one JPEG at {size}: {ms:.1f} ms (mean of {n}); one pass does it once per "
+            f"image instead of twice",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

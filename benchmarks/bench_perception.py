@@ -21,6 +21,7 @@ it the table says that it was not timed (so does a row whose model cannot be bui
 FILE` puts the table under a heading with the device (the GPU's name) and the date, and the command that
 made it, as the file's newest section (before its first `## ` heading).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: the random-weight models of tests/support
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1])
+)  # the repository: the random-weight models of tests/support
 
 from ops.perception import ImageBatch  # noqa: E402
 from ops.perception.grounded_sam import GroundedSAM, phrase_spans  # noqa: E402
@@ -44,9 +47,15 @@ from ops.perception.vocabulary import Vocabulary  # noqa: E402
 from tests.support.random_models import depth_model, grounding_dino, sam, sam3  # noqa: E402
 
 # the depth backends timed: (kind, size of the random model, input at --scale 1); tiny ones for --models test
-DEPTH = {"real": [("depth_anything_v2", "small", 518), ("depth_anything_v2", "large", 518),
-                  ("depth_pro", "real", 1536), ("zoedepth", "real", (384, 512))],
-         "test": [("depth_anything_v2", "test", 126), ("depth_pro", "test", 128), ("zoedepth", "test", (64, 96))]}
+DEPTH = {
+    "real": [
+        ("depth_anything_v2", "small", 518),
+        ("depth_anything_v2", "large", 518),
+        ("depth_pro", "real", 1536),
+        ("zoedepth", "real", (384, 512)),
+    ],
+    "test": [("depth_anything_v2", "test", 126), ("depth_pro", "test", 128), ("zoedepth", "test", (64, 96))],
+}
 HEADER = "| model | input | precision | mode | image-encoder passes/image | s/image | images/s | speed-up |"
 
 
@@ -66,8 +75,12 @@ def parse(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="auto", help="auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16")
     ap.add_argument("--scale", type=float, default=0.5, help="model input sizes times this (1 = the checkpoints')")
-    ap.add_argument("--models", default="real", choices=["real", "test"],
-                    help="real: the checkpoints' architectures; test: the tiny ones of the test suite")
+    ap.add_argument(
+        "--models",
+        default="real",
+        choices=["real", "test"],
+        help="real: the checkpoints' architectures; test: the tiny ones of the test suite",
+    )
     ap.add_argument("--detector", default="tiny", choices=["tiny", "base"])
     ap.add_argument("--sam", default="base", choices=["base", "large", "huge"])
     ap.add_argument("--images", type=int, default=1, help="images per batch")
@@ -84,7 +97,7 @@ def parse(argv=None):
 def main(argv=None) -> list[str]:
     """Run the benchmark; returns the table's lines (also printed, and appended to --results)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    with torch.no_grad():   # a context, not the global switch: a caller (the test suite) keeps its autograd
+    with torch.no_grad():  # a context, not the global switch: a caller (the test suite) keeps its autograd
         return _run(parse(argv), argv)
 
 
@@ -96,8 +109,11 @@ def _run(args, argv: list[str]) -> list[str]:
     imgs = [rng.integers(0, 256, (900, 1600, 3), dtype=np.uint8) for _ in range(args.images)]
     K = np.array([[1266.0, 0, 816], [0, 1266.0, 491], [0, 0, 1]])
     batch = ImageBatch([f"img{i}.jpg" for i in range(len(imgs))], [K] * len(imgs), imgs)
-    device = torch.cuda.get_device_name(dev) if dev.type == "cuda" else \
-        f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+    device = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+    )
     precision = _precision_name(args.precision, dev)
     rows: list[str] = []
 
@@ -134,7 +150,7 @@ def _precision_name(precision: str, dev: torch.device) -> str:
 
 def _depth_input(kind: str, base, scale: float):
     if kind == "depth_pro":
-        return base        # DepthPro's tiling needs its full input (384 / 0.25 for the real model)
+        return base  # DepthPro's tiling needs its full input (384 / 0.25 for the real model)
     if kind == "zoedepth":
         return tuple(int(round(s * scale / 32)) * 32 for s in base) if scale != 1 else base
     return int(round(base * scale / 14)) * 14
@@ -150,18 +166,31 @@ def _grounded_sam(args, batch, sync, common, precision, row, per_phrase: bool) -
         sam_side = int(round(1024 * args.scale / 16)) * 16
         sam_model, sam_proc = sam(args.sam, image_size=sam_side)
         size, name = f"{short}x{long_} / {sam_side}", f"grounding-dino-{args.detector} + sam-vit-{args.sam}"
-    seg = GroundedSAM(det, det_proc, sam_model, sam_proc, box_threshold=0.0, text_threshold=0.0, nms_iou=None,
-                      max_detections=args.boxes, **common)
+    seg = GroundedSAM(
+        det,
+        det_proc,
+        sam_model,
+        sam_proc,
+        box_threshold=0.0,
+        text_threshold=0.0,
+        nms_iou=None,
+        max_detections=args.boxes,
+        **common,
+    )
     vocab = Vocabulary.default()
     packed = timed(lambda: seg(batch), args.repeat, sync) / len(batch)
-    row(f"| {name} | {size} | {precision} | packed vocabulary ({len(vocab)} phrases) | {len(seg.chunks)} | {packed:.3f} | "
-        f"{1 / packed:.3f} | |")
+    row(
+        f"| {name} | {size} | {precision} | packed vocabulary ({len(vocab)} phrases) | {len(seg.chunks)} | {packed:.3f} | "
+        f"{1 / packed:.3f} | |"
+    )
     if per_phrase:
         seg.chunks = [[i] for i in range(len(vocab))]
         seg.queries = [phrase_spans(det_proc.tokenizer, vocab, c) for c in seg.chunks]
         per = timed(lambda: seg(batch), args.repeat, sync, warm_up=False) / len(batch)  # warm from above
-        row(f"| {name} | {size} | {precision} | one prompt per pass | {len(seg.chunks)} | {per:.3f} | {1 / per:.3f} | "
-            f"packed is {per / packed:.1f}x faster |")
+        row(
+            f"| {name} | {size} | {precision} | one prompt per pass | {len(seg.chunks)} | {per:.3f} | {1 / per:.3f} | "
+            f"packed is {per / packed:.1f}x faster |"
+        )
 
 
 def _sam3(args, batch, imgs, sync, common, precision, row, per_phrase: bool) -> None:
@@ -169,18 +198,22 @@ def _sam3(args, batch, imgs, sync, common, precision, row, per_phrase: bool) -> 
         model, tok = sam3("test")
         side, name = 56, "sam3 (test)"
     else:
-        side = max(336, int(round(1008 * args.scale / 336)) * 336)    # a multiple of 14 x its window of 24
+        side = max(336, int(round(1008 * args.scale / 336)) * 336)  # a multiple of 14 x its window of 24
         model, tok = sam3("real", image_size=side)
         name = "sam3 (facebook/sam3 architecture)"
     seg = Sam3Segmenter(model, tok, score_threshold=0.0, max_detections=args.boxes, prompts_per_pass=64, **common)
     n = len(seg.vocab)
     shared = timed(lambda: seg(batch), args.repeat, sync) / len(imgs)
-    row(f"| {name} | {side} | {precision} | one image encoding, {n} prompts in "
-        f"{-(-n * len(imgs) // seg.prompts_per_pass)} decoder pass(es) | 1 | {shared:.3f} | {1 / shared:.3f} | |")
+    row(
+        f"| {name} | {side} | {precision} | one image encoding, {n} prompts in "
+        f"{-(-n * len(imgs) // seg.prompts_per_pass)} decoder pass(es) | 1 | {shared:.3f} | {1 / shared:.3f} | |"
+    )
     if per_phrase:
         per = timed(lambda: sam3_per_prompt(seg, imgs), args.repeat, sync, warm_up=False) / len(imgs)
-        row(f"| {name} | {side} | {precision} | one prompt per pass (image encoded per prompt) | {n} | {per:.3f} | "
-            f"{1 / per:.3f} | shared encoding is {per / shared:.1f}x faster |")
+        row(
+            f"| {name} | {side} | {precision} | one prompt per pass (image encoded per prompt) | {n} | {per:.3f} | "
+            f"{1 / per:.3f} | shared encoding is {per / shared:.1f}x faster |"
+        )
 
 
 def _metric3d(args, batch, sync, common, precision, row) -> None:
@@ -195,11 +228,13 @@ def _metric3d(args, batch, sync, common, precision, row) -> None:
     side = tuple(int(round(s * args.scale / 14)) * 14 for s in INPUT_SIZE)
     try:
         if args.metric3d_weights:
-            est = build_metric3d(args.metric3d_variant, repo=args.metric3d_repo, weights=args.metric3d_weights,
-                                 input_size=side, **common)
-        else:   # the architecture with random weights: nothing is downloaded
-            model = torch.hub.load(args.metric3d_repo, f"metric3d_{args.metric3d_variant}", source="local",
-                                   pretrain=False, trust_repo=True)
+            est = build_metric3d(
+                args.metric3d_variant, repo=args.metric3d_repo, weights=args.metric3d_weights, input_size=side, **common
+            )
+        else:  # the architecture with random weights: nothing is downloaded
+            model = torch.hub.load(
+                args.metric3d_repo, f"metric3d_{args.metric3d_variant}", source="local", pretrain=False, trust_repo=True
+            )
             est = Metric3DDepth(model, input_size=side, **common)
         # random weights give NaN depth (seen on an H200): the adapter's compute is timed without the check
         run = (lambda: est(batch)) if args.metric3d_weights else (lambda: est.estimate_scored(batch))
@@ -215,13 +250,16 @@ def _append(path: Path, device: str, args, argv: list[str], rows: list[str]) -> 
     """The table under a heading with the device and the date, and the command that made it."""
     shown = [a for i, a in enumerate(argv) if not a.startswith("--results") and (i == 0 or argv[i - 1] != "--results")]
     command = " ".join(["python benchmarks/bench_perception.py", *map(shlex.quote, shown)])
-    text = (f"## Perception backends on {device} ({datetime.date.today().isoformat()})\n\n`{command}` "
-            f"(random weights at the {args.models} architectures, 1600 x 900 images, batch {args.images}, input "
-            f"scale {args.scale}; printed by the script)\n\n{HEADER}\n|---|---|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + "\n\n")
+    text = (
+        f"## Perception backends on {device} ({datetime.date.today().isoformat()})\n\n`{command}` "
+        f"(random weights at the {args.models} architectures, 1600 x 900 images, batch {args.images}, input "
+        f"scale {args.scale}; printed by the script)\n\n{HEADER}\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\n"
+    )
     old = path.read_text() if path.is_file() else ""
-    at = old.find("\n## ")   # the newest section first, after the file's introduction
-    path.write_text(old + "\n" + text if at < 0 else old[:at + 1] + text + old[at + 1:])
+    at = old.find("\n## ")  # the newest section first, after the file's introduction
+    path.write_text(old + "\n" + text if at < 0 else old[: at + 1] + text + old[at + 1 :])
 
 
 @torch.inference_mode()
@@ -233,9 +271,12 @@ def sam3_per_prompt(seg: Sam3Segmenter, images) -> None:
     for img in images:
         x = seg.pixels([img])
         for p in range(len(seg.vocab)):
-            text = seg.text[p:p + 1]
-            seg.model(pixel_values=x, text_embeds=BaseModelOutputWithPooling(last_hidden_state=text, pooler_output=text),
-                      attention_mask=seg.text_mask[p:p + 1])
+            text = seg.text[p : p + 1]
+            seg.model(
+                pixel_values=x,
+                text_embeds=BaseModelOutputWithPooling(last_hidden_state=text, pooler_output=text),
+                attention_mask=seg.text_mask[p : p + 1],
+            )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Each Dagster run starts from an empty store (a fresh temporary data dir), in-pro
 started locally with the given CPUs. `direct` = the simulated perception and `SceneFuser` called in one
 process on one scene, no Dagster, no Ray, no Zarr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-STAGES = ("dataset", "frames", "perception_maps", "occ_labels")   # perception_maps: both maps, one pass
+STAGES = ("dataset", "frames", "perception_maps", "occ_labels")  # perception_maps: both maps, one pass
 
 
 def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
@@ -33,9 +34,13 @@ def dagster_run(root: Path, scenes: list[str], cpus: int) -> dict:
     from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
-    res = {"nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root), scenes=scenes),
-           "perception": PerceptionResource(), "ray": RayResource(local_cpus=cpus), "storage": StorageResource(data_dir=str(tmp)),
-           "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "io"))}
+    res = {
+        "nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root), scenes=scenes),
+        "perception": PerceptionResource(),
+        "ray": RayResource(local_cpus=cpus),
+        "storage": StorageResource(data_dir=str(tmp)),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "io")),
+    }
     start = time.perf_counter()
     result = dg.materialize([dataset, frames, perception_maps, occ_labels], resources=res)
     wall = time.perf_counter() - start
@@ -81,12 +86,18 @@ def main():
         r = dagster_run(root, scenes, cpus)
         if len(scenes) == 1:
             one_scene[cpus] = r["wall"]
-        print(f"| dagster + ray | {len(scenes)} | {cpus} | " + " | ".join(f"{r.get(s, float('nan')):.1f}" for s in STAGES)
-              + f" | {r['wall']:.1f} |", flush=True)
+        print(
+            f"| dagster + ray | {len(scenes)} | {cpus} | "
+            + " | ".join(f"{r.get(s, float('nan')):.1f}" for s in STAGES)
+            + f" | {r['wall']:.1f} |",
+            flush=True,
+        )
     d = direct(root, names[0])
     print(f"| direct ops, one process | 1 | - | | | | | | {d:.1f} |")
     for cpus, wall in one_scene.items():
-        print(f"overhead of Dagster + Ray + Zarr on one scene with {cpus} Ray CPU(s): {wall - d:+.1f} s ({wall / d:.2f}x)")
+        print(
+            f"overhead of Dagster + Ray + Zarr on one scene with {cpus} Ray CPU(s): {wall - d:+.1f} s ({wall / d:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ lidar poses; projected to the 6,019 keyframes of Occ3D-nuScenes val.
 The prediction is the truth with 5 % of its occupied voxels moved one voxel along x (so that the
 rays of both volumes differ, as a model's would). The run is timed after one warm-up keyframe.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,19 +51,25 @@ def main() -> None:
         if len(frames) > args.frames:
             break
     acc = RayIoU(device=args.device)
-    acc.update(*frames[0])                     # warm-up
+    acc.update(*frames[0])  # warm-up
     start = time.perf_counter()
     for f in frames[1:]:
         acc.update(*f)
     per = (time.perf_counter() - start) / (len(frames) - 1)
     res = acc.result()
     origins = np.mean([len(f[2]) for f in frames[1:]])
-    print(f"RayIoU, {len(frames) - 1} keyframes of {args.dataroot} ({args.version}); device {args.device}; "
-          f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}\n")
-    print("| origins per keyframe | rays per keyframe (kept) | s per keyframe | projected 6,019 val keyframes | RayIoU (5 % moved) |")
+    print(
+        f"RayIoU, {len(frames) - 1} keyframes of {args.dataroot} ({args.version}); device {args.device}; "
+        f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}\n"
+    )
+    print(
+        "| origins per keyframe | rays per keyframe (kept) | s per keyframe | projected 6,019 val keyframes | RayIoU (5 % moved) |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| {origins:.1f} | {res['rays'] / res['frames']:,.0f} | {per:.2f} | {per * 6019 / 60:.0f} min | "
-          f"{100 * res['rayiou']:.1f} |")
+    print(
+        f"| {origins:.1f} | {res['rays'] / res['frames']:,.0f} | {per:.2f} | {per * 6019 / 60:.0f} min | "
+        f"{100 * res['rayiou']:.1f} |"
+    )
 
 
 if __name__ == "__main__":

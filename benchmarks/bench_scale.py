@@ -22,6 +22,7 @@ store (simulated `realistic` perception, default fusion, a local Ray on all CPUs
 Orchestration overhead per scene = (run wall - baseline wall) / N: Dagster, Ray and Zarr beyond the
 compute. The projection to 850 scenes is the line through the 10- and 100-scene runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
-STEPS = ("dataset", "frames", "perception_maps", "occ_labels")   # perception_maps: both maps, one pass
+STEPS = ("dataset", "frames", "perception_maps", "occ_labels")  # perception_maps: both maps, one pass
 
 
 def world(work: Path, n: int, keyframes: int, width: int, height: int) -> Path:
     from ops.demo_world.generate import DemoWorldConfig, generate_demo_world
 
     val = n // 5
-    cfg = DemoWorldConfig(version="v1.0-trainval", train_scenes=n - val, val_scenes=val, keyframes=keyframes,
-                          image_width=width, image_height=height, lidar_azimuth_steps=360, lidar_mask_views=1)
+    cfg = DemoWorldConfig(
+        version="v1.0-trainval",
+        train_scenes=n - val,
+        val_scenes=val,
+        keyframes=keyframes,
+        image_width=width,
+        image_height=height,
+        lidar_azimuth_steps=360,
+        lidar_mask_views=1,
+    )
     root = work / f"world-{n}-{keyframes}-{width}x{height}"
     start = time.time()
     generate_demo_world(root, cfg)
@@ -52,7 +61,7 @@ def world(work: Path, n: int, keyframes: int, width: int, height: int) -> Path:
     return root
 
 
-MEMORY = ("RssAnon", "RssFile", "RssShmem")   # the driver's resident memory, by kind (/proc/<pid>/status)
+MEMORY = ("RssAnon", "RssFile", "RssShmem")  # the driver's resident memory, by kind (/proc/<pid>/status)
 
 
 def _poll_memory(pid: int, out: dict, samples: list, stop: threading.Event) -> None:
@@ -77,13 +86,17 @@ def _memory_per_step(samples: list, spans: dict[str, tuple[float, float]]) -> di
     """The max of each kind of memory (MiB) over each step's span; "checks": over the asset checks' steps;
     "start" and "end": before the first step and after the last. A span without a sample (a step shorter
     than the polling interval) is left out."""
+
     def peak(t0, t1):
         got = [kib for t, kib in samples if t0 <= t < t1]
         return {k: max(g.get(k, 0) for g in got) / 1024 for k in MEMORY} if got else None
 
-    spans_all = {"start": (0, min((t0 for t0, _ in spans.values()), default=float("inf"))),
-                 **{k: spans[k] for k in STEPS if k in spans},
-                 "end": (max((t1 for _, t1 in spans.values()), default=0), float("inf")), "run": (0, float("inf"))}
+    spans_all = {
+        "start": (0, min((t0 for t0, _ in spans.values()), default=float("inf"))),
+        **{k: spans[k] for k in STEPS if k in spans},
+        "end": (max((t1 for _, t1 in spans.values()), default=0), float("inf")),
+        "run": (0, float("inf")),
+    }
     out = {k: peak(*v) for k, v in spans_all.items()}
     checks = [c for c in (peak(*v) for k, v in spans.items() if k not in STEPS) if c]
     if checks:
@@ -97,14 +110,25 @@ def pipeline_run(root: Path, base: Path) -> dict:
 
     shutil.rmtree(base, ignore_errors=True)
     (base / "home").mkdir(parents=True)
-    (base / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n")
+    (base / "home" / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_MODULE_NAME"}
-    env.update(DAGSTER_HOME=str(base / "home"), EASYOCC_DATA_DIR=str(base / "data"), EASYOCC_DATAROOT=str(root),
-               EASYOCC_VERSION="v1.0-trainval")
+    env.update(
+        DAGSTER_HOME=str(base / "home"),
+        EASYOCC_DATA_DIR=str(base / "data"),
+        EASYOCC_DATAROOT=str(root),
+        EASYOCC_VERSION="v1.0-trainval",
+    )
     log = open(base / "run.log", "w")
     start = time.perf_counter()
-    proc = subprocess.Popen([DAGSTER, "asset", "materialize", "--select", "*occ_labels"], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [DAGSTER, "asset", "materialize", "--select", "*occ_labels"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     mem, samples, stop = {}, [], threading.Event()
     poller = threading.Thread(target=_poll_memory, args=(proc.pid, mem, samples, stop), daemon=True)
     poller.start()
@@ -129,8 +153,13 @@ def pipeline_run(root: Path, base: Path) -> dict:
                 steps[ev.step_key] = rec.timestamp - begin[ev.step_key]
                 spans[ev.step_key] = (begin[ev.step_key], rec.timestamp)
     values = {p.stem: p.stat().st_size for p in (base / "data" / "dagster_storage").glob("*.json")}
-    return {"wall": wall, "steps": steps, "driver_peak_mib": mem.get("peak_kib", 0) / 1024, "values_bytes": values,
-            "memory_per_step": _memory_per_step(samples, spans)}
+    return {
+        "wall": wall,
+        "steps": steps,
+        "driver_peak_mib": mem.get("peak_kib", 0) / 1024,
+        "values_bytes": values,
+        "memory_per_step": _memory_per_step(samples, spans),
+    }
 
 
 def baseline(root: Path) -> float:
@@ -169,41 +198,65 @@ def main() -> None:
         run = pipeline_run(root, work / f"run-{n}")
         base = baseline(root)
         rows.append({"scenes": n, **run, "baseline": base, "overhead_per_scene": (run["wall"] - base) / n})
-        print(f"{n} scenes: run {run['wall']:.1f} s, baseline {base:.1f} s, driver {run['driver_peak_mib']:.0f} MiB",
-              file=sys.stderr, flush=True)
-    print("| scenes | labels | " + " | ".join(STEPS) + " | run wall (s) | baseline (s) | run / baseline | "
-          "overhead per scene (s) | driver peak (MiB) | frames.json (KiB) | other values (KiB) | "
-          "driver anon peak (MiB) | driver file peak (MiB) | driver shmem peak (MiB) |")
+        print(
+            f"{n} scenes: run {run['wall']:.1f} s, baseline {base:.1f} s, driver {run['driver_peak_mib']:.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        "| scenes | labels | " + " | ".join(STEPS) + " | run wall (s) | baseline (s) | run / baseline | "
+        "overhead per scene (s) | driver peak (MiB) | frames.json (KiB) | other values (KiB) | "
+        "driver anon peak (MiB) | driver file peak (MiB) | driver shmem peak (MiB) |"
+    )
     print("|---" * (len(STEPS) + 13) + "|")
     for r in rows:
         vals = r["values_bytes"]
-        print(f"| {r['scenes']} | {r['scenes'] * args.keyframes} | "
-              + " | ".join(f"{r['steps'].get(s, float('nan')):.1f}" for s in STEPS)
-              + f" | {r['wall']:.1f} | {r['baseline']:.1f} | {r['wall'] / r['baseline']:.2f} | "
-              f"{r['overhead_per_scene']:.2f} | {r['driver_peak_mib']:.0f} | {vals.get('frames', 0) / 1024:.0f} | "
-              f"{sum(v for k, v in vals.items() if k != 'frames') / 1024:.1f} | "
-              + " | ".join(f"{r['memory_per_step'].get('run', {}).get(k, float('nan')):.0f}" for k in MEMORY) + " |")
+        print(
+            f"| {r['scenes']} | {r['scenes'] * args.keyframes} | "
+            + " | ".join(f"{r['steps'].get(s, float('nan')):.1f}" for s in STEPS)
+            + f" | {r['wall']:.1f} | {r['baseline']:.1f} | {r['wall'] / r['baseline']:.2f} | "
+            f"{r['overhead_per_scene']:.2f} | {r['driver_peak_mib']:.0f} | {vals.get('frames', 0) / 1024:.0f} | "
+            f"{sum(v for k, v in vals.items() if k != 'frames') / 1024:.1f} | "
+            + " | ".join(f"{r['memory_per_step'].get('run', {}).get(k, float('nan')):.0f}" for k in MEMORY)
+            + " |"
+        )
     phases = [p for p in (*STEPS, "checks", "end") if any(p in r["memory_per_step"] for r in rows)]
     print("\nThe driver's memory per step, max over the step (MiB): RssAnon (private) / RssShmem (object store)\n")
     print("| scenes | " + " | ".join(phases) + " |")
     print("|---" * (len(phases) + 1) + "|")
     for r in rows:
         m = r["memory_per_step"]
-        print(f"| {r['scenes']} | " + " | ".join(f"{m[p]['RssAnon']:.0f} / {m[p]['RssShmem']:.0f}" if p in m else "-"
-                                                 for p in phases) + " |")
+        print(
+            f"| {r['scenes']} | "
+            + " | ".join(f"{m[p]['RssAnon']:.0f} / {m[p]['RssShmem']:.0f}" if p in m else "-" for p in phases)
+            + " |"
+        )
     if len(rows) >= 2:
         a, b = rows[-2], rows[-1]
         per = {k: (b[k] - a[k]) / (b["scenes"] - a["scenes"]) for k in ("wall", "baseline", "driver_peak_mib")}
-        kinds = {k: (b["memory_per_step"].get("run", {}).get(k, float("nan"))
-                     - a["memory_per_step"].get("run", {}).get(k, float("nan"))) / (b["scenes"] - a["scenes"]) for k in MEMORY}
-        frames_per = (b["values_bytes"].get("frames", 0) - a["values_bytes"].get("frames", 0)) / (b["scenes"] - a["scenes"])
-        print(f"\nper added scene (from {a['scenes']} to {b['scenes']}): run {per['wall']:.2f} s, baseline "
-              f"{per['baseline']:.2f} s, driver {per['driver_peak_mib']:.2f} MiB ("
-              + ", ".join(f"{k} {v:+.3f}" for k, v in kinds.items()) + f" MiB), frames.json {frames_per / 1024:.1f} KiB")
+        kinds = {
+            k: (
+                b["memory_per_step"].get("run", {}).get(k, float("nan"))
+                - a["memory_per_step"].get("run", {}).get(k, float("nan"))
+            )
+            / (b["scenes"] - a["scenes"])
+            for k in MEMORY
+        }
+        frames_per = (b["values_bytes"].get("frames", 0) - a["values_bytes"].get("frames", 0)) / (
+            b["scenes"] - a["scenes"]
+        )
+        print(
+            f"\nper added scene (from {a['scenes']} to {b['scenes']}): run {per['wall']:.2f} s, baseline "
+            f"{per['baseline']:.2f} s, driver {per['driver_peak_mib']:.2f} MiB ("
+            + ", ".join(f"{k} {v:+.3f}" for k, v in kinds.items())
+            + f" MiB), frames.json {frames_per / 1024:.1f} KiB"
+        )
         n = 850
-        print(f"projected to {n} scenes of this size: run {b['wall'] + per['wall'] * (n - b['scenes']):.0f} s, driver "
-              f"{b['driver_peak_mib'] + per['driver_peak_mib'] * (n - b['scenes']):.0f} MiB, frames.json "
-              f"{(b['values_bytes'].get('frames', 0) + frames_per * (n - b['scenes'])) / 2**20:.1f} MiB")
+        print(
+            f"projected to {n} scenes of this size: run {b['wall'] + per['wall'] * (n - b['scenes']):.0f} s, driver "
+            f"{b['driver_peak_mib'] + per['driver_peak_mib'] * (n - b['scenes']):.0f} MiB, frames.json "
+            f"{(b['values_bytes'].get('frames', 0) + frames_per * (n - b['scenes'])) / 2**20:.1f} MiB"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -18,6 +18,7 @@ all 640,000 voxels of each keyframe), and the mIoU-17 (camera mask) of each agai
 the worst case of a stride; the last two rows lift every 2nd pixel, as the fusion does at nuScenes'
 1600 px, where `cm` stores every 2nd pixel by default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,14 @@ def chunk_bytes(path: Path) -> int:
 def stored_bytes(maps: list[np.ndarray], dtype, compressors, root: Path, name: str) -> int:
     import zarr
 
-    arr = zarr.create_array(store=str(root / name), shape=(len(maps),) + maps[0].shape, chunks=(1,) + maps[0].shape,
-                            dtype=dtype, compressors=compressors, fill_value=0)
+    arr = zarr.create_array(
+        store=str(root / name),
+        shape=(len(maps),) + maps[0].shape,
+        chunks=(1,) + maps[0].shape,
+        dtype=dtype,
+        compressors=compressors,
+        fill_value=0,
+    )
     for i, m in enumerate(maps):
         arr[i] = m
     return chunk_bytes(root / name)
@@ -66,7 +73,9 @@ def main() -> None:
     h, w = im.height, im.width
     print(f"dataroot {args.dataroot} ({args.version}), images {w} x {h}; {platform.processor() or platform.machine()}")
     print("\n### Bytes per image\n")
-    print("| perception | map | stored as | bytes / image | bytes / pixel | x float32 | trainval keyframes at 1600 x 900 |")
+    print(
+        "| perception | map | stored as | bytes / image | bytes / pixel | x float32 | trainval keyframes at 1600 x 900 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for preset in args.presets.split(","):
         seen = simulated_perception(args.dataroot, preset)
@@ -79,27 +88,37 @@ def main() -> None:
                 depth_confs.append(dc)
             if len(depths) >= args.images:
                 break
-        depths, sems = depths[:args.images], sems[:args.images]
+        depths, sems = depths[: args.images], sems[: args.images]
         default = parse_depth_encoding("cm")
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             n = stored_bytes(sems, np.uint8, "auto", root, "sem") / len(sems)
-            print(f"| {preset} | classes | uint8, zstd | {n:,.0f} | {n / (h * w):.3f} | - | "
-                  f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |")
-            for what, confs, keep in (("class confidence", sem_confs[:args.images], lambda c: c),
-                                      ("depth confidence", depth_confs[:args.images], default.keep)):
+            print(
+                f"| {preset} | classes | uint8, zstd | {n:,.0f} | {n / (h * w):.3f} | - | "
+                f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |"
+            )
+            for what, confs, keep in (
+                ("class confidence", sem_confs[: args.images], lambda c: c),
+                ("depth confidence", depth_confs[: args.images], default.keep),
+            ):
                 n = stored_bytes([keep(c) for c in confs], np.uint8, "auto", root, what) / len(confs)
                 form = "uint8, zstd" + ("" if what.startswith("class") else f", stride of cm ({default.stride_for(w)})")
-                print(f"| {preset} | {what} | {form} | {n:,.0f} | {n / (h * w):.3f} | - | "
-                      f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |")
+                print(
+                    f"| {preset} | {what} | {form} | {n:,.0f} | {n / (h * w):.3f} | - | "
+                    f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |"
+                )
             base = None
             for form in FORMS:
                 enc = parse_depth_encoding(form)
-                n = stored_bytes([enc.encode(d) for d in depths], enc.dtype, enc.compressors(), root, form) / len(depths)
+                n = stored_bytes([enc.encode(d) for d in depths], enc.dtype, enc.compressors(), root, form) / len(
+                    depths
+                )
                 base = base or n
                 # per full-resolution pixel, so that a stride's saving shows
-                print(f"| {preset} | depth | {form} | {n:,.0f} | {n / (h * w):.3f} | {n / base:.2f} | "
-                      f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |")
+                print(
+                    f"| {preset} | depth | {form} | {n:,.0f} | {n / (h * w):.3f} | {n / base:.2f} | "
+                    f"{n / (h * w) * NUSCENES_PIXELS * TRAINVAL_IMAGES / 1e9:.1f} GB |"
+                )
     labels(args, nusc, kfs)
 
 
@@ -126,8 +145,10 @@ def labels(args, nusc, kfs) -> None:
         enc = parse_depth_encoding(form)
 
         def perception(kf, enc=enc):
-            return [(decode_depth(enc.encode(d), enc.attrs(d.shape[1]), d.shape), s, sc, dc)
-                    for d, s, sc, dc in cache[kf.token]]
+            return [
+                (decode_depth(enc.encode(d), enc.attrs(d.shape[1]), d.shape), s, sc, dc)
+                for d, s, sc, dc in cache[kf.token]
+            ]
 
         fuser = SceneFuser(kfs, perception, FusionConfig(stride=stride))
         out = [fuser.label(i) for i in range(n)]
@@ -143,8 +164,10 @@ def labels(args, nusc, kfs) -> None:
         observed = int((ref != 255).sum())
         miou = acc.result()["masks"]["camera"]["miou17"] if acc.frames else float("nan")
         lifts = "every pixel (auto at this width)" if stride is None else f"every {stride}nd pixel"
-        print(f"| {lifts} | {form} | {differ:,} of {sems.size:,} ({100 * differ / sems.size:.3f} %) | "
-              f"{100 * differ / max(observed, 1):.3f} % | {100 * miou:.2f} |")
+        print(
+            f"| {lifts} | {form} | {differ:,} of {sems.size:,} ({100 * differ / sems.size:.3f} %) | "
+            f"{100 * differ / max(observed, 1):.3f} % | {100 * miou:.2f} |"
+        )
 
 
 if __name__ == "__main__":

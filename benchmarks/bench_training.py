@@ -10,6 +10,7 @@ Each variant runs in its own process: the time is the mean of `steps` optimizer 
 (2) warm-up steps; memory is the peak GPU allocation (GPU) or the process's peak resident set (CPU, which includes
 the Python and library baseline, also printed). preset auto = paper on a GPU, tiny on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ def one(args) -> dict:
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     device = torch.device(args.device)
-    cfg = preset(args.preset, pretrained=None)      # random weights: the cost does not depend on them
+    cfg = preset(args.preset, pretrained=None)  # random weights: the cost does not depend on them
     nusc = open_nuscenes(args.dataroot, "v1.0-mini")
     kf = scene_keyframes(nusc, nusc.scene[0]["name"])[0]
     ds = OccDataset(args.dataroot, [kf], cfg.image_size, PseudoLabels.from_occ3d(Path(args.dataroot) / "gts"))
@@ -56,7 +57,7 @@ def one(args) -> dict:
     else:
         h, w = cfg.image_size
         depth, classes = [], []
-        for im in kf.images:   # the rendered truth's maps, resized (nearest) to the input: stand-ins for perception
+        for im in kf.images:  # the rendered truth's maps, resized (nearest) to the input: stand-ins for perception
             with np.load(Path(args.dataroot) / "truth" / (im.filename.rsplit(".", 1)[0] + ".npz")) as t:
                 ys = (np.arange(h) + 0.5) * t["depth"].shape[0] / h
                 xs = (np.arange(w) + 0.5) * t["depth"].shape[1] / w
@@ -69,7 +70,10 @@ def one(args) -> dict:
 
         def loss_of(logits):
             return loss_fn(logits, proj, d, c)["loss"]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
     def step():
         optim.zero_grad(set_to_none=True)
@@ -92,13 +96,26 @@ def one(args) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    out = {"loss": args.loss, "preset": args.preset, "device": str(device), "step_s": float(np.mean(times)),
-           "step_s_min": float(np.min(times)), "baseline_rss_mib": base_rss,
-           "peak_mib": (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    out = {
+        "loss": args.loss,
+        "preset": args.preset,
+        "device": str(device),
+        "step_s": float(np.mean(times)),
+        "step_s_min": float(np.min(times)),
+        "baseline_rss_mib": base_rss,
+        "peak_mib": (
+            torch.cuda.max_memory_allocated() / 2**20
+            if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ),
+    }
     if args.loss == "rendering":
         h, w = cfg.image_size
-        out["rays"] = 6 * len(range(args.ray_stride // 2, h, args.ray_stride)) * len(range(args.ray_stride // 2, w, args.ray_stride))
+        out["rays"] = (
+            6
+            * len(range(args.ray_stride // 2, h, args.ray_stride))
+            * len(range(args.ray_stride // 2, w, args.ray_stride))
+        )
     return out
 
 
@@ -111,7 +128,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--ray-stride", type=int, default=4)
     ap.add_argument("--samples", type=int, default=128)
-    ap.add_argument("--loss", default=None, help=argparse.SUPPRESS)   # internal: run one variant in this process
+    ap.add_argument("--loss", default=None, help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = ap.parse_args()
     import torch
 
@@ -124,22 +141,31 @@ def main():
         return
     rows = []
     for loss in ("3d", "rendering"):
-        cmd = [sys.executable, __file__, "--loss", loss] + [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                                                          if k != "loss"]
+        cmd = [sys.executable, __file__, "--loss", loss] + [
+            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k != "loss"
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         if out.returncode:
             sys.exit(f"{loss} failed:\n{out.stderr[-3000:]}")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     a, b = rows
-    print(f"preset {args.preset}, device {args.device}, one keyframe (6 cameras) per step, {args.steps} timed steps "
-          f"after {args.warmup} warm-up")
+    print(
+        f"preset {args.preset}, device {args.device}, one keyframe (6 cameras) per step, {args.steps} timed steps "
+        f"after {args.warmup} warm-up"
+    )
     print("| loss | rays x samples | step (s) | min (s) | peak memory (MiB) |")
     print("|---|---|---|---|---|")
     for r in rows:
         rays = f"{r['rays']:,} x {args.samples}" if "rays" in r else "-"
         print(f"| {r['loss']} | {rays} | {r['step_s']:.3f} | {r['step_s_min']:.3f} | {r['peak_mib']:.0f} |")
-    print(f"rendering / 3d: {b['step_s'] / a['step_s']:.2f}x the step time, {b['peak_mib'] / a['peak_mib']:.2f}x the peak memory"
-          + ("" if args.device.startswith("cuda") else f" (CPU peaks include a {a['baseline_rss_mib']:.0f} MiB process baseline)"))
+    print(
+        f"rendering / 3d: {b['step_s'] / a['step_s']:.2f}x the step time, {b['peak_mib'] / a['peak_mib']:.2f}x the peak memory"
+        + (
+            ""
+            if args.device.startswith("cuda")
+            else f" (CPU peaks include a {a['baseline_rss_mib']:.0f} MiB process baseline)"
+        )
+    )
 
 
 if __name__ == "__main__":

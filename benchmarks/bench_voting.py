@@ -12,6 +12,7 @@ label's ego frame, voxelise, majority vote.
   - Open3D: VoxelGrid.create_from_point_cloud_within_bounds (occupancy only, no classes: a floor
     for what a voxeliser costs, not a full equivalent).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,7 +78,8 @@ def open3d_voxels(T, p, c):
     e = to_ego_np(T, p).astype(np.float64)
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(e))
     return o3d.geometry.VoxelGrid.create_from_point_cloud_within_bounds(
-        pcd, GRID.voxel_size, np.asarray(GRID.lower, np.float64), np.asarray(GRID.upper, np.float64))
+        pcd, GRID.voxel_size, np.asarray(GRID.lower, np.float64), np.asarray(GRID.upper, np.float64)
+    )
 
 
 def ours(T, p, c, compiled=False):
@@ -106,12 +108,16 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     T = make_transform(rot_z(0.3), (-30.0, 12.0, 0.0))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "cpu")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "cpu"
+    )
     print(f"voting per label, CPU: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     t = time.perf_counter()
     ours_compiled(T, *map(torch.from_numpy, synth(1000, rng)))
     print(f"torch.compile of the key computation: {time.perf_counter() - t:.1f} s, once per process")
-    print("| size | points | ours (torch) | ours (compiled) | np.unique | ratio | np.add.at | ratio | Open3D voxel grid (no classes) | ratio |")
+    print(
+        "| size | points | ours (torch) | ours (compiled) | np.unique | ratio | np.add.at | ratio | Open3D voxel grid (no classes) | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.sizes.split(","):
         h, w = SIZES[name]
@@ -125,8 +131,11 @@ def main():
         t_add, sem_a = best_of(numpy_add_at, 1, T, p, c)
         t_o3d, _ = best_of(open3d_voxels, 1, T, p, c)
         agree = (sem.numpy() == sem_a).mean()
-        print(f"| {name} 14x6x{h}x{w} | {n / 1e6:.1f} M | {t_eager:.3f} s | {t_ours:.3f} s | {t_uni:.3f} s | {t_uni / t_ours:.1f}x | "
-              f"{t_add:.3f} s | {t_add / t_ours:.1f}x | {t_o3d:.3f} s | {t_o3d / t_ours:.1f}x |  (labels agree with np.add.at on {agree:.4%} of voxels)", flush=True)
+        print(
+            f"| {name} 14x6x{h}x{w} | {n / 1e6:.1f} M | {t_eager:.3f} s | {t_ours:.3f} s | {t_uni:.3f} s | {t_uni / t_ours:.1f}x | "
+            f"{t_add:.3f} s | {t_add / t_ours:.1f}x | {t_o3d:.3f} s | {t_o3d / t_ours:.1f}x |  (labels agree with np.add.at on {agree:.4%} of voxels)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

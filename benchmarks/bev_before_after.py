@@ -8,6 +8,7 @@ rule, p_miss 0.3, no consistency), the first part of 2026-12-07 (the surface rul
 default (the surface rule, the cross-view consistency and p_miss 0.1), each with its camera-mask IoU;
 a colour key on the right. The simulated perception of the preset is the same for every panel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,11 @@ def main():
         print(f"{name}: camera-mask IoU {100 * iou:.1f}")
         panels.append(titled(bev_image(label), f"{name}: IoU {100 * iou:.1f}"))
     key = legend_image(sorted(c for c in classes if c not in (FREE, UNOBSERVED)))
-    picture = titled(side_by_side(panels + [key]), f"simulated perception: {args.preset}; +x (forward) up, "
-                     "highest occupied voxel per column; camera-mask IoU of occupied voxels")
+    picture = titled(
+        side_by_side(panels + [key]),
+        f"simulated perception: {args.preset}; +x (forward) up, "
+        "highest occupied voxel per column; camera-mask IoU of occupied voxels",
+    )
     out = Path(args.out or f"benchmarks/figures/bev_before_after_{args.preset}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png_bytes(picture))

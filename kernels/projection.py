@@ -14,6 +14,7 @@ launched without fused multiply-adds, so both make the same decisions on voxels 
 exactly onto a pixel border (with a plain `/`, an H200 chose the neighbouring pixel for some: 2026-12-04).
 One read of the depth map per voxel: the cost does not depend on the image's resolution.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,20 +25,48 @@ import triton.language as tl
 
 @triton.jit
 def _project_kernel(
-    depth_ptr,     # *f32 (H, W) depth at the stride, 0 where unusable
-    conf_ptr,      # *f32 (H, W) confidence in [0, 1] (ignored unless HAS_CONF)
-    seen_ptr,      # *u8 (V,) out: 1 where the image saw through the voxel centre
-    miss_ptr,      # *f32 (V,) out: the miss weight (confidence, or 1), 0 where no miss
-    bw_ptr,        # *f32 (V,) out: the surface band's weight, 0 outside the band
-    bsdf_ptr,      # *f32 (V,) out: that weight x the signed distance d - z
-    cw_ptr,        # *f32 (V,) out: the truncated average's weight, 0 where d - z < -band(d)
-    csdf_ptr,      # *f32 (V,) out: that weight x min(d - z, band(d))
-    n_voxels, H, W,
-    r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2,  # grid -> camera
-    fx, skew, cx, fy, cy,       # intrinsics at the full image size
-    inv_stride, min_z, m0, m1,  # 1 / stride; nearest depth counted; margin(d) = m0 + m1 * d
-    b0, b1, s0, s1,             # band(d) = b0 + b1 * d; sigma(d) = s0 + s1 * d
-    lx, ly, lz, vs, Y, Z,       # grid lower corner, voxel size, shape (X is implied by n_voxels)
+    depth_ptr,  # *f32 (H, W) depth at the stride, 0 where unusable
+    conf_ptr,  # *f32 (H, W) confidence in [0, 1] (ignored unless HAS_CONF)
+    seen_ptr,  # *u8 (V,) out: 1 where the image saw through the voxel centre
+    miss_ptr,  # *f32 (V,) out: the miss weight (confidence, or 1), 0 where no miss
+    bw_ptr,  # *f32 (V,) out: the surface band's weight, 0 outside the band
+    bsdf_ptr,  # *f32 (V,) out: that weight x the signed distance d - z
+    cw_ptr,  # *f32 (V,) out: the truncated average's weight, 0 where d - z < -band(d)
+    csdf_ptr,  # *f32 (V,) out: that weight x min(d - z, band(d))
+    n_voxels,
+    H,
+    W,
+    r00,
+    r01,
+    r02,
+    r10,
+    r11,
+    r12,
+    r20,
+    r21,
+    r22,
+    t0,
+    t1,
+    t2,  # grid -> camera
+    fx,
+    skew,
+    cx,
+    fy,
+    cy,  # intrinsics at the full image size
+    inv_stride,
+    min_z,
+    m0,
+    m1,  # 1 / stride; nearest depth counted; margin(d) = m0 + m1 * d
+    b0,
+    b1,
+    s0,
+    s1,  # band(d) = b0 + b1 * d; sigma(d) = s0 + s1 * d
+    lx,
+    ly,
+    lz,
+    vs,
+    Y,
+    Z,  # grid lower corner, voxel size, shape (X is implied by n_voxels)
     HAS_CONF: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -80,8 +109,9 @@ def _project_kernel(
     hi = tl.maximum(tl.maximum(d00, d01), tl.maximum(d10, d11))
     smooth = usable & in4 & (lo > 0) & (hi - lo <= b0 + b1 * d)
     one = tl.full([BLOCK], 1.0, tl.float32)
-    inv = (tl.math.div_rn(one, d00) * (1 - fj) + tl.math.div_rn(one, d01) * fj) * (1 - fi) \
-        + (tl.math.div_rn(one, d10) * (1 - fj) + tl.math.div_rn(one, d11) * fj) * fi
+    inv = (tl.math.div_rn(one, d00) * (1 - fj) + tl.math.div_rn(one, d01) * fj) * (1 - fi) + (
+        tl.math.div_rn(one, d10) * (1 - fj) + tl.math.div_rn(one, d11) * fj
+    ) * fi
     d = tl.where(smooth, tl.math.div_rn(one, inv), d)
     half = b0 + b1 * d
     sdf = d - z
@@ -110,8 +140,18 @@ def _project_kernel(
     tl.store(csdf_ptr + vid, csdf, mask=valid)
 
 
-def project_image_triton(depth: torch.Tensor, confidence: torch.Tensor | None, T_cam_grid, K, stride: int, grid,
-                         margin, band, min_depth: float, block: int = 1024):
+def project_image_triton(
+    depth: torch.Tensor,
+    confidence: torch.Tensor | None,
+    T_cam_grid,
+    K,
+    stride: int,
+    grid,
+    margin,
+    band,
+    min_depth: float,
+    block: int = 1024,
+):
     """(seen (V,) bool, then (V,) float32 each: miss weight, band weight, band weight x signed distance,
     truncated weight, truncated weight x truncated signed distance; the fields of ops/fusion/projection.py's
     Projected) of every voxel of `grid` (lower, voxel_size, shape) for one image: depth (Hs, Ws)
@@ -122,8 +162,10 @@ def project_image_triton(depth: torch.Tensor, confidence: torch.Tensor | None, T
     if depth.ndim != 2 or depth.dtype != torch.float32:
         raise ValueError(f"depth must be (H, W) float32, got {tuple(depth.shape)} {depth.dtype}")
     if confidence is not None and (confidence.shape != depth.shape or confidence.dtype != torch.float32):
-        raise ValueError(f"confidence must be float32 of the depth's shape {tuple(depth.shape)}, got "
-                         f"{tuple(confidence.shape)} {confidence.dtype}")
+        raise ValueError(
+            f"confidence must be float32 of the depth's shape {tuple(depth.shape)}, got "
+            f"{tuple(confidence.shape)} {confidence.dtype}"
+        )
     V = grid.shape[0] * grid.shape[1] * grid.shape[2]
     seen = torch.empty(V, dtype=torch.uint8, device=depth.device)
     miss = torch.empty(V, dtype=torch.float32, device=depth.device)
@@ -140,10 +182,35 @@ def project_image_triton(depth: torch.Tensor, confidence: torch.Tensor | None, T
     depth = depth.contiguous()
     conf = depth if confidence is None else confidence.contiguous()
     _project_kernel[(triton.cdiv(V, block),)](
-        depth, conf, seen, miss, bw, bsdf, cw, csdf, V, H, W,
-        *[float(v) for v in T[:3, :3].flatten()], *[float(v) for v in T[:3, 3]],
-        float(Kf[0, 0]), float(Kf[0, 1]), float(Kf[0, 2]), float(Kf[1, 1]), float(Kf[1, 2]),
-        f32(1.0 / stride), float(min_depth), m0, m1, *band.coefficients(),
-        *[f32(v) for v in grid.lower], f32(grid.voxel_size), grid.shape[1], grid.shape[2],
-        HAS_CONF=confidence is not None, BLOCK=block, enable_fp_fusion=False)
+        depth,
+        conf,
+        seen,
+        miss,
+        bw,
+        bsdf,
+        cw,
+        csdf,
+        V,
+        H,
+        W,
+        *[float(v) for v in T[:3, :3].flatten()],
+        *[float(v) for v in T[:3, 3]],
+        float(Kf[0, 0]),
+        float(Kf[0, 1]),
+        float(Kf[0, 2]),
+        float(Kf[1, 1]),
+        float(Kf[1, 2]),
+        f32(1.0 / stride),
+        float(min_depth),
+        m0,
+        m1,
+        *band.coefficients(),
+        *[f32(v) for v in grid.lower],
+        f32(grid.voxel_size),
+        grid.shape[1],
+        grid.shape[2],
+        HAS_CONF=confidence is not None,
+        BLOCK=block,
+        enable_fp_fusion=False,
+    )
     return seen.bool(), miss, bw, bsdf, cw, csdf

@@ -9,6 +9,7 @@ and no fused multiply-adds (enable_fp_fusion=False): with either, an H200 put 5 
 voxel off where they cross a plane exactly (2026-12-04); the interpreter rounds every operation anyway.
 Lanes of a block loop to the longest ray's crossing count, masked beyond their own.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,7 @@ def _flat(ix, iy, iz, X, Y, Z):
 
 
 @triton.jit
-def _walk_axis(counts_ptr, active, end_id, g0x, g0y, g0z, dx, dy, dz, a_k, b_k, g0k, dk,
-               AXIS: tl.constexpr, X, Y, Z):
+def _walk_axis(counts_ptr, active, end_id, g0x, g0y, g0z, dx, dy, dz, a_k, b_k, g0k, dk, AXIS: tl.constexpr, X, Y, Z):
     first, n, step = _axis_first_count(a_k, b_k, dk)
     n = tl.where(active, n, 0.0)
     n_max = tl.max(n, axis=0).to(tl.int32)
@@ -66,13 +66,17 @@ def _walk_axis(counts_ptr, active, end_id, g0x, g0y, g0z, dx, dy, dz, a_k, b_k, 
 
 @triton.jit
 def _raywalk_kernel(
-    origins_ptr,   # *f32 (R, 3) segment starts, grid frame (metres)
-    ends_ptr,      # *f32 (R, 3) segment ends
-    counts_ptr,    # *i32 (X*Y*Z,) free-crossing counters, zeroed by the launcher
+    origins_ptr,  # *f32 (R, 3) segment starts, grid frame (metres)
+    ends_ptr,  # *f32 (R, 3) segment ends
+    counts_ptr,  # *i32 (X*Y*Z,) free-crossing counters, zeroed by the launcher
     n_rays,
-    lx, ly, lz,    # grid lower corner (metres)
-    vs,            # voxel size (metres)
-    X, Y, Z,       # grid shape
+    lx,
+    ly,
+    lz,  # grid lower corner (metres)
+    vs,  # voxel size (metres)
+    X,
+    Y,
+    Z,  # grid shape
     BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -132,6 +136,14 @@ def free_crossings_triton(origins: torch.Tensor, ends: torch.Tensor, grid, block
     n = origins.shape[0]
     if n:
         _raywalk_kernel[(triton.cdiv(n, block),)](
-            origins.contiguous(), ends.contiguous(), counts, n, *map(float, grid.lower), float(grid.voxel_size),
-            *grid.shape, BLOCK=block, enable_fp_fusion=False)
+            origins.contiguous(),
+            ends.contiguous(),
+            counts,
+            n,
+            *map(float, grid.lower),
+            float(grid.voxel_size),
+            *grid.shape,
+            BLOCK=block,
+            enable_fp_fusion=False,
+        )
     return counts

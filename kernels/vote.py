@@ -15,6 +15,7 @@ start of each run, and only the last lane of a run issues one atomic carrying th
 A block of identical keys costs one atomic instead of BLOCK. Counts are integers, so the result is
 exactly the twin's whatever the order of the atomics.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,32 @@ import triton.language as tl
 
 
 @triton.jit
-def _key(points_ptr, classes_ptr, idx, n_points,
-         r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2, lx, ly, lz, vs, X, Y, Z, C: tl.constexpr):
+def _key(
+    points_ptr,
+    classes_ptr,
+    idx,
+    n_points,
+    r00,
+    r01,
+    r02,
+    r10,
+    r11,
+    r12,
+    r20,
+    r21,
+    r22,
+    t0,
+    t1,
+    t2,
+    lx,
+    ly,
+    lz,
+    vs,
+    X,
+    Y,
+    Z,
+    C: tl.constexpr,
+):
     """Flat key (voxel * C + class) of the points at idx, or -1 outside the grid / the input."""
     m = (idx >= 0) & (idx < n_points)
     px = tl.load(points_ptr + idx * 3 + 0, mask=m, other=0.0)
@@ -48,28 +73,114 @@ def _max(a, b):
 
 @triton.jit
 def _vote_kernel(
-    points_ptr,    # *f32 (N, 3) points in the source frame, row-major
-    classes_ptr,   # *u8 (N,) Occ3D class per point
-    counts_ptr,    # *i32 (X*Y*Z*C,) vote counters, zeroed by the launcher
-    n_points,      # number of points
-    r00, r01, r02, r10, r11, r12, r20, r21, r22,  # rotation source -> ego (f32 scalars)
-    t0, t1, t2,    # translation source -> ego (metres)
-    lx, ly, lz,    # grid lower corner (metres)
-    vs,            # voxel size (metres)
-    X, Y, Z,       # grid shape
-    C: tl.constexpr,      # classes per voxel (18)
+    points_ptr,  # *f32 (N, 3) points in the source frame, row-major
+    classes_ptr,  # *u8 (N,) Occ3D class per point
+    counts_ptr,  # *i32 (X*Y*Z*C,) vote counters, zeroed by the launcher
+    n_points,  # number of points
+    r00,
+    r01,
+    r02,
+    r10,
+    r11,
+    r12,
+    r20,
+    r21,
+    r22,  # rotation source -> ego (f32 scalars)
+    t0,
+    t1,
+    t2,  # translation source -> ego (metres)
+    lx,
+    ly,
+    lz,  # grid lower corner (metres)
+    vs,  # voxel size (metres)
+    X,
+    Y,
+    Z,  # grid shape
+    C: tl.constexpr,  # classes per voxel (18)
     BLOCK: tl.constexpr,  # points per program
     AGGREGATE: tl.constexpr,  # pre-aggregate runs of equal keys (one atomic per run)
 ):
     lane = tl.arange(0, BLOCK)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + lane
-    key = _key(points_ptr, classes_ptr, offs, n_points, r00, r01, r02, r10, r11, r12, r20, r21, r22,
-               t0, t1, t2, lx, ly, lz, vs, X, Y, Z, C)
+    key = _key(
+        points_ptr,
+        classes_ptr,
+        offs,
+        n_points,
+        r00,
+        r01,
+        r02,
+        r10,
+        r11,
+        r12,
+        r20,
+        r21,
+        r22,
+        t0,
+        t1,
+        t2,
+        lx,
+        ly,
+        lz,
+        vs,
+        X,
+        Y,
+        Z,
+        C,
+    )
     if AGGREGATE:
-        prev = _key(points_ptr, classes_ptr, offs - 1, n_points, r00, r01, r02, r10, r11, r12, r20, r21, r22,
-                    t0, t1, t2, lx, ly, lz, vs, X, Y, Z, C)
-        nxt = _key(points_ptr, classes_ptr, offs + 1, n_points, r00, r01, r02, r10, r11, r12, r20, r21, r22,
-                   t0, t1, t2, lx, ly, lz, vs, X, Y, Z, C)
+        prev = _key(
+            points_ptr,
+            classes_ptr,
+            offs - 1,
+            n_points,
+            r00,
+            r01,
+            r02,
+            r10,
+            r11,
+            r12,
+            r20,
+            r21,
+            r22,
+            t0,
+            t1,
+            t2,
+            lx,
+            ly,
+            lz,
+            vs,
+            X,
+            Y,
+            Z,
+            C,
+        )
+        nxt = _key(
+            points_ptr,
+            classes_ptr,
+            offs + 1,
+            n_points,
+            r00,
+            r01,
+            r02,
+            r10,
+            r11,
+            r12,
+            r20,
+            r21,
+            r22,
+            t0,
+            t1,
+            t2,
+            lx,
+            ly,
+            lz,
+            vs,
+            X,
+            Y,
+            Z,
+            C,
+        )
         head = (lane == 0) | (key != prev)
         tail = (lane == BLOCK - 1) | (key != nxt)
         start = tl.associative_scan(tl.where(head, lane, 0), 0, _max)  # lane where this run began
@@ -79,8 +190,15 @@ def _vote_kernel(
         tl.atomic_add(counts_ptr + key, 1, mask=key >= 0)
 
 
-def vote_counts_triton(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid, num_classes: int,
-                       block: int = 1024, aggregate: bool = True) -> torch.Tensor:
+def vote_counts_triton(
+    points: torch.Tensor,
+    classes: torch.Tensor,
+    T_ego_src,
+    grid,
+    num_classes: int,
+    block: int = 1024,
+    aggregate: bool = True,
+) -> torch.Tensor:
     """(V, num_classes) int32 votes of points (N, 3) float32 moved by T_ego_src (4x4) into the grid frame;
     classes >= num_classes are ignored. `grid` has `lower` (3 metres), `voxel_size` and `shape` (X, Y, Z).
 
@@ -97,7 +215,18 @@ def vote_counts_triton(points: torch.Tensor, classes: torch.Tensor, T_ego_src, g
         R = [float(v) for v in torch.as_tensor(T_ego_src, dtype=torch.float32)[:3, :3].flatten()]
         t = [float(v) for v in torch.as_tensor(T_ego_src, dtype=torch.float32)[:3, 3]]
         _vote_kernel[(triton.cdiv(n, block),)](
-            points.contiguous(), classes.contiguous(), counts, n, *R, *t, *map(float, grid.lower),
-            float(grid.voxel_size), *grid.shape, C=num_classes, BLOCK=block, AGGREGATE=aggregate,
-            enable_fp_fusion=False)
+            points.contiguous(),
+            classes.contiguous(),
+            counts,
+            n,
+            *R,
+            *t,
+            *map(float, grid.lower),
+            float(grid.voxel_size),
+            *grid.shape,
+            C=num_classes,
+            BLOCK=block,
+            AGGREGATE=aggregate,
+            enable_fp_fusion=False,
+        )
     return counts.view(voxels, num_classes)

@@ -10,6 +10,7 @@ a checkpoint is written, where a run stops): `fingerprint_fields(cfg)` leaves it
 never rebuilds anything. The Dagster run configs are generated from these dataclasses
 (`pipelines/run_config.py`), with each field's doc as its description in the UI.
 """
+
 from __future__ import annotations
 
 import dataclasses

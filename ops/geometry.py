@@ -5,6 +5,7 @@ nuScenes stores them. Camera frame: x right, y down, z forward. Pixel (u, v) of 
 centre at image coordinates (u, v), so lifting uses ``K^-1 [u, v, 1]``.
 All arithmetic is float64: global nuScenes coordinates are kilometres from the origin.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,11 +17,13 @@ def quaternion_to_matrix(q) -> np.ndarray:
     if q.shape != (4,) or not np.all(np.isfinite(q)) or np.linalg.norm(q) < 1e-12:
         raise ValueError(f"expected a finite non-zero quaternion (w, x, y, z), got {q!r}")
     w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def matrix_to_quaternion(R) -> np.ndarray:
@@ -97,7 +100,7 @@ def rotate_vectors(R: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v[:, 0:1] * R[:, 0] + v[:, 1:2] * R[:, 1] + v[:, 2:3] * R[:, 2]
 
 
-AUTO_PIXEL_WIDTH = 800   # the automatic pixel stride keeps at most this many pixels of a row
+AUTO_PIXEL_WIDTH = 800  # the automatic pixel stride keeps at most this many pixels of a row
 
 
 def auto_pixel_stride(width: int) -> int:
@@ -133,7 +136,10 @@ def check_rigid(T, field: str, name: str = "") -> np.ndarray:
     if T.shape != (4, 4) or not np.all(np.isfinite(T)):
         raise ValueError(f"{where}{field} must be a finite 4x4 matrix")
     R = T[:3, :3]
-    if (np.abs(R.T @ R - np.eye(3)).max() > 1e-5 or abs(np.linalg.det(R) - 1) > 1e-5
-            or np.abs(T[3] - [0, 0, 0, 1]).max() > 1e-9):
+    if (
+        np.abs(R.T @ R - np.eye(3)).max() > 1e-5
+        or abs(np.linalg.det(R) - 1) > 1e-5
+        or np.abs(T[3] - [0, 0, 0, 1]).max() > 1e-9
+    ):
         raise ValueError(f"{where}{field} is not a rigid transform (rotation not orthonormal or last row not 0 0 0 1)")
     return T

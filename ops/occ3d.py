@@ -5,6 +5,7 @@ Volumes are (200, 200, 16) arrays indexed [x, y, z] in the ego frame of a keyfra
 sample_data; voxel (i, j, k) has its centre at ``GRID.lower + (ijk + 0.5) * GRID.voxel_size``.
 Pure numpy: importing this module is cheap.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +13,24 @@ from dataclasses import dataclass
 import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = (
-    "others", "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle",
-    "pedestrian", "traffic_cone", "trailer", "truck", "driveable_surface", "other_flat",
-    "sidewalk", "terrain", "manmade", "vegetation", "free",
+    "others",
+    "barrier",
+    "bicycle",
+    "bus",
+    "car",
+    "construction_vehicle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "trailer",
+    "truck",
+    "driveable_surface",
+    "other_flat",
+    "sidewalk",
+    "terrain",
+    "manmade",
+    "vegetation",
+    "free",
 )
 NUM_CLASSES = 18
 FREE = 17
@@ -23,8 +39,12 @@ LABELS_FILE = "labels.npz"  # Occ3D's per-frame file: <dir>/<scene name>/<sample
 CLASS_ID = {name: i for i, name in enumerate(CLASS_NAMES)}
 
 # Classes that move (docs/method.md, "Temporal densification"): dropped from past and future keyframes.
-MOVABLE_CLASSES: tuple[int, ...] = tuple(sorted(CLASS_ID[n] for n in (
-    "car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "bicycle", "pedestrian")))
+MOVABLE_CLASSES: tuple[int, ...] = tuple(
+    sorted(
+        CLASS_ID[n]
+        for n in ("car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "bicycle", "pedestrian")
+    )
+)
 
 # Objects (barrier .. truck: countable things) and surfaces (driveable_surface .. vegetation). `others` is neither.
 OBJECT_CLASSES: tuple[int, ...] = tuple(range(CLASS_ID["barrier"], CLASS_ID["truck"] + 1))
@@ -34,11 +54,29 @@ SURFACE_CLASSES: tuple[int, ...] = tuple(range(CLASS_ID["driveable_surface"], CL
 MIOU15_CLASSES: tuple[int, ...] = tuple(c for c in range(17) if c not in (CLASS_ID["others"], CLASS_ID["other_flat"]))
 
 # Colours for pictures (BEV maps, legends); RGB uint8.
-CLASS_COLORS = np.array([
-    [0, 0, 0], [255, 120, 50], [255, 192, 203], [255, 255, 0], [0, 150, 245], [0, 255, 255],
-    [200, 180, 0], [255, 0, 0], [255, 240, 150], [135, 60, 0], [160, 32, 240], [255, 0, 255],
-    [139, 137, 137], [75, 0, 75], [150, 240, 80], [230, 230, 250], [0, 175, 0], [255, 255, 255],
-], dtype=np.uint8)
+CLASS_COLORS = np.array(
+    [
+        [0, 0, 0],
+        [255, 120, 50],
+        [255, 192, 203],
+        [255, 255, 0],
+        [0, 150, 245],
+        [0, 255, 255],
+        [200, 180, 0],
+        [255, 0, 0],
+        [255, 240, 150],
+        [135, 60, 0],
+        [160, 32, 240],
+        [255, 0, 255],
+        [139, 137, 137],
+        [75, 0, 75],
+        [150, 240, 80],
+        [230, 230, 250],
+        [0, 175, 0],
+        [255, 255, 255],
+    ],
+    dtype=np.uint8,
+)
 
 
 @dataclass(frozen=True)
@@ -86,8 +124,12 @@ def as_occ3d_semantics(semantics: np.ndarray) -> np.ndarray:
 def label_problems(semantics: np.ndarray, mask_camera: np.ndarray) -> list[str]:
     """What is wrong with one of our labels (empty when nothing): it must be (200, 200, 16) uint8 with
     classes 0-17 or 255, with a bool camera mask of the same shape, and hold at least one occupied voxel."""
-    if (semantics.shape != GRID.shape or semantics.dtype != np.uint8 or mask_camera.shape != GRID.shape
-            or mask_camera.dtype != bool):
+    if (
+        semantics.shape != GRID.shape
+        or semantics.dtype != np.uint8
+        or mask_camera.shape != GRID.shape
+        or mask_camera.dtype != bool
+    ):
         return [f"semantics {semantics.shape} {semantics.dtype}, mask {mask_camera.shape} {mask_camera.dtype}"]
     problems = []
     bad = np.setdiff1d(np.unique(semantics), np.r_[np.arange(FREE + 1), UNOBSERVED])

@@ -1,5 +1,6 @@
 """What the pipeline shows people: small pictures (BEV label maps, class histograms, bar charts, curves;
 Pillow only) and markdown tables, for Dagster metadata and reports."""
+
 from __future__ import annotations
 
 import base64

@@ -12,6 +12,7 @@ results, tested). Compiling needs a C++ compiler and takes seconds once per proc
 caches the result on disk, in TORCHINDUCTOR_CACHE_DIR). Where compiling is not possible, the eager
 function runs instead, with one warning.
 """
+
 from __future__ import annotations
 
 import logging
@@ -72,8 +73,12 @@ def ensure_ray(address: str | None = None, local_cpus: int | None = None):
         _quiet_ray_data()
         cpus = int(ray.cluster_resources().get("CPU", 0))
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        log.info("Ray: %s (%d CPUs, %d GPUs)", f"joined the cluster at {address}" if address
-                 else "started a local instance for this run", cpus, gpus)
+        log.info(
+            "Ray: %s (%d CPUs, %d GPUs)",
+            f"joined the cluster at {address}" if address else "started a local instance for this run",
+            cpus,
+            gpus,
+        )
     return ray
 
 
@@ -152,6 +157,10 @@ class CompiledOrEager:
             return self._compiled(*args)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: run eager, say so once
             self._failed = True
-            log.warning("torch.compile of %s failed (%s: %s); running it eagerly (slower, same results)",
-                        self.fn.__name__, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.warning(
+                "torch.compile of %s failed (%s: %s); running it eagerly (slower, same results)",
+                self.fn.__name__,
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
             return self.fn(*args)

@@ -1,12 +1,13 @@
 """The `easyocc` command line.
 
-    easyocc score --pred PRED_DIR --gt GT_DIR [--json OUT.json] [--split mini_val | --scenes a,b] [--allow-missing]
-                  [--dataroot DIR --version v1.0-trainval]   (with a dataroot: RayIoU too)
-    easyocc demo-world [--dataroot DIR] [--seed 0] [--keyframes 20] [--force]
-    easyocc perceive --scene NAME [--dataroot DIR] [--segmenter NAME] [--depth NAME]   (default: the pipeline's, from the env)
-                     [--seg-opt KEY=VALUE ...] [--depth-opt KEY=VALUE ...] [--keyframes 0:1] [--ray] --out DIR
-    easyocc summary [--data-dir DIR]      what the last runs stored: label quality, model scores, where things are
+easyocc score --pred PRED_DIR --gt GT_DIR [--json OUT.json] [--split mini_val | --scenes a,b] [--allow-missing]
+              [--dataroot DIR --version v1.0-trainval]   (with a dataroot: RayIoU too)
+easyocc demo-world [--dataroot DIR] [--seed 0] [--keyframes 20] [--force]
+easyocc perceive --scene NAME [--dataroot DIR] [--segmenter NAME] [--depth NAME]   (default: the pipeline's, from the env)
+                 [--seg-opt KEY=VALUE ...] [--depth-opt KEY=VALUE ...] [--keyframes 0:1] [--ray] --out DIR
+easyocc summary [--data-dir DIR]      what the last runs stored: label quality, model scores, where things are
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     elif args.scenes:
         scenes = [s for s in args.scenes.split(",") if s]
     start = time.time()
-    result = score_directories(args.pred, args.gt, scenes=scenes, allow_missing=args.allow_missing,
-                               workers=args.workers, origins_of=_origins(args.dataroot, args.version) if args.dataroot else None)
+    result = score_directories(
+        args.pred,
+        args.gt,
+        scenes=scenes,
+        allow_missing=args.allow_missing,
+        workers=args.workers,
+        origins_of=_origins(args.dataroot, args.version) if args.dataroot else None,
+    )
     seconds = time.time() - start
     result["conventions"] = convention_values(result, result.get("rayiou"))
     print(format_table(result))
@@ -61,7 +68,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if result["skipped"]:
         print(f"skipped (missing from predictions): {result['skipped']} frame(s)")
     voxels = result["masks"]["none"]["voxels"]
-    print(f"scored {result['frames']} frames, {voxels} voxels in {seconds:.2f} s ({voxels / max(seconds, 1e-9) / 1e6:.1f} M voxels/s)")
+    print(
+        f"scored {result['frames']} frames, {voxels} voxels in {seconds:.2f} s ({voxels / max(seconds, 1e-9) / 1e6:.1f} M voxels/s)"
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(_json_safe(result), indent=2, sort_keys=True, allow_nan=False))
@@ -86,6 +95,7 @@ def _origins(dataroot: str, version: str):
         if scene not in cache:
             cache[scene] = scene_origins(scene_keyframes(nusc, scene))
         return cache[scene].get(token)
+
     return origins_of
 
 
@@ -103,7 +113,9 @@ def _json_safe(obj):
 def cmd_demo_world(args: argparse.Namespace) -> int:
     from ops.demo_world.generate import DemoWorldConfig, generate_demo_world
 
-    overrides = {f.name: getattr(args, f.name) for f in fields(DemoWorldConfig) if getattr(args, f.name, None) is not None}
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(DemoWorldConfig) if getattr(args, f.name, None) is not None
+    }
     cfg = DemoWorldConfig(**overrides)
     root = Path(args.dataroot) if args.dataroot else demo_world_root()
     info = generate_demo_world(root, cfg, force=args.force, log=lambda m: print(m, flush=True))
@@ -130,7 +142,6 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     from ops.data.keyframes import scene_keyframes
     from ops.data.nuscenes import open_nuscenes
     from ops.perception.serving import BackendSpec
-
     from pipelines.resources import PERCEPTION_VARIABLES, PerceptionResource
     from pipelines.settings import env_value
 
@@ -139,7 +150,7 @@ def cmd_perceive(args: argparse.Namespace) -> int:
     version = args.version or (env_value("EASYOCC_VERSION") if not args.dataroot else "") or DEMO_VERSION
     kfs = scene_keyframes(open_nuscenes(root, version), args.scene)
     start, _, stop = args.keyframes.partition(":")
-    kfs = kfs[int(start or 0): int(stop) if stop else None]
+    kfs = kfs[int(start or 0) : int(stop) if stop else None]
     images = [im for kf in kfs for im in kf.images]
     # the pipeline's backends and options (EASYOCC_SEGMENTER, ..._OPTIONS), unless the flags say otherwise
     env = PerceptionResource(**{f: env_value(v) for f, v in PERCEPTION_VARIABLES.items()})
@@ -149,15 +160,21 @@ def cmd_perceive(args: argparse.Namespace) -> int:
         specs[role] = BackendSpec(base.name, {**base.options, **_options(pairs)})
     seg, dep = specs["segmenter"], specs["depth"]
     t0 = time.perf_counter()
-    results = _perceive_on_ray(root, images, seg, dep, args) if args.ray else _perceive_here(root, images, seg, dep, args)
+    results = (
+        _perceive_on_ray(root, images, seg, dep, args) if args.ray else _perceive_here(root, images, seg, dep, args)
+    )
     seconds = time.perf_counter() - t0
     acc, absrel = _write_maps(root, images, results, Path(args.out))
-    print(f"{len(images)} images of {args.scene} in {seconds:.1f} s ({len(images) / max(seconds, 1e-9):.2f} images/s); "
-          f"maps and previews in {args.out}")
+    print(
+        f"{len(images)} images of {args.scene} in {seconds:.1f} s ({len(images) / max(seconds, 1e-9):.2f} images/s); "
+        f"maps and previews in {args.out}"
+    )
     if acc:
         import numpy as np
 
-        print(f"against the per-image truth: class accuracy {100 * np.mean(acc):.1f} %, depth AbsRel {np.nanmean(absrel):.3f}")
+        print(
+            f"against the per-image truth: class accuracy {100 * np.mean(acc):.1f} %, depth AbsRel {np.nanmean(absrel):.3f}"
+        )
     return 0
 
 
@@ -174,9 +191,15 @@ def _perceive_here(root, images, seg, dep, args) -> dict:
     actor = PerceptionActor(str(root), seg, dep)
     results = {}
     for i in range(0, len(images), args.batch_size):
-        part = images[i:i + args.batch_size]
-        rows = actor({"name": [im.filename for im in part], "height": [im.height for im in part],
-                      "width": [im.width for im in part], "K": [im.K.reshape(9) for im in part]})
+        part = images[i : i + args.batch_size]
+        rows = actor(
+            {
+                "name": [im.filename for im in part],
+                "height": [im.height for im in part],
+                "width": [im.width for im in part],
+                "K": [im.K.reshape(9) for im in part],
+            }
+        )
         for j, name in enumerate(rows["name"]):
             if rows["error"][j]:
                 raise ValueError(f"{name}: {rows['error'][j]}")
@@ -185,7 +208,7 @@ def _perceive_here(root, images, seg, dep, args) -> dict:
     return results
 
 
-MAP_FIELDS = ("semantics", "depth", "semantics_confidence", "depth_confidence")   # what a map file holds
+MAP_FIELDS = ("semantics", "depth", "semantics_confidence", "depth_confidence")  # what a map file holds
 
 
 def _write_maps(root: Path, images, results: dict, out: Path) -> tuple[list, list]:
@@ -202,8 +225,9 @@ def _write_maps(root: Path, images, results: dict, out: Path) -> tuple[list, lis
         r = results[im.filename]
         base = im.filename.rsplit(".", 1)[0]
         save_npz(out / f"{base}.npz", **{k: r[k] for k in MAP_FIELDS if k in r})
-        write_bytes_atomic(out / f"{base}.png", png_bytes(side_by_side([class_map_image(r["semantics"]),
-                                                                        depth_image(r["depth"])])))
+        write_bytes_atomic(
+            out / f"{base}.png", png_bytes(side_by_side([class_map_image(r["semantics"]), depth_image(r["depth"])]))
+        )
         if truth_file(root, im.filename).is_file():
             td, ts = load_truth(root, im.filename)
             acc.append(float((r["semantics"] == ts).mean()))
@@ -224,31 +248,48 @@ def summary_lines(data: Path) -> list[str]:
     def scores(q: dict, rays: dict | None = None) -> str:
         cam = q["masks"]["camera"]
         ray = f", RayIoU {100 * rays['rayiou']:.2f}" if rays else ""
-        return (f"mIoU-17 {100 * cam['miou17']:.2f}, mIoU-15 {100 * cam['miou15']:.2f}, IoU {100 * cam['geometric_iou']:.2f} "
-                f"(camera mask, {q['frames']} frames){ray}")
+        return (
+            f"mIoU-17 {100 * cam['miou17']:.2f}, mIoU-15 {100 * cam['miou15']:.2f}, IoU {100 * cam['geometric_iou']:.2f} "
+            f"(camera mask, {q['frames']} frames){ray}"
+        )
 
     labels, quality = value("occ_labels", StageResult), value("label_quality", QualityValue)
-    export, model, ev = value("occ3d_export", ExportValue), value("easyocc_model", ModelValue), value("easyocc_eval", EvalValue)
+    export, model, ev = (
+        value("occ3d_export", ExportValue),
+        value("easyocc_model", ModelValue),
+        value("easyocc_eval", EvalValue),
+    )
     if labels is None:
         return [f"easyocc: nothing stored yet in {data} (run `make demo`)"]
     keyframes = sum(o.items for o in labels.scenes.values())
-    lines = [f"labels        {keyframes} keyframes of {len(labels.scenes)} scene(s) in {labels.store}"
-             + (f"; FAILED: {', '.join(sorted(labels.failed))}" if labels.failed else "")]
+    lines = [
+        f"labels        {keyframes} keyframes of {len(labels.scenes)} scene(s) in {labels.store}"
+        + (f"; FAILED: {', '.join(sorted(labels.failed))}" if labels.failed else "")
+    ]
     for name, cause in sorted(labels.failed.items()):
         lines.append(f"  {name}: {cause}")
     if quality is not None:
-        lines.append(f"label quality {scores(quality.all, quality.rayiou)}" if quality.all["frames"]
-                     else "label quality no Occ3D truth to score against")
+        lines.append(
+            f"label quality {scores(quality.all, quality.rayiou)}"
+            if quality.all["frames"]
+            else "label quality no Occ3D truth to score against"
+        )
     if model is not None:
-        lines.append(f"model         {model.checkpoint} (step {model.steps}, {len(model.train_scenes)} training scene(s))")
+        lines.append(
+            f"model         {model.checkpoint} (step {model.steps}, {len(model.train_scenes)} training scene(s))"
+        )
     if ev is not None and ev.model["frames"]:
         lines.append(f"model score   {scores(ev.model, ev.model.get('rayiou'))} on {', '.join(ev.scenes)}")
         if ev.baseline and ev.baseline["frames"]:
-            lines.append(f"  baseline    {scores(ev.baseline, ev.baseline.get('rayiou'))} (most common class per height)")
+            lines.append(
+                f"  baseline    {scores(ev.baseline, ev.baseline.get('rayiou'))} (most common class per height)"
+            )
     if export is not None:
         lines.append(f"Occ3D export  {export.path} ({export.frames} frames)")
-    lines.append("the UI        `make ui`, then http://127.0.0.1:3000 (or the port set with UI_PORT): every asset's "
-                 "metadata, pictures and checks")
+    lines.append(
+        "the UI        `make ui`, then http://127.0.0.1:3000 (or the port set with UI_PORT): every asset's "
+        "metadata, pictures and checks"
+    )
     return lines
 
 
@@ -260,7 +301,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="easyocc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="easyocc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("score", help="score Occ3D-layout predictions against ground truth (every convention)")
     s.add_argument("--pred", required=True, help="predictions: <dir>/<scene>/<token>/labels.npz with 'semantics'")
@@ -270,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenes", help="only these scenes (comma separated)")
     s.add_argument("--allow-missing", action="store_true", help="skip frames missing from --pred (and count them)")
     s.add_argument("--workers", type=int, default=4, help="threads reading files")
-    s.add_argument("--dataroot", help="the nuScenes dataroot of these frames: also RayIoU (its poses and lidar give the rays)")
+    s.add_argument(
+        "--dataroot", help="the nuScenes dataroot of these frames: also RayIoU (its poses and lidar give the rays)"
+    )
     s.add_argument("--version", default="v1.0-trainval", help="its table version (with --dataroot)")
     s.set_defaults(func=cmd_score)
     d = sub.add_parser("demo-world", help="generate the demo world (nuScenes format, exact Occ3D truth)")
@@ -282,18 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
     d.set_defaults(func=cmd_demo_world)
     q = sub.add_parser("perceive", help="run perception backends over a scene's camera images (maps + previews)")
-    q.add_argument("--dataroot", help="nuScenes dataroot (default: $EASYOCC_DATAROOT, else the demo world in $EASYOCC_DATA_DIR)")
-    q.add_argument("--version", help=f"its table version (default: $EASYOCC_VERSION with $EASYOCC_DATAROOT, else {DEMO_VERSION})")
+    q.add_argument(
+        "--dataroot", help="nuScenes dataroot (default: $EASYOCC_DATAROOT, else the demo world in $EASYOCC_DATA_DIR)"
+    )
+    q.add_argument(
+        "--version", help=f"its table version (default: $EASYOCC_VERSION with $EASYOCC_DATAROOT, else {DEMO_VERSION})"
+    )
     q.add_argument("--scene", required=True)
     q.add_argument("--keyframes", default="0:1", help="a slice of the scene's keyframes, e.g. 0:3 or 5: (default 0:1)")
-    q.add_argument("--segmenter", help="segmenter backend by registry name (default: $EASYOCC_SEGMENTER with "
-                                       "$EASYOCC_SEGMENTER_OPTIONS, else simulated)")
-    q.add_argument("--depth", help="depth backend by registry name (default: $EASYOCC_DEPTH with $EASYOCC_DEPTH_OPTIONS, "
-                                   "else simulated)")
-    q.add_argument("--seg-opt", action="append", help="segmenter option KEY=VALUE (repeatable, over the environment's), "
-                                                      "e.g. preset=perfect")
-    q.add_argument("--depth-opt", action="append", help="depth option KEY=VALUE (repeatable, over the environment's), "
-                                                        "e.g. checkpoint=DIR")
+    q.add_argument(
+        "--segmenter",
+        help="segmenter backend by registry name (default: $EASYOCC_SEGMENTER with "
+        "$EASYOCC_SEGMENTER_OPTIONS, else simulated)",
+    )
+    q.add_argument(
+        "--depth",
+        help="depth backend by registry name (default: $EASYOCC_DEPTH with $EASYOCC_DEPTH_OPTIONS, else simulated)",
+    )
+    q.add_argument(
+        "--seg-opt",
+        action="append",
+        help="segmenter option KEY=VALUE (repeatable, over the environment's), e.g. preset=perfect",
+    )
+    q.add_argument(
+        "--depth-opt",
+        action="append",
+        help="depth option KEY=VALUE (repeatable, over the environment's), e.g. checkpoint=DIR",
+    )
     q.add_argument("--batch-size", type=int, default=6)
     q.add_argument("--ray", action="store_true", help="serve on Ray (RAY_ADDRESS or a local Ray) instead of in-process")
     q.add_argument("--out", required=True, help="writes <out>/<image path>.npz (semantics, depth) and .png previews")

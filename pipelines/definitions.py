@@ -1,5 +1,6 @@
 """The easyocc code location: the one Definitions (loaded by `dagster dev` via workspace.yaml and by
 `dagster asset materialize` via [tool.dagster] in pyproject.toml). Nothing heavy is imported here."""
+
 import dagster as dg
 
 from assets.dataset import dataset
@@ -19,7 +20,10 @@ from pipelines.resources import default_resources
 # one local Ray for the whole run), whose workers keep their compiled kernels from stage to stage. The
 # parallelism is inside the steps (Ray actors and tasks), not between them.
 defs = dg.Definitions(
-    assets=[dataset, frames, perception_maps, occ_labels, label_quality, occ3d_export,
-            easyocc_model, easyocc_eval],
-    asset_checks=[occ_labels_checks, *STAGE_CHECKS], jobs=JOBS, schedules=SCHEDULES, resources=default_resources(),
-    executor=dg.in_process_executor)
+    assets=[dataset, frames, perception_maps, occ_labels, label_quality, occ3d_export, easyocc_model, easyocc_eval],
+    asset_checks=[occ_labels_checks, *STAGE_CHECKS],
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    resources=default_resources(),
+    executor=dg.in_process_executor,
+)

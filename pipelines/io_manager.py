@@ -3,6 +3,7 @@ typed values (frozen dataclasses) written as JSON (ops/storage/json_values.py) a
 type the consuming asset's parameter names. Unlike pickles, a stored value depends on field names only,
 not on the module paths of its classes, and it can be read by a person.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from pipelines import settings
 class JsonIOManager(dg.ConfigurableIOManager):
     """Asset values as JSON files in the data directory (written atomically)."""
 
-    data_dir: str = ""            # EASYOCC_DATA_DIR; empty = data/ in the repository
+    data_dir: str = ""  # EASYOCC_DATA_DIR; empty = data/ in the repository
 
     def _path(self, key: dg.AssetKey) -> Path:
         return settings.data_dir(self.data_dir) / "dagster_storage" / ("/".join(key.path) + ".json")
@@ -31,8 +32,10 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
         path = self._path(context.upstream_output.asset_key)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no stored value of asset {context.upstream_output.asset_key.to_user_string()}; "
-                                    f"materialize it first")
+            raise FileNotFoundError(
+                f"{path}: no stored value of asset {context.upstream_output.asset_key.to_user_string()}; "
+                f"materialize it first"
+            )
         kind = context.dagster_type.typing_type
         if kind in (object, None) or getattr(kind, "__name__", "") == "Any":
             kind = context.upstream_output.dagster_type.typing_type

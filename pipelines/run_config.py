@@ -8,6 +8,7 @@ gets are turned back into that dataclass by `to_dataclass` / `overrides_of`.
 `overrides=True` makes every field optional with None meaning "the default chosen elsewhere" (for
 example by a preset); `overrides_of` then gives only the fields a run set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,15 @@ def _is_optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
-def run_config_class(name: str, source: type, *, overrides: bool = False, exclude: tuple[str, ...] = (),
-                     extra: dict[str, tuple[Any, Any, str]] | None = None, doc: str = "") -> type[dg.Config]:
+def run_config_class(
+    name: str,
+    source: type,
+    *,
+    overrides: bool = False,
+    exclude: tuple[str, ...] = (),
+    extra: dict[str, tuple[Any, Any, str]] | None = None,
+    doc: str = "",
+) -> type[dg.Config]:
     """A dg.Config subclass named `name` with the fields of dataclass `source` (less `exclude`), then the
     `extra` ones: {field: (type, default, description)}."""
     hints = typing.get_type_hints(source)
@@ -45,11 +53,15 @@ def run_config_class(name: str, source: type, *, overrides: bool = False, exclud
         if f.name in exclude:
             continue
         if overrides:
-            fields[f.name] = (Optional[_run_type(hints[f.name])],
-                              pydantic.Field(default=None, description=f"{field_doc(f)} (unset: the preset's)"))
+            fields[f.name] = (
+                Optional[_run_type(hints[f.name])],
+                pydantic.Field(default=None, description=f"{field_doc(f)} (unset: the preset's)"),
+            )
         else:
-            fields[f.name] = (_run_type(hints[f.name]),
-                              pydantic.Field(default=plain_value(f.default), description=field_doc(f)))
+            fields[f.name] = (
+                _run_type(hints[f.name]),
+                pydantic.Field(default=plain_value(f.default), description=field_doc(f)),
+            )
     for key, (kind, default, description) in (extra or {}).items():
         fields[key] = (kind, pydantic.Field(default=default, description=description))
     cls = pydantic.create_model(name, __base__=dg.Config, **fields)
@@ -58,8 +70,10 @@ def run_config_class(name: str, source: type, *, overrides: bool = False, exclud
 
 
 def _value(hint: Any, v: Any) -> Any:
-    if v is not None and (typing.get_origin(hint) is tuple or (
-            _is_optional(hint) and any(typing.get_origin(a) is tuple for a in typing.get_args(hint)))):
+    if v is not None and (
+        typing.get_origin(hint) is tuple
+        or (_is_optional(hint) and any(typing.get_origin(a) is tuple for a in typing.get_args(hint)))
+    ):
         return tuple(v)
     return v
 
@@ -67,13 +81,19 @@ def _value(hint: Any, v: Any) -> Any:
 def to_dataclass(config: dg.Config, source: type, **fixed):
     """`source` built from the run config's values of its fields (and `fixed` ones)."""
     hints = typing.get_type_hints(source)
-    values = {f.name: _value(hints[f.name], getattr(config, f.name))
-              for f in dataclasses.fields(source) if f.name in type(config).model_fields}
+    values = {
+        f.name: _value(hints[f.name], getattr(config, f.name))
+        for f in dataclasses.fields(source)
+        if f.name in type(config).model_fields
+    }
     return source(**{**values, **fixed})
 
 
 def overrides_of(config: dg.Config, source: type) -> dict:
     """The fields of `source` that the run config sets (not None), as dataclass values."""
     hints = typing.get_type_hints(source)
-    return {f.name: _value(hints[f.name], getattr(config, f.name)) for f in dataclasses.fields(source)
-            if f.name in type(config).model_fields and getattr(config, f.name) is not None}
+    return {
+        f.name: _value(hints[f.name], getattr(config, f.name))
+        for f in dataclasses.fields(source)
+        if f.name in type(config).model_fields and getattr(config, f.name) is not None
+    }

@@ -3,6 +3,7 @@ paths. Everything else asks here (resources through `env_value`, the command lin
 Reading a setting never writes the environment. Kept free of heavy imports: `pipelines.definitions`
 imports this at load time.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ VARIABLES = {
     "EASYOCC_SEGMENTER_OPTIONS": "the segmenter's options as a JSON object: the backend's defaults",
     "EASYOCC_DEPTH_OPTIONS": "the depth backend's options as a JSON object: the backend's defaults",
     "EASYOCC_DEPTH_STORAGE": "how depth maps are stored, NAME[:STRIDE] with NAME cm, mm, float16 or float32 and "
-                             "STRIDE every k-th pixel (0 = auto): cm (uint16 centimetres at the fusion's automatic stride)",
+    "STRIDE every k-th pixel (0 = auto): cm (uint16 centimetres at the fusion's automatic stride)",
     "RAY_ADDRESS": "Ray's own: a cluster to join: a local Ray started by the pipeline",
 }
 

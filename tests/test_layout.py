@@ -1,6 +1,7 @@
 """The house keeps its shape (docs/architecture.md, "The rooms"): each room of ops/ imports only the
 rooms below it, kernels/ import nothing of ours, no project module imports itself through a circle,
 the environment is read in one place, and every asset lives in a module named after it."""
+
 import ast
 import re
 from pathlib import Path
@@ -93,15 +94,16 @@ def test_the_checker_sees_wrong_way_imports():
 
 def test_no_import_circles_between_project_modules():
     files = {module_name(p): p.read_text() for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")}
-    graph = {m: {t for t in imported(src) if t in files and t != m and not m.startswith(t + ".")}
-             for m, src in files.items()}
+    graph = {
+        m: {t for t in imported(src) if t in files and t != m and not m.startswith(t + ".")} for m, src in files.items()
+    }
     state: dict[str, int] = {}
 
     def visit(m, path):
         state[m] = 1
         for t in sorted(graph[m]):
             if state.get(t) == 1:
-                pytest.fail("import circle: " + " -> ".join(path[path.index(t):] + [t]))
+                pytest.fail("import circle: " + " -> ".join(path[path.index(t) :] + [t]))
             if t not in state:
                 visit(t, path + [t])
         state[m] = 2
@@ -133,8 +135,9 @@ def test_each_asset_lives_in_a_module_named_after_it():
 
 def test_nothing_refers_outside_the_repository():
     found = []
-    for p in [*REPO.glob("*.md"), *(REPO / "docs").rglob("*.md"), *(REPO / "benchmarks").glob("*.md")] + \
-            [p for pkg in (*PACKAGES, "benchmarks", "tests") for p in (REPO / pkg).rglob("*.py")]:
+    for p in [*REPO.glob("*.md"), *(REPO / "docs").rglob("*.md"), *(REPO / "benchmarks").glob("*.md")] + [
+        p for pkg in (*PACKAGES, "benchmarks", "tests") for p in (REPO / pkg).rglob("*.py")
+    ]:
         if p.resolve() == Path(__file__).resolve():
             continue
         for i, line in enumerate(p.read_text().splitlines(), 1):

@@ -1,20 +1,32 @@
 """docs/real-run.md keeps its promise: every command of its `bash` blocks runs, in order, on the demo world
 (the demo world's dataroot and the simulated perception stand in for the reader's settings), and its
 `sh` blocks, the reader's settings, hold nothing but variable settings."""
+
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
 import pytest
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "real-run.md"
-SETTINGS = ("EASYOCC_DATAROOT", "EASYOCC_VERSION", "EASYOCC_DATA_DIR", "EASYOCC_SEGMENTER", "EASYOCC_DEPTH",
-            "EASYOCC_SEGMENTER_OPTIONS", "EASYOCC_DEPTH_OPTIONS", "EASYOCC_DEPTH_STORAGE", "DAGSTER_HOME", "RAY_ADDRESS")
+SETTINGS = (
+    "EASYOCC_DATAROOT",
+    "EASYOCC_VERSION",
+    "EASYOCC_DATA_DIR",
+    "EASYOCC_SEGMENTER",
+    "EASYOCC_DEPTH",
+    "EASYOCC_SEGMENTER_OPTIONS",
+    "EASYOCC_DEPTH_OPTIONS",
+    "EASYOCC_DEPTH_STORAGE",
+    "DAGSTER_HOME",
+    "RAY_ADDRESS",
+)
 
 
 def blocks(kind: str) -> list[str]:
@@ -34,8 +46,10 @@ def test_the_readers_settings_are_only_settings_and_every_one_is_replaced_in_the
     from ops.perception.base import check_options
 
     values = dict(re.match(r"export ([A-Z_]+)=(.*)$", line).groups() for line in lines)
-    for role, name, opts in (("segmenter", "EASYOCC_SEGMENTER", "EASYOCC_SEGMENTER_OPTIONS"),
-                             ("depth", "EASYOCC_DEPTH", "EASYOCC_DEPTH_OPTIONS")):
+    for role, name, opts in (
+        ("segmenter", "EASYOCC_SEGMENTER", "EASYOCC_SEGMENTER_OPTIONS"),
+        ("depth", "EASYOCC_DEPTH", "EASYOCC_DEPTH_OPTIONS"),
+    ):
         check_options(role, values[name], json.loads(values[opts].strip("'")))
     from ops.storage.map_encoding import parse_depth_encoding
 
@@ -53,16 +67,24 @@ def test_every_command_of_the_guide_runs_on_the_demo_world(small_world, tmp_path
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n")
     data = tmp_path / "data"
-    env.update(EASYOCC_DATAROOT=str(root), EASYOCC_VERSION=cfg.version, EASYOCC_DATA_DIR=str(data),
-               DAGSTER_HOME=str(home), HF_HUB_OFFLINE="1")
+    env.update(
+        EASYOCC_DATAROOT=str(root),
+        EASYOCC_VERSION=cfg.version,
+        EASYOCC_DATA_DIR=str(data),
+        DAGSTER_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+    )
     # the guide's commands start with .venv/bin/: the venv of the Python running the tests
     venv = Path(sys.executable).parent.parent
     script = "set -euo pipefail\n" + "\n".join(c.replace(".venv/bin/", f"{venv}/bin/") for c in commands)
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert len(list((data / "perceive-check").rglob("*.png"))) == 6          # one keyframe's six images
-    assert sorted(p.name for p in (data / "easyocc.zarr" / "scenes").iterdir() if p.is_dir()) == ["scene-0061", "scene-0103"]
-    assert "label quality mIoU-17" in proc.stdout and "Occ3D export" in proc.stdout   # easyocc summary
+    assert len(list((data / "perceive-check").rglob("*.png"))) == 6  # one keyframe's six images
+    assert sorted(p.name for p in (data / "easyocc.zarr" / "scenes").iterdir() if p.is_dir()) == [
+        "scene-0061",
+        "scene-0103",
+    ]
+    assert "label quality mIoU-17" in proc.stdout and "Occ3D export" in proc.stdout  # easyocc summary
     scores = json.loads((data / "scores.json").read_text())
-    assert scores["frames"] == cfg.keyframes and scores["rayiou"]["frames"] == cfg.keyframes   # mini_val: scene-0103
+    assert scores["frames"] == cfg.keyframes and scores["rayiou"]["frames"] == cfg.keyframes  # mini_val: scene-0103
     assert {r["key"] for r in scores["conventions"]} >= {"miou17_camera", "miou15_camera_lidar", "rayiou"}

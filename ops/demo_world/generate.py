@@ -15,6 +15,7 @@ ego -> global, quaternions (w, x, y, z); every camera fires at its own time (up 
 lidar) with its own ego_pose; LIDAR_TOP is yawed -90 degrees; global coordinates are hundreds of
 metres to kilometres from the origin with an arbitrary heading. Same config, same bytes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,7 +32,16 @@ import numpy as np
 
 from ops.demo_world import layout as L
 from ops.demo_world.groundtruth import semantics_volume, visibility_mask
-from ops.demo_world.render import CAMERA_RIG, CAMERAS, EGO_BODY, Camera, camera_rig, lidar_extrinsics, render_camera, scan_lidar
+from ops.demo_world.render import (
+    CAMERA_RIG,
+    CAMERAS,
+    EGO_BODY,
+    Camera,
+    camera_rig,
+    lidar_extrinsics,
+    render_camera,
+    scan_lidar,
+)
 from ops.geometry import make_transform, matrix_to_quaternion, rot_z
 from ops.occ3d import LABELS_FILE
 from ops.storage.files import npz_bytes, write_bytes_atomic
@@ -46,24 +56,26 @@ LOCATIONS = ("boston-seaport", "singapore-onenorth", "singapore-queenstown", "si
 class DemoWorldConfig:
     """Everything that shapes the demo world; equal configs give byte-identical datasets."""
 
-    seed: int = 0                     # fixes the layout, trajectories, poses and tokens
-    version: str = "v1.0-mini"        # table folder; scene names come from the devkit's split for it
-    train_scenes: int = 1             # scenes drawn from the version's training split
-    val_scenes: int = 1               # scenes drawn from its validation split
-    keyframes: int = 20               # keyframes per scene at 2 Hz (>= 14 for a 13-keyframe history)
-    image_width: int = 320            # camera resolution (a fifth of 1600 x 900 by default)
+    seed: int = 0  # fixes the layout, trajectories, poses and tokens
+    version: str = "v1.0-mini"  # table folder; scene names come from the devkit's split for it
+    train_scenes: int = 1  # scenes drawn from the version's training split
+    val_scenes: int = 1  # scenes drawn from its validation split
+    keyframes: int = 20  # keyframes per scene at 2 Hz (>= 14 for a 13-keyframe history)
+    image_width: int = 320  # camera resolution (a fifth of 1600 x 900 by default)
     image_height: int = 180
-    lidar_azimuth_steps: int = 1080   # lidar rays per beam and revolution (32 beams)
-    lidar_mask_views: int = 3         # lidar positions (keyframes around T) cast into the world at T for mask_lidar
-    ego_speed: float = 6.0            # m/s
+    lidar_azimuth_steps: int = 1080  # lidar rays per beam and revolution (32 beams)
+    lidar_mask_views: int = 3  # lidar positions (keyframes around T) cast into the world at T for mask_lidar
+    ego_speed: float = 6.0  # m/s
     jpeg_quality: int = 92
-    ego_body: bool = True             # the ego car's rear hatch seen by CAM_BACK (render.py, EGO_BODY)
+    ego_body: bool = True  # the ego car's rear hatch seen by CAM_BACK (render.py, EGO_BODY)
 
     def __post_init__(self):
         if self.keyframes < 2:
             raise ValueError(f"keyframes must be >= 2, got {self.keyframes}")
         if self.train_scenes < 0 or self.val_scenes < 0 or self.train_scenes + self.val_scenes == 0:
-            raise ValueError(f"need at least one scene, got train_scenes={self.train_scenes}, val_scenes={self.val_scenes}")
+            raise ValueError(
+                f"need at least one scene, got train_scenes={self.train_scenes}, val_scenes={self.val_scenes}"
+            )
         if self.image_width < 16 or self.image_height < 9:
             raise ValueError(f"image size {self.image_width}x{self.image_height} is too small")
         if self.lidar_mask_views < 1:
@@ -76,16 +88,19 @@ def scene_plan(cfg: DemoWorldConfig) -> list[tuple[str, str]]:
 
     splits = create_splits_scenes()
     train_key, val_key = {"v1.0-mini": ("mini_train", "mini_val"), "v1.0-trainval": ("train", "val")}.get(
-        cfg.version, (None, None))
+        cfg.version, (None, None)
+    )
     if train_key is None:
         train = [f"scene-{9000 + i:04d}" for i in range(cfg.train_scenes)]
         val = [f"scene-{9500 + i:04d}" for i in range(cfg.val_scenes)]
     else:
         train, val = splits[train_key], splits[val_key]
         if cfg.train_scenes > len(train) or cfg.val_scenes > len(val):
-            raise ValueError(f"{cfg.version} has {len(train)} train / {len(val)} val scenes; asked for "
-                             f"{cfg.train_scenes} / {cfg.val_scenes}")
-    return [(n, "train") for n in train[:cfg.train_scenes]] + [(n, "val") for n in val[:cfg.val_scenes]]
+            raise ValueError(
+                f"{cfg.version} has {len(train)} train / {len(val)} val scenes; asked for "
+                f"{cfg.train_scenes} / {cfg.val_scenes}"
+            )
+    return [(n, "train") for n in train[: cfg.train_scenes]] + [(n, "val") for n in val[: cfg.val_scenes]]
 
 
 def _token(*parts) -> str:
@@ -97,8 +112,12 @@ def _yaw_quaternion(yaw: float) -> list[float]:
 
 
 def _pose_record(token: str, timestamp: int, T: np.ndarray) -> dict:
-    return {"token": token, "timestamp": timestamp, "rotation": matrix_to_quaternion(T[:3, :3]).tolist(),
-            "translation": T[:3, 3].tolist()}
+    return {
+        "token": token,
+        "timestamp": timestamp,
+        "rotation": matrix_to_quaternion(T[:3, :3]).tolist(),
+        "translation": T[:3, 3].tolist(),
+    }
 
 
 @dataclass
@@ -146,11 +165,32 @@ class _SceneWriter:
         self.offsets = _camera_offsets(rng)
         self.rig = camera_rig(cfg.image_width, cfg.image_height)
         self.T_ego_lidar = lidar_extrinsics()
-        self.res = SceneResult(tables={k: [] for k in ("log", "map", "scene", "sample", "sample_data", "ego_pose",
-                                                        "calibrated_sensor", "instance", "sample_annotation")})
+        self.res = SceneResult(
+            tables={
+                k: []
+                for k in (
+                    "log",
+                    "map",
+                    "scene",
+                    "sample",
+                    "sample_data",
+                    "ego_pose",
+                    "calibrated_sensor",
+                    "instance",
+                    "sample_annotation",
+                )
+            }
+        )
         self.log_token = self.token("log")
-        self.res.tables["log"].append({"token": self.log_token, "logfile": self.logname, "vehicle": "n015",
-                                       "date_captured": f"2018-07-{day:02d}", "location": location})
+        self.res.tables["log"].append(
+            {
+                "token": self.log_token,
+                "logfile": self.logname,
+                "vehicle": "n015",
+                "date_captured": f"2018-07-{day:02d}",
+                "location": location,
+            }
+        )
         self.calib = self._calibrated_sensors()
         self.sample_tokens = [self.token("sample", k) for k in range(cfg.keyframes)]
         self.lidar_times = [k * KEYFRAME_INTERVAL_S + lidar_jitter[k] for k in range(cfg.keyframes)]
@@ -175,18 +215,36 @@ class _SceneWriter:
         for ch in CAMERAS + ("LIDAR_TOP",):
             T = self.rig[ch].T_ego_cam if ch != "LIDAR_TOP" else self.T_ego_lidar
             calib[ch] = self.token("calib", ch)
-            self.res.tables["calibrated_sensor"].append({
-                "token": calib[ch], "sensor_token": _token("sensor", ch),
-                "translation": T[:3, 3].tolist(), "rotation": matrix_to_quaternion(T[:3, :3]).tolist(),
-                "camera_intrinsic": self.rig[ch].K.tolist() if ch != "LIDAR_TOP" else []})
+            self.res.tables["calibrated_sensor"].append(
+                {
+                    "token": calib[ch],
+                    "sensor_token": _token("sensor", ch),
+                    "translation": T[:3, 3].tolist(),
+                    "rotation": matrix_to_quaternion(T[:3, :3]).tolist(),
+                    "camera_intrinsic": self.rig[ch].K.tolist() if ch != "LIDAR_TOP" else [],
+                }
+            )
         return calib
 
-    def add_sample_data(self, k: int, ch: str, ts: int, T_local_ego: np.ndarray, rel: str, fmt: str, h: int, w: int) -> None:
+    def add_sample_data(
+        self, k: int, ch: str, ts: int, T_local_ego: np.ndarray, rel: str, fmt: str, h: int, w: int
+    ) -> None:
         tok, pose_tok = self.token("sd", ch, k), self.token("pose", ch, k)
         self.res.tables["ego_pose"].append(_pose_record(pose_tok, ts, self.T_global_local @ T_local_ego))
-        row = {"token": tok, "sample_token": self.sample_tokens[k], "ego_pose_token": pose_tok,
-               "calibrated_sensor_token": self.calib[ch], "timestamp": ts, "fileformat": fmt, "is_key_frame": True,
-               "height": h, "width": w, "filename": rel, "prev": self.prev_sd.get(ch, ""), "next": ""}
+        row = {
+            "token": tok,
+            "sample_token": self.sample_tokens[k],
+            "ego_pose_token": pose_tok,
+            "calibrated_sensor_token": self.calib[ch],
+            "timestamp": ts,
+            "fileformat": fmt,
+            "is_key_frame": True,
+            "height": h,
+            "width": w,
+            "filename": rel,
+            "prev": self.prev_sd.get(ch, ""),
+            "next": "",
+        }
         if ch in self.prev_sd:
             self.sd_rows[self.prev_sd[ch]]["next"] = tok
         self.prev_sd[ch] = tok
@@ -197,10 +255,15 @@ class _SceneWriter:
         """Keyframe k: its sample, the lidar sweep, the six cameras, the Occ3D truth and the 3D boxes."""
         cfg, t_k = self.cfg, self.lidar_times[k]
         ts_k = self.t0_us + int(round(t_k * 1e6))
-        self.res.tables["sample"].append({
-            "token": self.sample_tokens[k], "timestamp": ts_k, "scene_token": self.token("scene"),
-            "prev": self.sample_tokens[k - 1] if k else "",
-            "next": self.sample_tokens[k + 1] if k + 1 < cfg.keyframes else ""})
+        self.res.tables["sample"].append(
+            {
+                "token": self.sample_tokens[k],
+                "timestamp": ts_k,
+                "scene_token": self.token("scene"),
+                "prev": self.sample_tokens[k - 1] if k else "",
+                "next": self.sample_tokens[k + 1] if k + 1 < cfg.keyframes else "",
+            }
+        )
         solids_k = self.world.solids_at(t_k)
         ego_k = self.world.ego.pose_at(t_k)
         # LIDAR_TOP at the keyframe time.
@@ -221,8 +284,13 @@ class _SceneWriter:
             ts_c = self.t0_us + int(round(t_c * 1e6))
             T_le_c = self.T_local_ego_at(t_c)
             cam: Camera = self.rig[ch]
-            r = render_camera(self.world, self.world.solids_at(t_c), cam, T_le_c @ cam.T_ego_cam,
-                              ego_body=EGO_BODY if self.cfg.ego_body else None)
+            r = render_camera(
+                self.world,
+                self.world.solids_at(t_c),
+                cam,
+                T_le_c @ cam.T_ego_cam,
+                ego_body=EGO_BODY if self.cfg.ego_body else None,
+            )
             base = f"samples/{ch}/{self.logname}__{ch}__{ts_c}"
             self.write(base + ".jpg", _jpeg(r.rgb, self.cfg.jpeg_quality))
             self.write(f"truth/{base}.npz", npz_bytes(depth=r.depth, semantics=r.semantics, instance=r.instance))
@@ -238,14 +306,21 @@ class _SceneWriter:
         mask_camera = visibility_mask(np.concatenate(cam_o), np.concatenate(cam_e), ego_k)
         lid_o, lid_e = [np.broadcast_to(scan.origin, scan.hits_local.shape)], [scan.hits_local]
         for j in _mask_view_keyframes(k, cfg.keyframes, cfg.lidar_mask_views):
-            view = scan_lidar(self.world, solids_k, self.T_local_ego_at(self.lidar_times[j]) @ self.T_ego_lidar,
-                              cfg.lidar_azimuth_steps)
+            view = scan_lidar(
+                self.world,
+                solids_k,
+                self.T_local_ego_at(self.lidar_times[j]) @ self.T_ego_lidar,
+                cfg.lidar_azimuth_steps,
+            )
             lid_o.append(np.broadcast_to(view.origin, view.hits_local.shape))
             lid_e.append(view.hits_local)
         mask_lidar = visibility_mask(np.concatenate(lid_o), np.concatenate(lid_e), ego_k)
-        self.write(f"gts/{self.name}/{self.sample_tokens[k]}/{LABELS_FILE}",
-                   npz_bytes(semantics=semantics, mask_lidar=mask_lidar.astype(np.uint8),
-                             mask_camera=mask_camera.astype(np.uint8)))
+        self.write(
+            f"gts/{self.name}/{self.sample_tokens[k]}/{LABELS_FILE}",
+            npz_bytes(
+                semantics=semantics, mask_lidar=mask_lidar.astype(np.uint8), mask_camera=mask_camera.astype(np.uint8)
+            ),
+        )
 
     def _annotations(self, k: int, t_k: float, ego_k, scan) -> None:
         """3D boxes of the annotated objects within 60 m of the ego car."""
@@ -261,13 +336,24 @@ class _SceneWriter:
             p = self.T_global_local @ np.array([*centre, 1.0])
             n_pts = int(lidar_counts[inst])
             moving = any(a.inst == inst for a in world.agents)
-            self.ann_by_inst.setdefault(inst, []).append({
-                "token": self.token("ann", inst, k), "sample_token": self.sample_tokens[k],
-                "instance_token": self.token("inst", inst), "translation": p[:3].tolist(),
-                "size": list(map(float, size)), "rotation": _yaw_quaternion(self.theta + yaw),
-                "num_lidar_pts": n_pts, "num_radar_pts": 0, "visibility_token": "4" if n_pts else "1",
-                "attribute_tokens": [_token("attribute", _attribute(cls, moving))] if _attribute(cls, moving) else [],
-                "prev": "", "next": ""})
+            self.ann_by_inst.setdefault(inst, []).append(
+                {
+                    "token": self.token("ann", inst, k),
+                    "sample_token": self.sample_tokens[k],
+                    "instance_token": self.token("inst", inst),
+                    "translation": p[:3].tolist(),
+                    "size": list(map(float, size)),
+                    "rotation": _yaw_quaternion(self.theta + yaw),
+                    "num_lidar_pts": n_pts,
+                    "num_radar_pts": 0,
+                    "visibility_token": "4" if n_pts else "1",
+                    "attribute_tokens": [_token("attribute", _attribute(cls, moving))]
+                    if _attribute(cls, moving)
+                    else [],
+                    "prev": "",
+                    "next": "",
+                }
+            )
 
     def finish(self) -> SceneResult:
         """Chain the annotations per instance, add the scene, instance and map rows."""
@@ -276,26 +362,44 @@ class _SceneWriter:
             for a, b in zip(anns, anns[1:]):
                 a["next"], b["prev"] = b["token"], a["token"]
             tab["sample_annotation"] += anns
-            tab["instance"].append({"token": anns[0]["instance_token"],
-                                    "category_token": _token("category", L.CATEGORY[self.world.instance_class[inst]]),
-                                    "nbr_annotations": len(anns), "first_annotation_token": anns[0]["token"],
-                                    "last_annotation_token": anns[-1]["token"]})
-        tab["scene"].append({"token": self.token("scene"), "log_token": self.log_token, "nbr_samples": self.cfg.keyframes,
-                             "first_sample_token": self.sample_tokens[0], "last_sample_token": self.sample_tokens[-1],
-                             "name": self.name,
-                             "description": f"easyocc demo world ({self.split}), seed {self.cfg.seed}: generated street, "
-                                            f"parked and moving vehicles, cyclists, pedestrians"})
+            tab["instance"].append(
+                {
+                    "token": anns[0]["instance_token"],
+                    "category_token": _token("category", L.CATEGORY[self.world.instance_class[inst]]),
+                    "nbr_annotations": len(anns),
+                    "first_annotation_token": anns[0]["token"],
+                    "last_annotation_token": anns[-1]["token"],
+                }
+            )
+        tab["scene"].append(
+            {
+                "token": self.token("scene"),
+                "log_token": self.log_token,
+                "nbr_samples": self.cfg.keyframes,
+                "first_sample_token": self.sample_tokens[0],
+                "last_sample_token": self.sample_tokens[-1],
+                "name": self.name,
+                "description": f"easyocc demo world ({self.split}), seed {self.cfg.seed}: generated street, "
+                f"parked and moving vehicles, cyclists, pedestrians",
+            }
+        )
         map_tok = self.token("map")
         self.write(f"maps/{map_tok}.png", _blank_png())
-        tab["map"].append({"token": map_tok, "log_tokens": [self.log_token], "category": "semantic_prior",
-                           "filename": f"maps/{map_tok}.png"})
+        tab["map"].append(
+            {
+                "token": map_tok,
+                "log_tokens": [self.log_token],
+                "category": "semantic_prior",
+                "filename": f"maps/{map_tok}.png",
+            }
+        )
         return self.res
 
 
 def _mask_view_keyframes(k: int, n: int, views: int) -> list[int]:
     """Other keyframes whose lidar positions also look into the world at keyframe k (nearest first)."""
     others = sorted((j for j in range(n) if j != k), key=lambda j: (abs(j - k), j))
-    return sorted(others[:views - 1])
+    return sorted(others[: views - 1])
 
 
 def _attribute(cls: int, moving: bool) -> str | None:
@@ -331,20 +435,37 @@ def _blank_png() -> bytes:
 
 def _static_tables() -> dict[str, list[dict]]:
     categories = [
-        ("human.pedestrian.adult", "Adult pedestrian"), ("vehicle.bicycle", "Bicycle, rider included"),
-        ("vehicle.bus.rigid", "Rigid bus"), ("vehicle.car", "Passenger car, van or SUV"),
-        ("vehicle.construction", "Construction vehicle"), ("vehicle.motorcycle", "Motorcycle, rider included"),
-        ("vehicle.trailer", "Trailer"), ("vehicle.truck", "Truck"),
-        ("movable_object.barrier", "Temporary road barrier"), ("movable_object.trafficcone", "Traffic cone"),
+        ("human.pedestrian.adult", "Adult pedestrian"),
+        ("vehicle.bicycle", "Bicycle, rider included"),
+        ("vehicle.bus.rigid", "Rigid bus"),
+        ("vehicle.car", "Passenger car, van or SUV"),
+        ("vehicle.construction", "Construction vehicle"),
+        ("vehicle.motorcycle", "Motorcycle, rider included"),
+        ("vehicle.trailer", "Trailer"),
+        ("vehicle.truck", "Truck"),
+        ("movable_object.barrier", "Temporary road barrier"),
+        ("movable_object.trafficcone", "Traffic cone"),
     ]
-    attributes = ["vehicle.moving", "vehicle.parked", "vehicle.stopped", "cycle.with_rider", "cycle.without_rider",
-                  "pedestrian.moving", "pedestrian.standing", "pedestrian.sitting_lying_down"]
+    attributes = [
+        "vehicle.moving",
+        "vehicle.parked",
+        "vehicle.stopped",
+        "cycle.with_rider",
+        "cycle.without_rider",
+        "pedestrian.moving",
+        "pedestrian.standing",
+        "pedestrian.sitting_lying_down",
+    ]
     sensors = [(ch, "camera") for ch in CAMERAS] + [("LIDAR_TOP", "lidar")]
     return {
         "category": [{"token": _token("category", n), "name": n, "description": d} for n, d in categories],
-        "attribute": [{"token": _token("attribute", n), "name": n, "description": n.replace(".", ": ")} for n in attributes],
-        "visibility": [{"token": str(i + 1), "level": lvl, "description": f"visibility of the object is {lvl}"}
-                       for i, lvl in enumerate(["v0-40", "v40-60", "v60-80", "v80-100"])],
+        "attribute": [
+            {"token": _token("attribute", n), "name": n, "description": n.replace(".", ": ")} for n in attributes
+        ],
+        "visibility": [
+            {"token": str(i + 1), "level": lvl, "description": f"visibility of the object is {lvl}"}
+            for i, lvl in enumerate(["v0-40", "v40-60", "v60-80", "v80-100"])
+        ],
         "sensor": [{"token": _token("sensor", ch), "channel": ch, "modality": m} for ch, m in sensors],
     }
 
@@ -358,9 +479,13 @@ def is_complete(dataroot: str | os.PathLike, cfg: DemoWorldConfig | None = None)
     return cfg is None or (info.get("config") == asdict(cfg) and info.get("generator_version") == GENERATOR_VERSION)
 
 
-def generate_demo_world(dataroot: str | os.PathLike, cfg: DemoWorldConfig = DemoWorldConfig(),
-                        map_fn: Callable[[Callable, Iterable], Iterable] = map, force: bool = False,
-                        log: Callable[[str], None] = lambda msg: None) -> dict:
+def generate_demo_world(
+    dataroot: str | os.PathLike,
+    cfg: DemoWorldConfig = DemoWorldConfig(),
+    map_fn: Callable[[Callable, Iterable], Iterable] = map,
+    force: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict:
     """Generate the demo world into `dataroot` (skipped if already complete with this config).
 
     Scenes are independent: `map_fn` (e.g. a Ray-backed map) may render them in parallel. Files are
@@ -388,10 +513,14 @@ def generate_demo_world(dataroot: str | os.PathLike, cfg: DemoWorldConfig = Demo
             tables.setdefault(name, []).extend(rows)
     for name, rows in sorted(tables.items()):
         write_bytes_atomic(staging / cfg.version / f"{name}.json", json.dumps(rows, indent=0, sort_keys=True).encode())
-    info = {"generator_version": GENERATOR_VERSION, "config": asdict(cfg),
-            "scenes": [{"name": s["name"], "token": s["token"]} for s in tables["scene"]],
-            "samples": len(tables["sample"]), "files": sum(r.files for r in results),
-            "bytes": sum(r.bytes for r in results)}
+    info = {
+        "generator_version": GENERATOR_VERSION,
+        "config": asdict(cfg),
+        "scenes": [{"name": s["name"], "token": s["token"]} for s in tables["scene"]],
+        "samples": len(tables["sample"]),
+        "files": sum(r.files for r in results),
+        "bytes": sum(r.bytes for r in results),
+    }
     write_bytes_atomic(staging / MARKER, json.dumps(info, indent=1, sort_keys=True).encode())
     if root.exists():
         shutil.rmtree(root)

@@ -8,6 +8,7 @@ semantics: a voxel takes the class of any solid that shares volume with it (exac
 mask_camera / mask_lidar: voxels that a camera pixel ray / a lidar ray crosses up to and including
   the voxel it stops in (Occ3D's definition); camera rays that see sky cross the grid and mark it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ from ops.occ3d import FREE, GRID, OccGrid
 GROUND_THICKNESS = 0.1
 
 
-def semantics_volume(world: World, solids_ego: Solids, ego_pose: tuple[float, float, float],
-                     grid: OccGrid = GRID) -> np.ndarray:
+def semantics_volume(
+    world: World, solids_ego: Solids, ego_pose: tuple[float, float, float], grid: OccGrid = GRID
+) -> np.ndarray:
     """(X, Y, Z) uint8 classes in the ego frame whose local pose is `ego_pose` = (x, y, yaw)."""
     vol = np.full(grid.shape, FREE, np.uint8)
     lower = np.asarray(grid.lower)

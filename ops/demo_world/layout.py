@@ -11,6 +11,7 @@ A side street (driveable) leaves to +y at x = side_street_x. Parked vehicles and
 
 Everything is drawn from a numpy Generator, so a seed fixes the scene.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,10 +31,15 @@ TEX_PLAIN, TEX_FACADE, TEX_FOLIAGE, TEX_PAINT, TEX_GLASS, TEX_STRIPES, TEX_CLOTH
 
 # nuScenes category of each annotated class.
 CATEGORY = {
-    C["car"]: "vehicle.car", C["truck"]: "vehicle.truck", C["bus"]: "vehicle.bus.rigid",
-    C["trailer"]: "vehicle.trailer", C["construction_vehicle"]: "vehicle.construction",
-    C["motorcycle"]: "vehicle.motorcycle", C["bicycle"]: "vehicle.bicycle",
-    C["pedestrian"]: "human.pedestrian.adult", C["traffic_cone"]: "movable_object.trafficcone",
+    C["car"]: "vehicle.car",
+    C["truck"]: "vehicle.truck",
+    C["bus"]: "vehicle.bus.rigid",
+    C["trailer"]: "vehicle.trailer",
+    C["construction_vehicle"]: "vehicle.construction",
+    C["motorcycle"]: "vehicle.motorcycle",
+    C["bicycle"]: "vehicle.bicycle",
+    C["pedestrian"]: "human.pedestrian.adult",
+    C["traffic_cone"]: "movable_object.trafficcone",
     C["barrier"]: "movable_object.barrier",
 }
 
@@ -63,10 +69,10 @@ class Agent:
     inst: int
     cls: int
     size_wlh: tuple[float, float, float]  # nuScenes box size (width, length, height)
-    box_z: float                          # box centre height
+    box_z: float  # box centre height
     x0: float
     y: float
-    speed: float                          # signed, along +x
+    speed: float  # signed, along +x
 
     def pose_at(self, t: float) -> tuple[float, float, float]:
         return self.x0 + self.speed * t, self.y, 0.0 if self.speed >= 0 else np.pi
@@ -151,8 +157,10 @@ class _Builder:
         """Add the parts of `template` (built in an object frame) at (x, y) with heading `yaw`."""
         for kind, p in template.kinds():
             q = p.moved(x, y, yaw)
-            self.parts[kind] += [(list(g), int(c), int(i), list(col), int(t))
-                                 for g, c, i, col, t in zip(q.geom, q.cls, q.inst, q.color, q.tex)]
+            self.parts[kind] += [
+                (list(g), int(c), int(i), list(col), int(t))
+                for g, c, i, col, t in zip(q.geom, q.cls, q.inst, q.color, q.tex)
+            ]
 
     def jitter(self, color, amount=0.06):
         return np.clip(np.asarray(color) + self.rng.uniform(-amount, amount, 3), 0, 1)
@@ -161,31 +169,62 @@ class _Builder:
 # ---------------------------------------------------------------------------------------------
 # Object templates, in the object's own frame (x forward, origin on the ground at the centre).
 
+
 def _vehicle(b: _Builder, cls: int, length: float, width: float, height: float, paint, inst: int) -> tuple:
     """Body and cabin (or cargo) boxes; returns the nuScenes size (w, l, h)."""
     if cls == C["car"]:
         # Body from 0.25 m to 1.05 m, glazed cabin on top set back a little. (Heights avoid the grid's
         # z faces at -1 + 0.4 k: the ego frame sits on the ground, so those would coincide exactly.)
         b.add("boxes", [0, 0, 0.65, length / 2, width / 2, 0.4, 0], cls, inst, paint, TEX_PAINT)
-        b.add("boxes", [-0.08 * length, 0, (1.05 + height) / 2, 0.28 * length, width / 2 - 0.1, (height - 1.05) / 2, 0],
-              cls, inst, paint * 0.5 + 0.1, TEX_GLASS)
+        b.add(
+            "boxes",
+            [-0.08 * length, 0, (1.05 + height) / 2, 0.28 * length, width / 2 - 0.1, (height - 1.05) / 2, 0],
+            cls,
+            inst,
+            paint * 0.5 + 0.1,
+            TEX_GLASS,
+        )
     elif cls in (C["truck"], C["construction_vehicle"]):
         cab = 0.28 * length
-        b.add("boxes", [length / 2 - cab / 2, 0, (0.35 + height * 0.8) / 2, cab / 2, width / 2,
-                        (height * 0.8 - 0.35) / 2, 0], cls, inst, paint, TEX_PAINT)
+        b.add(
+            "boxes",
+            [length / 2 - cab / 2, 0, (0.35 + height * 0.8) / 2, cab / 2, width / 2, (height * 0.8 - 0.35) / 2, 0],
+            cls,
+            inst,
+            paint,
+            TEX_PAINT,
+        )
         cargo_color = paint if cls == C["construction_vehicle"] else np.array([0.8, 0.8, 0.78])
-        b.add("boxes", [-cab / 2, 0, (0.5 + height) / 2, (length - cab) / 2 - 0.1, width / 2, (height - 0.5) / 2, 0],
-              cls, inst, cargo_color, TEX_METAL)
+        b.add(
+            "boxes",
+            [-cab / 2, 0, (0.5 + height) / 2, (length - cab) / 2 - 0.1, width / 2, (height - 0.5) / 2, 0],
+            cls,
+            inst,
+            cargo_color,
+            TEX_METAL,
+        )
     else:  # bus, trailer: one long box
         bottom = 0.3 if cls == C["bus"] else 0.65
-        b.add("boxes", [0, 0, (bottom + height) / 2, length / 2, width / 2, (height - bottom) / 2, 0],
-              cls, inst, paint, TEX_PAINT if cls == C["bus"] else TEX_METAL)
+        b.add(
+            "boxes",
+            [0, 0, (bottom + height) / 2, length / 2, width / 2, (height - bottom) / 2, 0],
+            cls,
+            inst,
+            paint,
+            TEX_PAINT if cls == C["bus"] else TEX_METAL,
+        )
     return (width, length, height)
 
 
 def _rider(b: _Builder, cls: int, inst: int, length: float, base_h: float, cloth) -> None:
-    b.add("boxes", [0, 0, base_h / 2 + 0.05, length / 2, 0.25 if cls == C["bicycle"] else 0.4, base_h / 2 - 0.05, 0],
-          cls, inst, [0.15, 0.15, 0.17], TEX_METAL)
+    b.add(
+        "boxes",
+        [0, 0, base_h / 2 + 0.05, length / 2, 0.25 if cls == C["bicycle"] else 0.4, base_h / 2 - 0.05, 0],
+        cls,
+        inst,
+        [0.15, 0.15, 0.17],
+        TEX_METAL,
+    )
     b.add("boxes", [-0.1, 0, base_h + 0.35, 0.2, 0.22, 0.35, 0], cls, inst, cloth, TEX_CLOTH)
     b.add("ellipsoids", [-0.05, 0, base_h + 0.85, 0.13, 0.15], cls, inst, [0.85, 0.7, 0.55], TEX_PLAIN)
 
@@ -235,8 +274,9 @@ def _near_side_street(ground: GroundLayout, x: float, side: int, half: float) ->
 
 
 FACADES = np.array([[0.78, 0.72, 0.62], [0.62, 0.35, 0.28], [0.7, 0.7, 0.72], [0.85, 0.8, 0.7], [0.5, 0.52, 0.56]])
-PAINTS = np.array([[0.7, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1], [0.5, 0.5, 0.55],
-                   [0.2, 0.45, 0.3]])
+PAINTS = np.array(
+    [[0.7, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1], [0.5, 0.5, 0.55], [0.2, 0.45, 0.3]]
+)
 
 
 def _buildings(b: _Builder, rng, ground: GroundLayout, side: int, x_range) -> None:
@@ -249,8 +289,14 @@ def _buildings(b: _Builder, rng, ground: GroundLayout, side: int, x_range) -> No
             depth, height = rng.uniform(8, 14), rng.uniform(6, 18)
             inner = BUILDING_INNER + rng.uniform(0, 1.5)
             inst = b.new_instance(C["manmade"])
-            b.add("boxes", [x + w / 2, side * (inner + depth / 2), height / 2, w / 2, depth / 2, height / 2, 0],
-                  C["manmade"], inst, b.jitter(FACADES[rng.integers(len(FACADES))]), TEX_FACADE)
+            b.add(
+                "boxes",
+                [x + w / 2, side * (inner + depth / 2), height / 2, w / 2, depth / 2, height / 2, 0],
+                C["manmade"],
+                inst,
+                b.jitter(FACADES[rng.integers(len(FACADES))]),
+                TEX_FACADE,
+            )
         gap = rng.uniform(2, 6)
         x += w + gap
 
@@ -264,8 +310,14 @@ def _walls(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: li
         if rng.random() < 0.5 and not _near_side_street(ground, x + w / 2, side, w / 2):
             inst = b.new_instance(C["manmade"])
             h = rng.uniform(1.2, 2.0)
-            b.add("boxes", [x + w / 2, side * 14.9, h / 2, w / 2, 0.15, h / 2, 0], C["manmade"], inst,
-                  b.jitter([0.66, 0.64, 0.6]), TEX_PLAIN)
+            b.add(
+                "boxes",
+                [x + w / 2, side * 14.9, h / 2, w / 2, 0.15, h / 2, 0],
+                C["manmade"],
+                inst,
+                b.jitter([0.66, 0.64, 0.6]),
+                TEX_PLAIN,
+            )
             spots.append((x + w / 2, side * 14.9, w / 2))
         x += w + rng.uniform(4, 10)
 
@@ -280,8 +332,14 @@ def _poles(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: li
             h, r = rng.uniform(5, 8), rng.uniform(0.1, 0.15)
             b.add("cones", [x, side * 8.6, 0, h, r, r * 0.8], C["manmade"], inst, [0.45, 0.47, 0.5], TEX_METAL)
             if rng.random() < 0.5:
-                b.add("boxes", [x, side * (8.6 - r - 0.03), h * 0.55, 0.35, 0.03, 0.3, 0], C["manmade"], inst,
-                      [0.1, 0.3, 0.75], TEX_PLAIN)
+                b.add(
+                    "boxes",
+                    [x, side * (8.6 - r - 0.03), h * 0.55, 0.35, 0.03, 0.3, 0],
+                    C["manmade"],
+                    inst,
+                    [0.1, 0.3, 0.75],
+                    TEX_PLAIN,
+                )
             spots.append((x, side * 8.6, 0.4))
         x += rng.uniform(15, 24)
 
@@ -296,8 +354,14 @@ def _trees(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: li
             inst = b.new_instance(C["vegetation"])
             th, a, c = rng.uniform(2.6, 3.4), rng.uniform(1.4, 2.2), rng.uniform(1.5, 2.3)
             b.add("cones", [x, y, 0, th + 0.3, 0.22, 0.16], C["vegetation"], inst, [0.4, 0.28, 0.18], TEX_PLAIN)
-            b.add("ellipsoids", [x, y, th + 0.7 * c, a, c], C["vegetation"], inst,
-                  b.jitter([0.2, 0.45, 0.15]), TEX_FOLIAGE)
+            b.add(
+                "ellipsoids",
+                [x, y, th + 0.7 * c, a, c],
+                C["vegetation"],
+                inst,
+                b.jitter([0.2, 0.45, 0.15]),
+                TEX_FOLIAGE,
+            )
             spots.append((x, y, 0.3))
         x += rng.uniform(9, 15)
 
@@ -312,8 +376,7 @@ def _bushes(b: _Builder, rng, ground: GroundLayout, side: int, x_range, spots: l
         if not _near_side_street(ground, x, side, a) and _free(spots, x, y, a, 0.5):
             inst = b.new_instance(C["vegetation"])
             c = rng.uniform(0.5, 0.8)
-            b.add("ellipsoids", [x, y, 0.8 * c, a, c], C["vegetation"], inst, b.jitter([0.25, 0.5, 0.2]),
-                  TEX_FOLIAGE)
+            b.add("ellipsoids", [x, y, 0.8 * c, a, c], C["vegetation"], inst, b.jitter([0.25, 0.5, 0.2]), TEX_FOLIAGE)
             spots.append((x, y, a))
         x += rng.uniform(4, 9)
 
@@ -347,7 +410,12 @@ def _parked_vehicles(b: _Builder, rng, x_range, zone_x: float, static_boxes: lis
     """Parked cars, a truck, a bus and a trailer in the outer lane, in random order, clear of the cones."""
     x_lo, x_hi = x_range
     parked = [C["car"], C["car"], C["truck"], C["car"], C["bus"], C["trailer"], C["car"], C["car"]]
-    dims = {C["car"]: (4.5, 1.9, 1.6), C["truck"]: (7.0, 2.4, 3.0), C["bus"]: (11.5, 2.6, 3.3), C["trailer"]: (8.5, 2.5, 3.6)}
+    dims = {
+        C["car"]: (4.5, 1.9, 1.6),
+        C["truck"]: (7.0, 2.4, 3.0),
+        C["bus"]: (11.5, 2.6, 3.3),
+        C["trailer"]: (8.5, 2.5, 3.6),
+    }
     order = list(rng.permutation(len(parked)))
     x = x_lo + rng.uniform(5, 15)
     for i in order:
@@ -387,19 +455,43 @@ def _movers(b: _Builder, rng, x_range, ego_speed: float) -> list[Agent]:
     x = x_hi + 40
     for k in range(5):
         if k == 2:
-            agent(C["motorcycle"], 2.1, 0.8, 1.7, x, ONCOMING_Y, v_on,
-                  lambda p, inst: _rider(p, C["motorcycle"], inst, 2.1, 0.85, b.jitter([0.2, 0.2, 0.25])))
+            agent(
+                C["motorcycle"],
+                2.1,
+                0.8,
+                1.7,
+                x,
+                ONCOMING_Y,
+                v_on,
+                lambda p, inst: _rider(p, C["motorcycle"], inst, 2.1, 0.85, b.jitter([0.2, 0.2, 0.25])),
+            )
             x -= rng.uniform(15, 25)
         agent(C["car"], 4.5, 1.9, 1.6, x, ONCOMING_Y, v_on, car_builder(PAINTS[rng.integers(len(PAINTS))]))
         x -= rng.uniform(18, 30)
     v_bike = -rng.uniform(3.5, 5.0)
     for x0 in (x_hi - rng.uniform(0, 15), x_hi - rng.uniform(30, 45)):
-        agent(C["bicycle"], 1.7, 0.6, 1.75, x0, BIKE_Y, v_bike,
-              lambda p, inst: _rider(p, C["bicycle"], inst, 1.7, 0.9, b.jitter([0.3, 0.3, 0.6], 0.2)))
+        agent(
+            C["bicycle"],
+            1.7,
+            0.6,
+            1.75,
+            x0,
+            BIKE_Y,
+            v_bike,
+            lambda p, inst: _rider(p, C["bicycle"], inst, 1.7, 0.9, b.jitter([0.3, 0.3, 0.6], 0.2)),
+        )
     for side in (-1, 1):
         for lane_y in (9.3, 10.0, 10.7):
             speed = rng.uniform(1.1, 1.6) * (1 if rng.random() < 0.5 else -1)
             x0 = rng.uniform(x_lo + 20, x_hi - 10)
-            agent(C["pedestrian"], 0.5, 0.5, 1.75, x0, side * lane_y, speed,
-                  lambda p, inst: _pedestrian(p, inst, b.jitter([0.3, 0.3, 0.35], 0.25)))
+            agent(
+                C["pedestrian"],
+                0.5,
+                0.5,
+                1.75,
+                x0,
+                side * lane_y,
+                speed,
+                lambda p, inst: _pedestrian(p, inst, b.jitter([0.3, 0.3, 0.35], 0.25)),
+            )
     return agents

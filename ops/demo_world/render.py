@@ -5,6 +5,7 @@ The RGB image is shaded (sun + ambient, distance haze) and textured (asphalt gra
 facade windows, foliage, glossy paint, striped cones) with integer hash noise, so that it looks like
 a street rather than a label map, and so that its bytes do not depend on the machine's libm.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,17 +41,25 @@ HDL32_ELEVATIONS_DEG = np.linspace(-30.67, 10.67, 32)
 _R_EGO_CAM0 = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 GROUND_COLORS = {
-    CLASS_ID["driveable_surface"]: (0.33, 0.33, 0.35), CLASS_ID["sidewalk"]: (0.62, 0.6, 0.57),
-    CLASS_ID["terrain"]: (0.38, 0.5, 0.22), CLASS_ID["other_flat"]: (0.6, 0.55, 0.45),
+    CLASS_ID["driveable_surface"]: (0.33, 0.33, 0.35),
+    CLASS_ID["sidewalk"]: (0.62, 0.6, 0.57),
+    CLASS_ID["terrain"]: (0.38, 0.5, 0.22),
+    CLASS_ID["other_flat"]: (0.6, 0.55, 0.45),
 }
-LIDAR_INTENSITY = {CLASS_ID["driveable_surface"]: 8, CLASS_ID["sidewalk"]: 20, CLASS_ID["terrain"]: 35,
-                   CLASS_ID["other_flat"]: 25, CLASS_ID["traffic_cone"]: 120, CLASS_ID["barrier"]: 90}
+LIDAR_INTENSITY = {
+    CLASS_ID["driveable_surface"]: 8,
+    CLASS_ID["sidewalk"]: 20,
+    CLASS_ID["terrain"]: 35,
+    CLASS_ID["other_flat"]: 25,
+    CLASS_ID["traffic_cone"]: 120,
+    CLASS_ID["barrier"]: 90,
+}
 
 
 @dataclass(frozen=True)
 class Camera:
     channel: str
-    K: np.ndarray         # 3x3 at the rendered size
+    K: np.ndarray  # 3x3 at the rendered size
     width: int
     height: int
     T_ego_cam: np.ndarray  # 4x4
@@ -74,11 +83,16 @@ def lidar_extrinsics() -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 
+
 def _hash01(cells: np.ndarray, salt: int) -> np.ndarray:
     """Deterministic value noise in [0, 1) from integer cells (N, 3)."""
     c = cells.astype(np.int64).astype(np.uint64)
-    h = (c[:, 0] * np.uint64(0x9E3779B1) ^ c[:, 1] * np.uint64(0x85EBCA77) ^ c[:, 2] * np.uint64(0xC2B2AE3D)
-         ^ np.uint64(salt * 0x27D4EB2F))
+    h = (
+        c[:, 0] * np.uint64(0x9E3779B1)
+        ^ c[:, 1] * np.uint64(0x85EBCA77)
+        ^ c[:, 2] * np.uint64(0xC2B2AE3D)
+        ^ np.uint64(salt * 0x27D4EB2F)
+    )
     h ^= h >> np.uint64(15)
     h *= np.uint64(0x2C1B3C6D)
     h ^= h >> np.uint64(12)
@@ -103,7 +117,7 @@ def cast(solids: Solids, origins: np.ndarray, dirs: np.ndarray, max_range: float
     part = np.zeros(n, np.int64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for s in range(0, n, chunk):
-            o, d = origins[s:s + chunk], dirs[s:s + chunk]
+            o, d = origins[s : s + chunk], dirs[s : s + chunk]
             sl = slice(s, s + len(o))
             tg = np.where(d[:, 2] < -1e-12, -o[:, 2] / np.where(d[:, 2] < -1e-12, d[:, 2], -1.0), np.inf)
             better = tg < t_best[sl]
@@ -185,8 +199,14 @@ def _shade(world: L.World, solids: Solids, points, dirs, t, kind, part, cls, nor
     factor[foliage] = 0.55 + 0.6 * _noise(points[foliage], 4.0, 4)
     facade = tex == L.TEX_FACADE
     along = points[:, 0] * np.abs(normal[:, 1]) + points[:, 1] * np.abs(normal[:, 0])
-    window = facade & (np.abs(normal[:, 2]) < 0.5) & (np.mod(points[:, 2], 3.0) > 1.0) & (np.mod(points[:, 2], 3.0) < 2.3) \
-        & (np.mod(along, 2.5) > 0.5) & (np.mod(along, 2.5) < 2.0)
+    window = (
+        facade
+        & (np.abs(normal[:, 2]) < 0.5)
+        & (np.mod(points[:, 2], 3.0) > 1.0)
+        & (np.mod(points[:, 2], 3.0) < 2.3)
+        & (np.mod(along, 2.5) > 0.5)
+        & (np.mod(along, 2.5) < 2.0)
+    )
     rgb[window] = (0.22, 0.27, 0.33)
     stripes = (tex == L.TEX_STRIPES) & (np.mod(points[:, 2], 0.3) < 0.12)
     rgb[stripes] = (0.95, 0.95, 0.95)
@@ -208,16 +228,22 @@ def _shade(world: L.World, solids: Solids, points, dirs, t, kind, part, cls, nor
 
 @dataclass
 class CameraRender:
-    rgb: np.ndarray        # (H, W, 3) uint8
-    depth: np.ndarray      # (H, W) float32 z-depth in metres, 0 = sky
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 z-depth in metres, 0 = sky
     semantics: np.ndarray  # (H, W) uint8 Occ3D ids, FREE for sky
-    instance: np.ndarray   # (H, W) int32, 0 = stuff / sky
-    origin: np.ndarray     # (3,) camera centre, local frame
-    ends: np.ndarray       # (H*W, 3) where each pixel's ray stops (hit point, or max range for sky), local
+    instance: np.ndarray  # (H, W) int32, 0 = stuff / sky
+    origin: np.ndarray  # (3,) camera centre, local frame
+    ends: np.ndarray  # (H*W, 3) where each pixel's ray stops (hit point, or max range for sky), local
 
 
-def render_camera(world: L.World, solids: Solids, cam: Camera, T_local_cam: np.ndarray,
-                  max_range: float = 250.0, ego_body: np.ndarray | None = None) -> CameraRender:
+def render_camera(
+    world: L.World,
+    solids: Solids,
+    cam: Camera,
+    T_local_cam: np.ndarray,
+    max_range: float = 250.0,
+    ego_body: np.ndarray | None = None,
+) -> CameraRender:
     """One camera image of the world; `ego_body` (boxes in the ego frame, see EGO_BODY) hides what lies
     behind the ego car's own body, which the image shows as a car (instance 0)."""
     u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64), np.arange(cam.height, dtype=np.float64))
@@ -251,10 +277,10 @@ def render_camera(world: L.World, solids: Solids, cam: Camera, T_local_cam: np.n
 
 @dataclass
 class LidarScan:
-    points: np.ndarray     # (M, 5) float32: x, y, z (lidar frame), intensity, ring index
+    points: np.ndarray  # (M, 5) float32: x, y, z (lidar frame), intensity, ring index
     hits_local: np.ndarray  # (M, 3) float64 hit points, local frame
-    instance: np.ndarray   # (M,) int32
-    origin: np.ndarray     # (3,) local
+    instance: np.ndarray  # (M,) int32
+    origin: np.ndarray  # (3,) local
 
 
 def lidar_directions(azimuth_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -267,8 +293,14 @@ def lidar_directions(azimuth_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return d, ring
 
 
-def scan_lidar(world: L.World, solids: Solids, T_local_lidar: np.ndarray, azimuth_steps: int,
-               max_range: float = 70.0, min_range: float = 1.0) -> LidarScan:
+def scan_lidar(
+    world: L.World,
+    solids: Solids,
+    T_local_lidar: np.ndarray,
+    azimuth_steps: int,
+    max_range: float = 70.0,
+    min_range: float = 1.0,
+) -> LidarScan:
     d_l, ring = lidar_directions(azimuth_steps)
     R, o = T_local_lidar[:3, :3], T_local_lidar[:3, 3]
     dirs = rotate_vectors(R, d_l)

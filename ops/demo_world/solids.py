@@ -10,6 +10,7 @@ plus the ground, the plane z = 0, whose class comes from a 2D region map (see la
 Every part carries an Occ3D class, an instance id, a base colour and a texture id. Rendering and the
 ground truth use the same formulas, so depth, classes and voxels agree exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -28,11 +29,11 @@ class Parts:
     """
 
     kind: str
-    geom: np.ndarray   # (P, G) float64
-    cls: np.ndarray    # (P,) uint8 Occ3D class
-    inst: np.ndarray   # (P,) int32 instance id (0 = none)
+    geom: np.ndarray  # (P, G) float64
+    cls: np.ndarray  # (P,) uint8 Occ3D class
+    inst: np.ndarray  # (P,) int32 instance id (0 = none)
     color: np.ndarray  # (P, 3) float64 base colour 0-1
-    tex: np.ndarray    # (P,) int32 texture id
+    tex: np.ndarray  # (P,) int32 texture id
 
     def __len__(self) -> int:
         return len(self.cls)
@@ -45,8 +46,14 @@ class Parts:
         width = {"boxes": 7, "cones": 6, "ellipsoids": 5}[kind]
         parts = [p for p in parts if len(p)]
         if not parts:
-            return Parts(kind, np.zeros((0, width)), np.zeros(0, np.uint8), np.zeros(0, np.int32),
-                         np.zeros((0, 3)), np.zeros(0, np.int32))
+            return Parts(
+                kind,
+                np.zeros((0, width)),
+                np.zeros(0, np.uint8),
+                np.zeros(0, np.int32),
+                np.zeros((0, 3)),
+                np.zeros(0, np.int32),
+            )
         return Parts(kind, *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Parts)[1:]))
 
     def volumes(self) -> np.ndarray:
@@ -108,6 +115,7 @@ class Solids:
 # ----------------------------------------------------------------------------------------------
 # Ray intersection: origins (N, 3), unit directions (N, 3) -> t (N, P), inf where missed.
 
+
 def _safe(d: np.ndarray) -> np.ndarray:
     return np.where(np.abs(d) < 1e-15, np.where(d < 0, -1e-15, 1e-15), d)
 
@@ -141,8 +149,10 @@ def ray_cones(o: np.ndarray, d: np.ndarray, g: np.ndarray) -> np.ndarray:
     sq = np.sqrt(np.maximum(disc, 0))
     small = np.abs(a) < 1e-12
     a_safe = np.where(small, 1.0, a)
-    roots = [np.where(small, -cc / _safe(b), (-b - sq) / (2 * a_safe)),
-             np.where(small, np.inf, (-b + sq) / (2 * a_safe))]
+    roots = [
+        np.where(small, -cc / _safe(b), (-b - sq) / (2 * a_safe)),
+        np.where(small, np.inf, (-b + sq) / (2 * a_safe)),
+    ]
     best = np.full(px.shape, np.inf)
     for t in roots:
         z = o[:, 2:3] + t * dz
@@ -191,8 +201,14 @@ def surface_normals(kind: str, g: np.ndarray, p: np.ndarray) -> np.ndarray:
         n[top] = (0, 0, 1)
         n[bottom] = (0, 0, -1)
     else:
-        n = np.stack([(p[:, 0] - g[:, 0]) / g[:, 3] ** 2, (p[:, 1] - g[:, 1]) / g[:, 3] ** 2,
-                      (p[:, 2] - g[:, 2]) / g[:, 4] ** 2], 1)
+        n = np.stack(
+            [
+                (p[:, 0] - g[:, 0]) / g[:, 3] ** 2,
+                (p[:, 1] - g[:, 1]) / g[:, 3] ** 2,
+                (p[:, 2] - g[:, 2]) / g[:, 4] ** 2,
+            ],
+            1,
+        )
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
@@ -200,11 +216,12 @@ def surface_normals(kind: str, g: np.ndarray, p: np.ndarray) -> np.ndarray:
 # Voxel overlap: does a part share any volume with the axis-aligned cube(s) of half size `half`
 # centred at v (V, 3)? Exact for these shapes; touching along a face, edge or point does not count.
 
+
 def overlap_box(g: np.ndarray, v: np.ndarray, half: float) -> np.ndarray:
     x, y, z, hx, hy, hz, yaw = g
     c, s = abs(np.cos(yaw)), abs(np.sin(yaw))
     dx, dy, dz = x - v[:, 0], y - v[:, 1], z - v[:, 2]
-    ok = (np.abs(dz) < hz + half)
+    ok = np.abs(dz) < hz + half
     ok &= np.abs(dx) < half + c * hx + s * hy
     ok &= np.abs(dy) < half + s * hx + c * hy
     cy, sy = np.cos(yaw), np.sin(yaw)

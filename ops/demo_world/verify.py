@@ -9,6 +9,7 @@ generator's objects, so it checks any dataset in this layout, not only ours:
 Pixels that see the ego car's own body (inside `ego_box` in their image's own ego frame) are counted
 apart and left out: Occ3D's truth has no ego car.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ def backproject_truth(nusc, dataroot, sample: dict, channel: str, frame_sample: 
     T = T_ego_global @ transform_from_record(nusc.get("ego_pose", sd["ego_pose_token"])) @ transform_from_record(cs)
     depth, sem = load_truth(dataroot, sd["filename"])
     if depth.shape != (sd["height"], sd["width"]):
-        raise ValueError(f"{truth_file(dataroot, sd['filename'])}: depth is {depth.shape}, image is "
-                         f"{(sd['height'], sd['width'])}")
+        raise ValueError(
+            f"{truth_file(dataroot, sd['filename'])}: depth is {depth.shape}, image is {(sd['height'], sd['width'])}"
+        )
     v, u = np.nonzero(depth > 0)
     rays = np.linalg.inv(np.asarray(cs["camera_intrinsic"])) @ np.stack([u, v, np.ones_like(u)]).astype(np.float64)
     cam = (rays * depth[v, u]).T
@@ -63,8 +65,8 @@ def _near_class(sem: np.ndarray, ijk: np.ndarray, cls: np.ndarray) -> np.ndarray
 
 @dataclass
 class ConsistencyReport:
-    pixels: int           # truth-depth pixels that land inside the grid
-    same_voxel: float     # fraction whose voxel has the pixel's class
+    pixels: int  # truth-depth pixels that land inside the grid
+    same_voxel: float  # fraction whose voxel has the pixel's class
     with_neighbours: float  # ... counting the 26 neighbours too
     in_mask_camera: float  # fraction whose voxel is inside mask_camera
     keyframes: int

@@ -11,6 +11,7 @@ ops/evaluation/conventions.py names which peers report which of these.
 
 Speed: all three masks come from one ``bincount`` per frame, keyed by (mask bits, gt, pred).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -117,7 +118,8 @@ class Occ3DAccumulator:
     """Accumulates confusion matrices over a split, one per mask; `result()` gives every convention."""
 
     confusion: dict[str, np.ndarray] = field(
-        default_factory=lambda: {m: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64) for m in MASKS})
+        default_factory=lambda: {m: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64) for m in MASKS}
+    )
     frames: int = 0
 
     def update(self, pred, gt, mask_camera=None, mask_lidar=None, where: str = "") -> None:

@@ -26,6 +26,7 @@ or left the grid drop out. Where it may differ from SparseOcc's CUDA walk: an or
 grid starts in the voxel `floor` gives (theirs truncates towards zero), and a ray that never enters the
 grid is free (theirs takes the class of voxel (0, 0, 0)); neither happens for origins inside the grid.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,13 @@ def lidar_directions() -> np.ndarray:
     return dirs.reshape(-1, 3)
 
 
-def query_origins(T_global_ego: list[np.ndarray], index: int, lidar_in_ego: np.ndarray,
-                  limit_m: float = ORIGIN_LIMIT_M, max_origins: int = MAX_ORIGINS) -> np.ndarray:
+def query_origins(
+    T_global_ego: list[np.ndarray],
+    index: int,
+    lidar_in_ego: np.ndarray,
+    limit_m: float = ORIGIN_LIMIT_M,
+    max_origins: int = MAX_ORIGINS,
+) -> np.ndarray:
     """(k, 3) ray origins for keyframe `index` of a scene, in its ego frame (the label frame): the lidar
     (`lidar_in_ego`, its mount in the ego frame, from the LIDAR_TOP calibrated_sensor) at every keyframe
     of the scene, `T_global_ego` being each keyframe's ego pose (at its LIDAR_TOP time) in time order.
@@ -90,7 +96,7 @@ def cast(volume, origins, directions, device="cpu") -> tuple[np.ndarray, np.ndar
     o = torch.as_tensor(np.asarray(origins, np.float64), device=device)
     d = torch.as_tensor(np.asarray(directions, np.float64), device=device)
     d = d / d.norm(dim=1, keepdim=True)
-    p = (o - torch.tensor(GRID.lower, dtype=torch.float64, device=device)) / GRID.voxel_size   # voxel units
+    p = (o - torch.tensor(GRID.lower, dtype=torch.float64, device=device)) / GRID.voxel_size  # voxel units
     n = len(p)
     voxel = torch.floor(p).to(torch.int64)
     step = torch.where(d > 0, 1, -1).to(torch.int64)
@@ -102,7 +108,7 @@ def cast(volume, origins, directions, device="cpu") -> tuple[np.ndarray, np.ndar
     depth = torch.full((n,), math.nan, dtype=torch.float64, device=device)
     entered = torch.zeros(n, dtype=torch.bool, device=device)
     live = torch.nonzero(_meets_grid(p, d, shape)).flatten()
-    limit = int(shape.sum().item()) * 3 + 8          # more steps than any ray can take inside the grid
+    limit = int(shape.sum().item()) * 3 + 8  # more steps than any ray can take inside the grid
     for _ in range(limit):
         if len(live) == 0:
             break
@@ -114,10 +120,10 @@ def cast(volume, origins, directions, device="cpu") -> tuple[np.ndarray, np.ndar
         cls[inside] = vol[iv[:, 0], iv[:, 1], iv[:, 2]]
         hit = inside & (cls != FREE)
         label[live[hit]] = cls[hit]
-        depth[live[inside]] = exit_t[inside]          # where it leaves this voxel (last one, if it hits nothing)
+        depth[live[inside]] = exit_t[inside]  # where it leaves this voxel (last one, if it hits nothing)
         was_in = entered[live]
         entered[live] = was_in | inside
-        left = was_in & ~inside                      # it was in the grid and has left it: free
+        left = was_in & ~inside  # it was in the grid and has left it: free
         keep = ~(hit | left)
         live = live[keep]
         if len(live) == 0:
@@ -142,7 +148,7 @@ def _meets_grid(p, d, shape):
     a, b = (0 - p) * inv, (hi - p) * inv
     lo_t = torch.minimum(a, b)
     hi_t = torch.maximum(a, b)
-    flat = d == 0          # parallel to a slab: inside it for every t, or never
+    flat = d == 0  # parallel to a slab: inside it for every t, or never
     inside_slab = (p >= 0) & (p < hi)
     lo_t = torch.where(flat, torch.where(inside_slab, -math.inf, math.inf), lo_t)
     hi_t = torch.where(flat, torch.where(inside_slab, math.inf, -math.inf), hi_t)
@@ -160,7 +166,7 @@ class RayIoU:
     directions: np.ndarray = field(default_factory=lidar_directions)
     gt_count: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES, np.int64))
     pred_count: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES, np.int64))
-    tp: np.ndarray = field(init=False)         # (thresholds, classes): set from `thresholds`
+    tp: np.ndarray = field(init=False)  # (thresholds, classes): set from `thresholds`
     frames: int = 0
     rays: int = 0
 
@@ -198,8 +204,13 @@ class RayIoU:
             part = iou[:, list(classes)]
             return float(np.nanmean(part)) if np.isfinite(part).any() else float("nan")
 
-        out = {"frames": self.frames, "rays": self.rays, "rayiou": mean(CLASSES_17), "rayiou15": mean(MIOU15_CLASSES),
-               "per_class": {f"{t:g}m": iou[i, :FREE].tolist() for i, t in enumerate(self.thresholds)}}
+        out = {
+            "frames": self.frames,
+            "rays": self.rays,
+            "rayiou": mean(CLASSES_17),
+            "rayiou15": mean(MIOU15_CLASSES),
+            "per_class": {f"{t:g}m": iou[i, :FREE].tolist() for i, t in enumerate(self.thresholds)},
+        }
         for i, t in enumerate(self.thresholds):
             part = iou[i, list(CLASSES_17)]
             out[f"rayiou@{t:g}"] = float(np.nanmean(part)) if np.isfinite(part).any() else float("nan")

@@ -1,5 +1,6 @@
 """Scoring label volumes against Occ3D ground truth: two Occ3D-layout directories (predictions and
 truth), or the labels of the Zarr store against a truth directory."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +15,15 @@ from ops.storage.scene_store import SceneStore, label_volumes
 TRUTH_KEYS = ("semantics", "mask_camera", "mask_lidar")
 
 
-def score_directories(pred_dir: str | Path, gt_dir: str | Path, scenes: Iterable[str] | None = None,
-                      allow_missing: bool = False, workers: int = 4,
-                      progress: Callable[[int, int], None] | None = None,
-                      origins_of: Callable[[str, str], "object | None"] | None = None) -> dict:
+def score_directories(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    scenes: Iterable[str] | None = None,
+    allow_missing: bool = False,
+    workers: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    origins_of: Callable[[str, str], "object | None"] | None = None,
+) -> dict:
     """Score every ground-truth frame (optionally of `scenes`) against the same path under `pred_dir`.
 
     A frame missing from the predictions is an error naming it, unless `allow_missing`, in which case
@@ -39,8 +45,10 @@ def score_directories(pred_dir: str | Path, gt_dir: str | Path, scenes: Iterable
     if skipped and not allow_missing:
         names = ", ".join(f"{f.scene}/{f.token}" for f in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        raise FileNotFoundError(f"{len(skipped)} frame(s) missing from {pred_dir}: {names}{more} "
-                                f"(expected {pred_dir}/<scene>/<token>/{LABELS_FILE}; allow_missing skips them)")
+        raise FileNotFoundError(
+            f"{len(skipped)} frame(s) missing from {pred_dir}: {names}{more} "
+            f"(expected {pred_dir}/<scene>/<token>/{LABELS_FILE}; allow_missing skips them)"
+        )
 
     def load(f: FrameRef):
         gt = load_labels(f.path(gt_dir), TRUTH_KEYS)
@@ -66,8 +74,13 @@ def score_directories(pred_dir: str | Path, gt_dir: str | Path, scenes: Iterable
     return result
 
 
-def score_store_labels(store: SceneStore, scenes: Iterable[str], gts_dir: str | Path,
-                       keyframes_of: Callable[[str], list] | None = None, per_scene: bool = True) -> dict:
+def score_store_labels(
+    store: SceneStore,
+    scenes: Iterable[str],
+    gts_dir: str | Path,
+    keyframes_of: Callable[[str], list] | None = None,
+    per_scene: bool = True,
+) -> dict:
     """Occ3D metrics of the stored labels of `scenes` against `gts_dir` (frames that have truth), over
     all of them ("all") and, with `per_scene`, per scene ("scenes"; each scene's metrics made when its
     last label is scored, so that no accumulator per scene is kept); "frames_without_truth" counts the
@@ -76,7 +89,7 @@ def score_store_labels(store: SceneStore, scenes: Iterable[str], gts_dir: str | 
     from ops.evaluation.rayiou import RayIoU, scene_origins
 
     total, results, missing = Occ3DAccumulator(), {}, 0
-    one = {}   # the scene being scored -> its accumulator
+    one = {}  # the scene being scored -> its accumulator
     rays, origins, current = (RayIoU() if keyframes_of is not None else None), {}, None
     for scene, _, token, sem, _ in label_volumes(store, scenes):
         path = FrameRef(scene, token).path(gts_dir)
@@ -85,7 +98,7 @@ def score_store_labels(store: SceneStore, scenes: Iterable[str], gts_dir: str | 
             continue
         gt = load_labels(path, TRUTH_KEYS)
         pred = as_occ3d_semantics(sem)
-        if per_scene and scene not in one:     # label_volumes gives each scene's labels together
+        if per_scene and scene not in one:  # label_volumes gives each scene's labels together
             results.update({s: a.result() for s, a in one.items()})
             one = {scene: Occ3DAccumulator()}
         for acc in (*one.values(), total):
@@ -96,5 +109,9 @@ def score_store_labels(store: SceneStore, scenes: Iterable[str], gts_dir: str | 
             if token in origins:
                 rays.update(pred, gt["semantics"], origins[token])
     results.update({s: a.result() for s, a in one.items()})
-    return {"all": total.result(), "scenes": results, "frames_without_truth": missing,
-            "rayiou": rays.result() if rays is not None and rays.frames else None}
+    return {
+        "all": total.result(),
+        "scenes": results,
+        "frames_without_truth": missing,
+        "rayiou": rays.result() if rays is not None and rays.frames else None,
+    }

@@ -18,6 +18,7 @@ movables, and other keyframes saw that place at other times). Voxels seen but no
 voxels nothing saw are unobserved. Sums, not clamped running updates: the result is independent of
 the order of the keyframes.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,19 +43,21 @@ def range_weight(centres: torch.Tensor, origin: torch.Tensor, cfg: FusionConfig,
     return grid.voxel_size / (grid.voxel_size + cfg.depth_sigma(r))
 
 
-def best_point_confidence(points: torch.Tensor, classes: torch.Tensor, confidence: torch.Tensor, T_ego_src,
-                          grid: OccGrid) -> torch.Tensor:
+def best_point_confidence(
+    points: torch.Tensor, classes: torch.Tensor, confidence: torch.Tensor, T_ego_src, grid: OccGrid
+) -> torch.Tensor:
     """(V,) float32: per voxel, the highest confidence of the points (moved by T_ego_src) that land in it."""
     T = np.asarray(T_ego_src, dtype=np.float32)[:3].tolist()
     lower = [float(np.float32(v)) for v in grid.lower]
     keys = vote_keys(points, classes, T, lower, float(np.float32(grid.voxel_size)), list(grid.shape), NUM_CLASSES)
     out = torch.zeros(grid.num_voxels + 1, dtype=torch.float32, device=points.device)
     out.scatter_reduce_(0, keys // NUM_CLASSES, confidence.float(), reduce="amax")
-    return out[:grid.num_voxels]
+    return out[: grid.num_voxels]
 
 
-def ray_evidence(origins: torch.Tensor, ends: torch.Tensor, depths: torch.Tensor, grid: OccGrid, margin: Margin,
-                 backend: Backend) -> tuple[torch.Tensor, torch.Tensor]:
+def ray_evidence(
+    origins: torch.Tensor, ends: torch.Tensor, depths: torch.Tensor, grid: OccGrid, margin: Margin, backend: Backend
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One keyframe's evidence from its rays (R, 3) in the grid frame, by walking them (the reference for
     projection): seen (V,) bool (crossed before the voxel it ends in) and miss (V,) float32 (1 where a ray
     crosses the voxel before the point where its z-depth is margin(d) short of its end's, d = `depths`
@@ -66,8 +69,15 @@ def ray_evidence(origins: torch.Tensor, ends: torch.Tensor, depths: torch.Tensor
     return seen, miss.float()
 
 
-def decide_log_odds(best: torch.Tensor, voted: torch.Tensor, hits: torch.Tensor, misses: torch.Tensor,
-                    seen: torch.Tensor, movable: torch.Tensor, cfg: FusionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def decide_log_odds(
+    best: torch.Tensor,
+    voted: torch.Tensor,
+    hits: torch.Tensor,
+    misses: torch.Tensor,
+    seen: torch.Tensor,
+    movable: torch.Tensor,
+    cfg: FusionConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(occupied (V,) bool, observed (V,) bool) from the majority class, the votes, the weighted hits and
     misses and the seen voxels."""
     odds = logit(cfg.p_hit) * hits + logit(cfg.p_miss) * misses

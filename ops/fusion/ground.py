@@ -16,6 +16,7 @@ back to no correction (scale 1, with the reason) when the estimate is not well s
 Sidewalks (raised by a kerb) and other flat surfaces are not used by default: a 12 cm kerb seen from
 1.5 m would bias the scale by 8 %.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,26 +28,27 @@ GROUND_FITS = ("applied", "few_pixels", "scattered", "not_flat", "implausible")
 
 @dataclass(frozen=True)
 class GroundScale:
-    scale: float          # the factor applied to the image's depth (1.0 when not applied)
-    estimate: float       # the robust estimate (NaN when there were too few pixels)
-    pixels: int           # ground pixels the estimate used
-    fit: str              # one of GROUND_FITS: "applied", or why not
+    scale: float  # the factor applied to the image's depth (1.0 when not applied)
+    estimate: float  # the robust estimate (NaN when there were too few pixels)
+    pixels: int  # ground pixels the estimate used
+    fit: str  # one of GROUND_FITS: "applied", or why not
 
 
 @dataclass(frozen=True)
 class GroundRule:
     classes: tuple[int, ...]
-    min_range: float = 3.0       # metres of depth
+    min_range: float = 3.0  # metres of depth
     max_range: float = 25.0
     min_pixels: int = 200
-    min_down: float = 0.05       # rays must look down by at least this slope (r_z <= -min_down)
-    max_spread: float = 0.08     # MAD of log scales (robust std / 1.4826) above which the pixels disagree
-    max_near_far: float = 0.03   # near and far halves must agree within this (log scale)
-    max_log_scale: float = 0.3   # |log s| above this is implausible (x0.74 .. x1.35)
+    min_down: float = 0.05  # rays must look down by at least this slope (r_z <= -min_down)
+    max_spread: float = 0.08  # MAD of log scales (robust std / 1.4826) above which the pixels disagree
+    max_near_far: float = 0.03  # near and far halves must agree within this (log scale)
+    max_log_scale: float = 0.3  # |log s| above this is implausible (x0.74 .. x1.35)
 
 
-def ground_scale(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray, rule: GroundRule,
-                 stride: int = 1) -> GroundScale:
+def ground_scale(
+    depth: np.ndarray, semantics: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray, rule: GroundRule, stride: int = 1
+) -> GroundScale:
     """The depth scale of one image from its ground pixels (every stride-th pixel in both directions)."""
     d = np.asarray(depth, dtype=np.float64)[::stride, ::stride]
     sem = np.asarray(semantics)[::stride, ::stride]
@@ -58,7 +60,7 @@ def ground_scale(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray, T_ego_
         return GroundScale(1.0, float("nan"), 0, "few_pixels")
     pix = np.stack([us[ground], vs[ground], np.ones(int(ground.sum()))], 0).astype(np.float64)
     T = np.asarray(T_ego_cam, dtype=np.float64)
-    r = T[:3, :3] @ (np.linalg.inv(np.asarray(K, np.float64)) @ pix)   # ego-frame directions, unit z-depth
+    r = T[:3, :3] @ (np.linalg.inv(np.asarray(K, np.float64)) @ pix)  # ego-frame directions, unit z-depth
     h = T[2, 3]
     down = r[2] <= -rule.min_down
     dd, rz = d[ground][down], r[2][down]

@@ -6,6 +6,7 @@
 T_frame_cam is composed in float64 by the caller (global poses are kilometres from the origin) and
 ends in a local frame, so the per-point arithmetic can run in float32 on any device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,21 +25,33 @@ from ops.occ3d import FREE, UNOBSERVED
 
 @dataclass
 class LiftedPoints:
-    points: torch.Tensor   # (N, 3) float32, metres, in the target frame
+    points: torch.Tensor  # (N, 3) float32, metres, in the target frame
     classes: torch.Tensor  # (N,) uint8 Occ3D ids
-    is_ray: torch.Tensor   # (N,) bool: True for a pixel's own point (a camera ray ends there),
+    is_ray: torch.Tensor  # (N,) bool: True for a pixel's own point (a camera ray ends there),
     #                        False for a point filled in between two neighbouring pixels
-    origin: torch.Tensor   # (3,) float32 camera centre in the target frame
-    dropped: int           # pixels without a usable depth or class
+    origin: torch.Tensor  # (3,) float32 camera centre in the target frame
+    dropped: int  # pixels without a usable depth or class
     confidence: torch.Tensor | None = None  # (N,) float32 in [0, 1] when a confidence map was given
     usable_depth: torch.Tensor | None = None  # (Hs, Ws) float32 depth at the stride, 0 where a pixel was dropped
     pixel_confidence: torch.Tensor | None = None  # (Hs, Ws) float32 confidence at the stride, when given
 
 
-def lift_image(depth, semantics, K, T_frame_cam, *, stride: int = 1, min_depth: float = 0.1,
-               max_depth: float = 80.0, fill_step: float | None = None, fill_max_jump: float = 0.08,
-               device: str | torch.device = "cpu", name: str = "", confidence=None,
-               edge_jump: float | None = None) -> LiftedPoints:
+def lift_image(
+    depth,
+    semantics,
+    K,
+    T_frame_cam,
+    *,
+    stride: int = 1,
+    min_depth: float = 0.1,
+    max_depth: float = 80.0,
+    fill_step: float | None = None,
+    fill_max_jump: float = 0.08,
+    device: str | torch.device = "cpu",
+    name: str = "",
+    confidence=None,
+    edge_jump: float | None = None,
+) -> LiftedPoints:
     """Labelled points of one image.
 
     depth: (H, W) metres along the optical axis; 0, NaN, inf or outside [min_depth, max_depth] is dropped.
@@ -128,9 +141,9 @@ def depth_edges(depth: torch.Tensor, jump: float, classes: torch.Tensor | None =
         big = (prev - 2 * mid + nxt).abs() > jump * mid
         breaks, flat = torch.zeros_like(usable), torch.zeros_like(usable)
         breaks.narrow(axis, 1, n - 2).copy_(ok & big)
-        flat.narrow(axis, 1, n - 2).copy_(ok & ~big)   # three usable pixels on one plane, centred here
+        flat.narrow(axis, 1, n - 2).copy_(ok & ~big)  # three usable pixels on one plane, centred here
         keep = torch.zeros_like(usable)
-        for mine, theirs in ((0, 1), (1, 0)):          # the neighbour after each pixel, then the one before
+        for mine, theirs in ((0, 1), (1, 0)):  # the neighbour after each pixel, then the one before
             cont = flat.narrow(axis, theirs, n - 1)
             if classes is not None:
                 cont = cont & (classes.narrow(axis, theirs, n - 1) == classes.narrow(axis, mine, n - 1))
@@ -138,11 +151,11 @@ def depth_edges(depth: torch.Tensor, jump: float, classes: torch.Tensor | None =
         # Nearness in inverse depth: the nearer neighbour has the larger inverse depth.
         prev_nearer = prev >= nxt
         nearer = torch.where(prev_nearer, prev, nxt)
-        front = mid * (1 + jump) >= nearer                          # no farther than the nearer neighbour
+        front = mid * (1 + jump) >= nearer  # no farther than the nearer neighbour
         if classes is not None:
             c_prev, c_mid, c_next = (classes.narrow(axis, k, n - 2) for k in range(3))
             front = front & (c_mid == torch.where(prev_nearer, c_prev, c_next))
-        thin = ok & (front | (mid > nearer * (1 + jump)))            # ... of its class, or nearer than both
+        thin = ok & (front | (mid > nearer * (1 + jump)))  # ... of its class, or nearer than both
         keep.narrow(axis, 1, n - 2).logical_or_(thin)
         edge |= breaks & ~keep
     return edge
@@ -157,13 +170,22 @@ def _confidence_map(confidence, shape: tuple, where: str) -> np.ndarray:
         return conf.astype(np.float32) / 255
     conf = conf.astype(np.float32)
     if not np.all(np.isfinite(conf)) or conf.min(initial=0) < 0 or conf.max(initial=0) > 1:
-        raise ValueError(f"{where}confidence must lie in [0, 1] (or be uint8 0-255), got values in "
-                         f"[{np.nanmin(conf):.3g}, {np.nanmax(conf):.3g}]")
+        raise ValueError(
+            f"{where}confidence must lie in [0, 1] (or be uint8 0-255), got values in "
+            f"[{np.nanmin(conf):.3g}, {np.nanmax(conf):.3g}]"
+        )
     return conf
 
 
-def _fill_points(pts: torch.Tensor, c: torch.Tensor, dz: torch.Tensor, valid: torch.Tensor, fill_step: float,
-                 fill_max_jump: float, conf: torch.Tensor | None = None):
+def _fill_points(
+    pts: torch.Tensor,
+    c: torch.Tensor,
+    dz: torch.Tensor,
+    valid: torch.Tensor,
+    fill_step: float,
+    fill_max_jump: float,
+    conf: torch.Tensor | None = None,
+):
     """Extra points, their classes and (with a confidence map `conf`) confidences between neighbouring
     pixels of one surface, right then below (see lift_image's `fill_step`). pts (Hs, Ws, 3), c, dz (depth,
     0 where invalid) and valid (Hs, Ws)."""
@@ -232,28 +254,30 @@ class LiftedFrame:
 
     token: str
     timestamp: int
-    T_anchor_ego: np.ndarray      # (4, 4) float64: the label frame of this keyframe
-    points: torch.Tensor          # (N, 3) float32
-    classes: torch.Tensor         # (N,) uint8
-    is_ray: torch.Tensor          # (N,) bool: a pixel's own point, where its camera ray ends (used
+    T_anchor_ego: np.ndarray  # (4, 4) float64: the label frame of this keyframe
+    points: torch.Tensor  # (N, 3) float32
+    classes: torch.Tensor  # (N,) uint8
+    is_ray: torch.Tensor  # (N,) bool: a pixel's own point, where its camera ray ends (used
     #                               for free space); False for surface-fill points and skipped rays
-    camera: torch.Tensor          # (N,) uint8: index into `origins` of the point's camera
-    origins: torch.Tensor         # (C, 3) float32 camera centres
+    camera: torch.Tensor  # (N,) uint8: index into `origins` of the point's camera
+    origins: torch.Tensor  # (C, 3) float32 camera centres
     dropped_pixels: int = 0
     outliers: int = 0
-    confidence: torch.Tensor | None = None   # (N,) float32 per point, when the perception gave confidence maps
+    confidence: torch.Tensor | None = None  # (N,) float32 per point, when the perception gave confidence maps
     views: list[CameraView] = field(default_factory=list)  # per image, for free space by projection
     ground: list[GroundScale] = field(default_factory=list)  # per image, when the depth was scaled from the ground
-    ego_points: int = 0           # points dropped inside the ego car's box
+    ego_points: int = 0  # points dropped inside the ego car's box
     axes: torch.Tensor | None = None  # (C, 3) float32 optical axis (unit) of each camera
-    n_static: int | None = None   # the first n_static points are of static classes, the rest movable
-    movable_classes: tuple = ()   # ... movable as these class ids say
+    n_static: int | None = None  # the first n_static points are of static classes, the rest movable
+    movable_classes: tuple = ()  # ... movable as these class ids say
 
     def static(self, movable_classes: tuple) -> slice:
         """The points of static classes: a prefix (lift_keyframe puts the movable ones last)."""
         if tuple(movable_classes) != self.movable_classes:
-            raise ValueError(f"keyframe {self.token} was lifted with movable classes {self.movable_classes}, "
-                             f"not {tuple(movable_classes)}")
+            raise ValueError(
+                f"keyframe {self.token} was lifted with movable classes {self.movable_classes}, "
+                f"not {tuple(movable_classes)}"
+            )
         return slice(0, len(self.points) if self.n_static is None else self.n_static)
 
     def rays(self, keep: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,16 +319,23 @@ def pixel_weight(maps: tuple, cfg: FusionConfig):
         return maps[2]
     if len(maps) != 4 or cfg.confidence == "none":
         return None
-    picked = [c for c, use in ((maps[2], cfg.confidence in ("segmenter", "both")),
-                               (maps[3], cfg.confidence in ("depth", "both"))) if use and c is not None]
+    picked = [
+        c
+        for c, use in (
+            (maps[2], cfg.confidence in ("segmenter", "both")),
+            (maps[3], cfg.confidence in ("depth", "both")),
+        )
+        if use and c is not None
+    ]
     if len(picked) < 2:
-        return picked[0] if picked else None     # as stored: lift_image reads uint8 as 0-255
+        return picked[0] if picked else None  # as stored: lift_image reads uint8 as 0-255
     a, b = (np.asarray(c, np.float32) / (255 if np.asarray(c).dtype == np.uint8 else 1) for c in picked)
     return a * b
 
 
-def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np.ndarray,
-                  cfg: FusionConfig) -> LiftedFrame:
+def lift_keyframe(
+    kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np.ndarray, cfg: FusionConfig
+) -> LiftedFrame:
     """Lift the maps of each of kf.images into the anchor frame: per camera (depth, semantics[, weight]) or
     (depth, semantics, segmenter confidence, depth confidence) (see pixel_weight)."""
     if len(maps) != len(kf.images):
@@ -315,8 +346,10 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np
     for i, (img, m) in enumerate(zip(kf.images, maps)):
         name = f"{kf.scene}/{kf.token}/{img.channel} ({img.filename})"
         if len(m) not in (2, 3, 4):
-            raise ValueError(f"{name}: expected (depth, semantics), (depth, semantics, weight) or (depth, semantics, "
-                             f"segmenter confidence, depth confidence), got {len(m)} maps")
+            raise ValueError(
+                f"{name}: expected (depth, semantics), (depth, semantics, weight) or (depth, semantics, "
+                f"segmenter confidence, depth confidence), got {len(m)} maps"
+            )
         depth, sem, conf = m[0], m[1], pixel_weight(m, cfg)
         if np.shape(depth) != (img.height, img.width):
             raise ValueError(f"{name}: depth is {np.shape(depth)}, the image is {(img.height, img.width)}")
@@ -329,16 +362,28 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np
             grounds.append(gs)
             if gs.fit == "applied":
                 depth = np.asarray(depth, dtype=np.float32) * np.float32(gs.scale)
-        lp = lift_image(depth, sem, img.K, T, stride=stride, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
-                        fill_step=cfg.fill_step, fill_max_jump=cfg.fill_max_jump, device=cfg.device, name=name,
-                        confidence=conf, edge_jump=cfg.edge_jump)
+        lp = lift_image(
+            depth,
+            sem,
+            img.K,
+            T,
+            stride=stride,
+            min_depth=cfg.min_depth,
+            max_depth=cfg.max_depth,
+            fill_step=cfg.fill_step,
+            fill_max_jump=cfg.fill_max_jump,
+            device=cfg.device,
+            name=name,
+            confidence=conf,
+            edge_jump=cfg.edge_jump,
+        )
         if cfg.ego_box is not None:
             ego_points += _drop_ego_body(lp, T_anchor_global @ img.T_global_ego, cfg.ego_box)
         is_ray = lp.is_ray.clone()
         if cfg.ray_stride > 1:  # keep every (ray_stride**2)-th pixel ray of this image
             idx = torch.nonzero(is_ray).squeeze(1)
             is_ray[idx] = False
-            is_ray[idx[::cfg.ray_stride ** 2]] = True
+            is_ray[idx[:: cfg.ray_stride**2]] = True
         pts.append(lp.points)
         cls.append(lp.classes)
         rays.append(is_ray)
@@ -368,6 +413,22 @@ def lift_keyframe(kf: KeyframeRecord, maps: Sequence[tuple], T_anchor_global: np
         order = torch.cat([torch.nonzero(~movable).squeeze(1), torch.nonzero(movable).squeeze(1)])
         points, classes, is_ray, camera = points[order], classes[order], is_ray[order], camera[order]
         confidence = None if confidence is None else confidence[order]
-    return LiftedFrame(kf.token, kf.timestamp, T_anchor_global @ kf.T_global_ego, points, classes, is_ray, camera,
-                       torch.stack(origins) if origins else torch.zeros((0, 3)), dropped, outliers, confidence, views, grounds, ego_points,
-                       torch.stack(axes) if axes else torch.zeros((0, 3)), n_static, tuple(cfg.movable_classes))
+    return LiftedFrame(
+        kf.token,
+        kf.timestamp,
+        T_anchor_global @ kf.T_global_ego,
+        points,
+        classes,
+        is_ray,
+        camera,
+        torch.stack(origins) if origins else torch.zeros((0, 3)),
+        dropped,
+        outliers,
+        confidence,
+        views,
+        grounds,
+        ego_points,
+        torch.stack(axes) if axes else torch.zeros((0, 3)),
+        n_static,
+        tuple(cfg.movable_classes),
+    )

@@ -19,6 +19,7 @@ farther in front than the band are occluded and say nothing.
 The torch twin here and the Triton kernel (kernels/projection.py) do the same float32 arithmetic in
 the same order; `frame_projection` chooses between them.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,9 @@ from ops.runtime import CompiledOrEager
 class CameraView:
     """What projection needs of one image: its pose, intrinsics and depth (at the lifting stride)."""
 
-    T_anchor_cam: np.ndarray          # (4, 4) float64 camera -> scene anchor frame
-    K: np.ndarray                     # (3, 3) intrinsics at the full image size
-    depth: torch.Tensor               # (Hs, Ws) float32 z-depth of pixel (i * stride, j * stride); 0: unusable
+    T_anchor_cam: np.ndarray  # (4, 4) float64 camera -> scene anchor frame
+    K: np.ndarray  # (3, 3) intrinsics at the full image size
+    depth: torch.Tensor  # (Hs, Ws) float32 z-depth of pixel (i * stride, j * stride); 0: unusable
     stride: int = 1
     confidence: torch.Tensor | None = None  # (Hs, Ws) float32 in [0, 1], or None (weight 1)
 
@@ -57,8 +58,12 @@ class Margin:
     @classmethod
     def of(cls, cfg: FusionConfig, grid: OccGrid, k: float | None = None) -> "Margin":
         """The misses' margin (k = margin_k), or with k = surface_band_k the surface band's half-width."""
-        return cls(float(cfg.margin_k if k is None else k), float(cfg.depth_sigma0), float(cfg.depth_sigma_rel),
-                   float(grid.voxel_size * math.sqrt(3) / 2))
+        return cls(
+            float(cfg.margin_k if k is None else k),
+            float(cfg.depth_sigma0),
+            float(cfg.depth_sigma_rel),
+            float(grid.voxel_size * math.sqrt(3) / 2),
+        )
 
     def at(self, d):
         return self.k * (self.sigma0 + self.rel * d) + self.half_diagonal
@@ -73,8 +78,10 @@ def voxel_centres(grid: OccGrid = GRID, device="cpu") -> torch.Tensor:
     """(V, 3) float32 voxel centres in the grid's frame, in the flat-id order: lower + (i + 0.5) * voxel
     size in float32 (as the Triton kernel computes them)."""
     vs = torch.tensor(grid.voxel_size, dtype=torch.float32)
-    axes = [torch.tensor(lo, dtype=torch.float32) + (torch.arange(n, dtype=torch.float32) + 0.5) * vs
-            for lo, n in zip(grid.lower, grid.shape)]
+    axes = [
+        torch.tensor(lo, dtype=torch.float32) + (torch.arange(n, dtype=torch.float32) + 0.5) * vs
+        for lo, n in zip(grid.lower, grid.shape)
+    ]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).to(device)
 
 
@@ -152,7 +159,6 @@ class Projected:
     clamped_weight: torch.Tensor
     clamped_sdf: torch.Tensor
 
-
     def add_band(self, other: "Projected") -> None:
         """Add another's surface-band sums to this one's."""
         self.band_weight += other.band_weight
@@ -161,17 +167,34 @@ class Projected:
         self.clamped_sdf += other.clamped_sdf
 
 
-def project_image(centres: torch.Tensor, view: CameraView, T_anchor_grid: np.ndarray, margin: Margin, band: Margin,
-                  min_depth: float = 0.1, compiled: bool = False) -> Projected:
+def project_image(
+    centres: torch.Tensor,
+    view: CameraView,
+    T_anchor_grid: np.ndarray,
+    margin: Margin,
+    band: Margin,
+    min_depth: float = 0.1,
+    compiled: bool = False,
+) -> Projected:
     """The evidence of one image on the voxel centres (V, 3) float32 in the grid frame, whose pose in the
     anchor frame is T_anchor_grid."""
     T = camera_from_grid(view, T_anchor_grid).astype(np.float32)[:3].tolist()
     K = np.asarray(view.K, np.float32)
     Kp = [float(K[0, 0]), float(K[0, 1]), float(K[0, 2]), float(K[1, 1]), float(K[1, 2])]
     m = [float(np.float32(margin.k * margin.sigma0 + margin.half_diagonal)), float(np.float32(margin.k * margin.rel))]
-    seen, miss, pix, bw, bsdf, cw, csdf = _project_maybe_compiled(compiled, centres[:, 0], centres[:, 1], centres[:, 2], view.depth,
-                                                        T, Kp, float(np.float32(1.0 / view.stride)), float(min_depth), m,
-                                                        band.coefficients())
+    seen, miss, pix, bw, bsdf, cw, csdf = _project_maybe_compiled(
+        compiled,
+        centres[:, 0],
+        centres[:, 1],
+        centres[:, 2],
+        view.depth,
+        T,
+        Kp,
+        float(np.float32(1.0 / view.stride)),
+        float(min_depth),
+        m,
+        band.coefficients(),
+    )
     weight = miss.float()
     if view.confidence is not None:
         conf = view.confidence.reshape(-1)[pix]
@@ -179,8 +202,14 @@ def project_image(centres: torch.Tensor, view: CameraView, T_anchor_grid: np.nda
     return Projected(seen, weight, bw, bsdf, cw, csdf)
 
 
-def frame_projection(views: list[CameraView], T_anchor_grid: np.ndarray, grid: OccGrid, cfg: FusionConfig,
-                     backend: Backend, centres: torch.Tensor | None = None) -> Projected:
+def frame_projection(
+    views: list[CameraView],
+    T_anchor_grid: np.ndarray,
+    grid: OccGrid,
+    cfg: FusionConfig,
+    backend: Backend,
+    centres: torch.Tensor | None = None,
+) -> Projected:
     """One keyframe's evidence over its images: seen (any image), the miss weight (the largest over its
     images) and the surface band's sums (over its images). The Triton kernel or the torch twin, as
     `backend` says."""
@@ -188,8 +217,19 @@ def frame_projection(views: list[CameraView], T_anchor_grid: np.ndarray, grid: O
     if backend.triton:
         from kernels.projection import project_image_triton
 
-        project = lambda v: Projected(*project_image_triton(  # noqa: E731
-            v.depth, v.confidence, camera_from_grid(v, T_anchor_grid), v.K, v.stride, grid, margin, band, cfg.min_depth))
+        project = lambda v: Projected(
+            *project_image_triton(  # noqa: E731
+                v.depth,
+                v.confidence,
+                camera_from_grid(v, T_anchor_grid),
+                v.K,
+                v.stride,
+                grid,
+                margin,
+                band,
+                cfg.min_depth,
+            )
+        )
     else:
         if centres is None:
             centres = voxel_centres(grid, views[0].depth.device if views else "cpu")

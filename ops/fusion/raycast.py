@@ -6,6 +6,7 @@ chosen in that one place; the same counts either way). Exact for segments: a vox
 interior; touching only an edge or a corner does not count. Every boundary crossing of the segment
 is enumerated analytically (no sampling), so thin grazing rays never skip a voxel.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,14 @@ def _counts_and_first(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor):
     return n.long(), first, step
 
 
-def ray_voxel_ids(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID,
-                  include_end: bool = True, chunk: int = 1 << 20, compiled: bool = False) -> torch.Tensor:
+def ray_voxel_ids(
+    origins: torch.Tensor,
+    ends: torch.Tensor,
+    grid: OccGrid = GRID,
+    include_end: bool = True,
+    chunk: int = 1 << 20,
+    compiled: bool = False,
+) -> torch.Tensor:
     """Flat ids (x * Y * Z + y * Z + z, int64) of every grid voxel each segment crosses, with repeats.
 
     origins, ends: (N, 3) float tensors in the grid's frame (metres); segments may start or end
@@ -43,13 +50,21 @@ def ray_voxel_ids(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRI
         raise ValueError(f"origins and ends must both be (N, 3), got {tuple(origins.shape)} and {tuple(ends.shape)}")
     if not origins.is_floating_point():
         raise ValueError(f"origins must be floating point, got {origins.dtype}")
-    ids = torch.cat([torch.zeros(0, dtype=torch.long, device=origins.device)]
-                    + list(_pieces(origins, ends, grid, include_end, chunk, compiled)))
+    ids = torch.cat(
+        [torch.zeros(0, dtype=torch.long, device=origins.device)]
+        + list(_pieces(origins, ends, grid, include_end, chunk, compiled))
+    )
     return ids[ids < grid.num_voxels]
 
 
-def ray_voxel_counts(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID, include_end: bool = True,
-                     chunk: int = 1 << 20, compiled: bool = False) -> torch.Tensor:
+def ray_voxel_counts(
+    origins: torch.Tensor,
+    ends: torch.Tensor,
+    grid: OccGrid = GRID,
+    include_end: bool = True,
+    chunk: int = 1 << 20,
+    compiled: bool = False,
+) -> torch.Tensor:
     """(V,) int64: how many of the segments cross each voxel (the bincount of ray_voxel_ids, without
     ever holding all the ids)."""
     if origins.shape != ends.shape or origins.ndim != 2 or origins.shape[1] != 3:
@@ -57,13 +72,13 @@ def ray_voxel_counts(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = 
     counts = torch.zeros(grid.num_voxels + 1, dtype=torch.long, device=origins.device)
     for ids in _pieces(origins, ends, grid, include_end, chunk, compiled):
         counts += torch.bincount(ids, minlength=grid.num_voxels + 1)
-    return counts[:grid.num_voxels]
+    return counts[: grid.num_voxels]
 
 
 def _pieces(origins, ends, grid, include_end, chunk, compiled):
     """Id tensors of the crossings, chunk by chunk; the sentinel grid.num_voxels marks left-out ones."""
     for s in range(0, len(origins), chunk):
-        yield from _ray_voxel_ids_chunk(origins[s:s + chunk], ends[s:s + chunk], grid, include_end, compiled)
+        yield from _ray_voxel_ids_chunk(origins[s : s + chunk], ends[s : s + chunk], grid, include_end, compiled)
 
 
 def _ray_voxel_ids_chunk(origins, ends, grid: OccGrid, include_end: bool, compiled: bool) -> list[torch.Tensor]:
@@ -154,20 +169,39 @@ def _axis_crossings(g0, d, a_k, b_k, k: int, hi: list, sy: int, sz: int, end_id,
     for j in range(n_max):
         L = live[j]
         e = ends[:L] if ends is not None else None
-        out[pos:pos + L] = _crossing_step_maybe_compiled(compiled, first[:L], step[:L], g0s[0][:L], g0s[1][:L], g0s[2][:L], ds[0][:L], ds[1][:L],
-                                   ds[2][:L], e, j, k, hi, sy, sz)
+        out[pos : pos + L] = _crossing_step_maybe_compiled(
+            compiled,
+            first[:L],
+            step[:L],
+            g0s[0][:L],
+            g0s[1][:L],
+            g0s[2][:L],
+            ds[0][:L],
+            ds[1][:L],
+            ds[2][:L],
+            e,
+            j,
+            k,
+            hi,
+            sy,
+            sz,
+        )
         pos += L
     return out
 
 
-def crossed_mask(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID, include_end: bool = True) -> torch.Tensor:
+def crossed_mask(
+    origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID, include_end: bool = True
+) -> torch.Tensor:
     """Bool volume (X, Y, Z): voxels crossed by any of the segments (see ray_voxel_ids)."""
     mask = torch.zeros(grid.num_voxels, dtype=torch.bool, device=origins.device)
     mask[ray_voxel_ids(origins, ends, grid, include_end)] = True
     return mask.view(grid.shape)
 
 
-def free_crossings(origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID, backend: Backend = EAGER) -> torch.Tensor:
+def free_crossings(
+    origins: torch.Tensor, ends: torch.Tensor, grid: OccGrid = GRID, backend: Backend = EAGER
+) -> torch.Tensor:
     """(V,) how many rays cross each voxel before the voxel they stop in: origins, ends (R, 3) float32 in
     the grid's frame. The Triton kernel or the torch twin, as `backend` says (int32 or int64 counts)."""
     if backend.triton:

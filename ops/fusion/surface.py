@@ -22,6 +22,7 @@ The rule is one-sided: it removes the copies in front of the averaged surface; a
 negative average) stays, since the average inherits any bias the depth shares across views, and the
 voxels behind a surface are the ones the cameras cannot see.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,7 +32,9 @@ from ops.occ3d import OccGrid
 
 def signed_distance(band_weight: torch.Tensor, band_sdf: torch.Tensor) -> torch.Tensor:
     """(V,) float32 weighted average signed distance, NaN where no view's band reaches the voxel."""
-    return torch.where(band_weight > 0, band_sdf / band_weight.clamp_min(1e-30), torch.full_like(band_sdf, float("nan")))
+    return torch.where(
+        band_weight > 0, band_sdf / band_weight.clamp_min(1e-30), torch.full_like(band_sdf, float("nan"))
+    )
 
 
 def tolerance(weight: torch.Tensor, cfg) -> torch.Tensor:

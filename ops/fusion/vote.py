@@ -3,6 +3,7 @@ label's ego frame; a voxel takes the class with most votes. The torch twin (`vot
 bincount over voxel * 18 + class) and the Triton kernel (kernels/vote.py, same arithmetic, same counts)
 are chosen in one place, `frame_votes`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def vote_keys(p: torch.Tensor, c: torch.Tensor, T: list, lower: list, vs: float,
 _vote_keys_maybe_compiled = CompiledOrEager(vote_keys)
 
 
-def vote_counts_in_frame(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid = GRID,
-                         compiled: bool = False) -> torch.Tensor:
+def vote_counts_in_frame(
+    points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid = GRID, compiled: bool = False
+) -> torch.Tensor:
     """(V, 18) int64 votes of points (N, 3) float32 moved by T_ego_src (4x4) into the grid frame.
 
     Torch twin of kernels/vote.py (same arithmetic). `compiled` runs the key computation through
@@ -40,12 +42,16 @@ def vote_counts_in_frame(points: torch.Tensor, classes: torch.Tensor, T_ego_src,
     """
     T = np.asarray(T_ego_src, dtype=np.float32)[:3].tolist()
     lower = [float(np.float32(v)) for v in grid.lower]
-    keys = _vote_keys_maybe_compiled(compiled, points, classes, T, lower, float(np.float32(grid.voxel_size)), list(grid.shape), NUM_CLASSES)
+    keys = _vote_keys_maybe_compiled(
+        compiled, points, classes, T, lower, float(np.float32(grid.voxel_size)), list(grid.shape), NUM_CLASSES
+    )
     n = grid.num_voxels * NUM_CLASSES
     return torch.bincount(keys, minlength=n + 1)[:n].view(grid.num_voxels, NUM_CLASSES)
 
 
-def frame_votes(points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid, backend: Backend) -> torch.Tensor:
+def frame_votes(
+    points: torch.Tensor, classes: torch.Tensor, T_ego_src, grid: OccGrid, backend: Backend
+) -> torch.Tensor:
     """(V, 18) votes of one frame's points (N, 3) float32 moved by T_ego_src into the grid: the Triton
     kernel or the torch twin, as `backend` says (the same counts either way; int32 or int64)."""
     if backend.triton:

@@ -11,6 +11,7 @@ classes dropped from every frame but T's), moved into the ego frame of T's LIDAR
     unless free crossings outnumber votes by ``free_over_votes`` (default None: votes always win,
     since a ray grazing a surface crosses the voxel that holds that surface).
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,8 @@ import torch
 
 from ops.fusion.config import FusionConfig, resolve_backend
 from ops.fusion.consistency import RANGE_REPORT_M, rescaled, window_scales
-from ops.fusion.lift import LiftedFrame, move_points
 from ops.fusion.evidence import best_point_confidence, decide_log_odds, range_weight, ray_evidence
+from ops.fusion.lift import LiftedFrame, move_points
 from ops.fusion.projection import Margin, Projected, frame_projection, voxel_centres
 from ops.fusion.raycast import free_crossings
 from ops.fusion.surface import signed_distance, surface_voxels, tolerance
@@ -35,11 +36,13 @@ from ops.occ3d import FREE, GRID, NUM_CLASSES, UNOBSERVED, OccGrid
 @dataclass
 class Label:
     token: str
-    semantics: np.ndarray         # (200, 200, 16) uint8; UNOBSERVED (255) where nothing was seen
-    mask_camera: np.ndarray       # (200, 200, 16) bool: observed voxels
+    semantics: np.ndarray  # (200, 200, 16) uint8; UNOBSERVED (255) where nothing was seen
+    mask_camera: np.ndarray  # (200, 200, 16) bool: observed voxels
     stats: dict = field(default_factory=dict)
-    seconds: dict = field(default_factory=dict)   # wall time per step (read+lift, vote, free_space, label); not stored
-    view_scales: list | None = None   # with consistency: per keyframe of the window, per image, its ViewScale; not stored
+    seconds: dict = field(default_factory=dict)  # wall time per step (read+lift, vote, free_space, label); not stored
+    view_scales: list | None = (
+        None  # with consistency: per keyframe of the window, per image, its ViewScale; not stored
+    )
 
 
 class _Clock:
@@ -61,7 +64,9 @@ class _Clock:
         self.t = t
 
 
-def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid = GRID, current_index: int = -1) -> Label:
+def fuse_window(
+    frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid = GRID, current_index: int = -1
+) -> Label:
     """The label of frames[current_index] from it and the other frames in `frames` (in time order).
 
     Votes and free crossings accumulate frame by frame, so memory stays at one frame's points plus
@@ -82,10 +87,17 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
     sem, voted, occupied, observed, thinned = _decide(ev, cfg, centres, grid)
     sem_np = sem.view(grid.shape).cpu().numpy()
     hist = np.bincount(sem_np.ravel(), minlength=256)
-    stats = {"frames": len(frames), "points": int(ev.points), "points_in_grid": int(ev.counts.sum()),
-             "rays": int(ev.rays), "voxels_occupied": int(occupied.sum()), "voxels_observed": int(observed.sum()),
-             "voxels_carved": int((voted & ~occupied).sum()), "voxels_thinned": int(thinned.sum()),
-             "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]}}
+    stats = {
+        "frames": len(frames),
+        "points": int(ev.points),
+        "points_in_grid": int(ev.counts.sum()),
+        "rays": int(ev.rays),
+        "voxels_occupied": int(occupied.sum()),
+        "voxels_observed": int(observed.sum()),
+        "voxels_carved": int((voted & ~occupied).sum()),
+        "voxels_thinned": int(thinned.sum()),
+        "class_voxels": {int(c): int(hist[c]) for c in range(NUM_CLASSES) if hist[c]},
+    }
     if scales is not None:
         own = scales[current_index % len(frames)]
         stats["view_scales"] = [round(s.scale, 4) for s in own]
@@ -94,8 +106,11 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
         curve = own[0].curve if own else None
         if curve is not None:
             stats["range_fit"] = curve.fit
-            stats["range_factors"] = ({f"{d:g} m": f for d, f in zip(RANGE_REPORT_M, curve.at(RANGE_REPORT_M))}
-                                      if curve.fit == "applied" else {})
+            stats["range_factors"] = (
+                {f"{d:g} m": f for d, f in zip(RANGE_REPORT_M, curve.at(RANGE_REPORT_M))}
+                if curve.fit == "applied"
+                else {}
+            )
     mask_np = observed.view(grid.shape).cpu().numpy()
     clock.lap("label")
     return Label(current.token, sem_np, mask_np, stats, seconds, scales)
@@ -103,18 +118,25 @@ def fuse_window(frames: Sequence[LiftedFrame], cfg: FusionConfig, grid: OccGrid 
 
 @dataclass
 class _Evidence:
-    counts: torch.Tensor   # (V, 18) int64 votes
-    free: torch.Tensor     # (V,) int64 free crossings (evidence="votes" with the ray walk)
-    hits: torch.Tensor     # (V,) float32 weighted keyframe hits (evidence="log_odds")
-    misses: torch.Tensor   # (V,) float32 weighted keyframe misses (evidence="log_odds")
-    seen: torch.Tensor     # (V,) bool: some keyframe saw through the voxel (before its depth, no margin)
-    band: Projected        # summed surface-band weights and weighted signed distances of every image (surface="tsdf")
+    counts: torch.Tensor  # (V, 18) int64 votes
+    free: torch.Tensor  # (V,) int64 free crossings (evidence="votes" with the ray walk)
+    hits: torch.Tensor  # (V,) float32 weighted keyframe hits (evidence="log_odds")
+    misses: torch.Tensor  # (V,) float32 weighted keyframe misses (evidence="log_odds")
+    seen: torch.Tensor  # (V,) bool: some keyframe saw through the voxel (before its depth, no margin)
+    band: Projected  # summed surface-band weights and weighted signed distances of every image (surface="tsdf")
     points: int = 0
     rays: int = 0
 
 
-def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: FusionConfig, grid: OccGrid, clock: _Clock,
-                centres: torch.Tensor, scales: list | None = None) -> _Evidence:
+def _accumulate(
+    frames: Sequence[LiftedFrame],
+    current: LiftedFrame,
+    cfg: FusionConfig,
+    grid: OccGrid,
+    clock: _Clock,
+    centres: torch.Tensor,
+    scales: list | None = None,
+) -> _Evidence:
     """The window's votes and free-space evidence in the current frame's ego frame (`centres`: the grid's
     (V, 3) voxel centres), each image's depth divided by its scale where `scales` (per frame, per image
     ViewScale; ops/fusion/consistency.py) are given."""
@@ -122,16 +144,21 @@ def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: Fusion
     T_ego_anchor = invert_transform(current.T_anchor_ego)
     backend = resolve_backend(cfg, dev)
     V = grid.num_voxels
-    ev = _Evidence(torch.zeros((V, NUM_CLASSES), dtype=torch.int64, device=dev), torch.zeros(V, dtype=torch.int64, device=dev),
-                   torch.zeros(V, device=dev), torch.zeros(V, device=dev), torch.zeros(V, dtype=torch.bool, device=dev),
-                   Projected(*(torch.zeros(V, device=dev) for _ in range(6))))
+    ev = _Evidence(
+        torch.zeros((V, NUM_CLASSES), dtype=torch.int64, device=dev),
+        torch.zeros(V, dtype=torch.int64, device=dev),
+        torch.zeros(V, device=dev),
+        torch.zeros(V, device=dev),
+        torch.zeros(V, dtype=torch.bool, device=dev),
+        Projected(*(torch.zeros(V, device=dev) for _ in range(6))),
+    )
     log_odds = cfg.evidence == "log_odds" and cfg.free_space != "empty_is_free"
     margin = Margin.of(cfg, grid)
     for k, f in enumerate(frames):
         is_current = f is current
         if scales is not None:
-            f = rescaled(f, scales[k])    # one keyframe's rescaled copy at a time
-        keep = slice(None) if is_current else f.static(cfg.movable_classes)   # views, no copies
+            f = rescaled(f, scales[k])  # one keyframe's rescaled copy at a time
+        keep = slice(None) if is_current else f.static(cfg.movable_classes)  # views, no copies
         points, classes = f.points[keep], f.classes[keep]
         ev.points += len(points)
         votes = frame_votes(points, classes, T_ego_anchor, grid, backend)
@@ -144,12 +171,13 @@ def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: Fusion
             ev.band.add_band(projected)
         if cfg.free_space == "projection":
             seen, miss = projected.seen, projected.miss
-        elif log_odds:   # the ray walk of every ray (movables too: the space in front of them was free then)
+        elif log_odds:  # the ray walk of every ray (movables too: the space in front of them was free then)
             ro, re = f.rays()
             ev.rays += len(ro)
-            seen, miss = ray_evidence(move_points(T_ego_anchor, ro), move_points(T_ego_anchor, re), f.ray_depths(), grid,
-                                      margin, backend)
-        else:            # the ray walk as before: free crossings counted, rays of dropped points left out
+            seen, miss = ray_evidence(
+                move_points(T_ego_anchor, ro), move_points(T_ego_anchor, re), f.ray_depths(), grid, margin, backend
+            )
+        else:  # the ray walk as before: free crossings counted, rays of dropped points left out
             ro, re = f.rays(keep)
             if len(ro):
                 ev.free += free_crossings(move_points(T_ego_anchor, ro), move_points(T_ego_anchor, re), grid, backend)
@@ -163,8 +191,19 @@ def _accumulate(frames: Sequence[LiftedFrame], current: LiftedFrame, cfg: Fusion
     return ev
 
 
-def _add_keyframe_evidence(ev: _Evidence, f: LiftedFrame, votes, miss, points, classes, keep, T_ego_anchor, centres,
-                           cfg: FusionConfig, grid: OccGrid) -> None:
+def _add_keyframe_evidence(
+    ev: _Evidence,
+    f: LiftedFrame,
+    votes,
+    miss,
+    points,
+    classes,
+    keep,
+    T_ego_anchor,
+    centres,
+    cfg: FusionConfig,
+    grid: OccGrid,
+) -> None:
     """One keyframe's weighted hits and misses (ops/fusion/evidence.py): a hit outranks its own miss."""
     hit = votes.sum(1) > 0
     weight = torch.ones_like(ev.hits)
@@ -205,7 +244,7 @@ def _decide(ev: _Evidence, cfg: FusionConfig, centres: torch.Tensor, grid: OccGr
         keep = surface_voxels(sdf, clamped, grid, tol) | torch.isnan(sdf) | torch.isin(best, movable)
         thinned = occupied & ~keep
         occupied = occupied & keep
-    if cfg.ego_box is not None:   # the ego car is never part of a label (Occ3D's truth has none)
+    if cfg.ego_box is not None:  # the ego car is never part of a label (Occ3D's truth has none)
         occupied = occupied & ~in_box(centres, cfg.ego_box)
     sem = torch.where(occupied, best, torch.full_like(best, FREE))
     return torch.where(observed, sem, torch.full_like(sem, UNOBSERVED)), voted, occupied, observed, thinned

@@ -2,6 +2,7 @@
 paper-like defaults and a tiny preset that trains on 2 CPU cores. One source for the code and for the
 run config of the `easyocc_model` asset (generated from these). Importing this module is cheap (no torch).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,37 +25,43 @@ RESNETS = {
 class EasyOccConfig:
     # backbone: a standard ResNet depth (18/34/50/101/152), or 0 for a custom one (`widths`, `blocks`)
     depth: int = 101
-    pretrained: str | None = "microsoft/resnet-101"   # hub id or local directory; None: random init
-    widths: tuple[int, ...] = ()                       # custom backbone only
-    blocks: tuple[int, ...] = ()                       # custom backbone only
-    embedding: int = 64                                # custom backbone only: stem width
-    image_size: tuple[int, int] = (336, 672)           # (H, W) the cameras are resized to
-    feature_channels: int = 64                         # 2D features lifted into the volume
-    volume_stride: int = 1                             # the 3D CNN runs at the label grid / this; logits upsampled
-    volume_channels: int = 64                          # width of the 3D CNN
+    pretrained: str | None = "microsoft/resnet-101"  # hub id or local directory; None: random init
+    widths: tuple[int, ...] = ()  # custom backbone only
+    blocks: tuple[int, ...] = ()  # custom backbone only
+    embedding: int = 64  # custom backbone only: stem width
+    image_size: tuple[int, int] = (336, 672)  # (H, W) the cameras are resized to
+    feature_channels: int = 64  # 2D features lifted into the volume
+    volume_stride: int = 1  # the 3D CNN runs at the label grid / this; logits upsampled
+    volume_channels: int = 64  # width of the 3D CNN
     hourglass_blocks: int = 3
     num_classes: int = NUM_CLASSES
     grid_lower: tuple[float, float, float] = GRID.lower
     voxel_size: float = GRID.voxel_size
     grid_shape: tuple[int, int, int] = GRID.shape
     cameras: int = 6
-    min_depth: float = 0.1                             # voxel centres closer to a camera than this are not sampled
+    min_depth: float = 0.1  # voxel centres closer to a camera than this are not sampled
 
     def __post_init__(self):
         if self.depth not in RESNETS and self.depth != 0:
             raise ValueError(f"EasyOccConfig.depth must be one of {sorted(RESNETS)} or 0 (custom), got {self.depth}")
         if self.depth == 0 and (not self.widths or len(self.widths) != 4 or len(self.blocks) != 4):
-            raise ValueError("a custom backbone (depth=0) needs 4 widths and 4 blocks, got "
-                             f"widths={self.widths} blocks={self.blocks}")
+            raise ValueError(
+                "a custom backbone (depth=0) needs 4 widths and 4 blocks, got "
+                f"widths={self.widths} blocks={self.blocks}"
+            )
         if self.depth == 0 and self.pretrained:
             raise ValueError("pretrained weights need a standard depth (18/34/50/101/152), not a custom backbone")
         h, w = self.image_size
         if h % 8 or w % 8:
-            raise ValueError(f"image_size {self.image_size}: height and width must be multiples of 8 (the feature stride)")
+            raise ValueError(
+                f"image_size {self.image_size}: height and width must be multiples of 8 (the feature stride)"
+            )
         for n in self.grid_shape:
             if n % (4 * self.volume_stride):
-                raise ValueError(f"grid_shape {self.grid_shape} / volume_stride {self.volume_stride}: every side must "
-                                 "stay divisible by 4 (the hourglass halves it twice)")
+                raise ValueError(
+                    f"grid_shape {self.grid_shape} / volume_stride {self.volume_stride}: every side must "
+                    "stay divisible by 4 (the hourglass halves it twice)"
+                )
 
     @property
     def volume_shape(self) -> tuple[int, int, int]:
@@ -87,9 +94,18 @@ def paper() -> EasyOccConfig:
 def tiny() -> EasyOccConfig:
     """Trains on 2 CPU cores in minutes: a 4-stage basic ResNet of widths 16-128, 128 x 256 inputs, and
     the 3D CNN at half the label resolution (100 x 100 x 8), logits upsampled to 200 x 200 x 16."""
-    return EasyOccConfig(depth=0, pretrained=None, widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1), embedding=16,
-                         image_size=(128, 256), feature_channels=32, volume_stride=2, volume_channels=24,
-                         hourglass_blocks=2)
+    return EasyOccConfig(
+        depth=0,
+        pretrained=None,
+        widths=(16, 32, 64, 128),
+        blocks=(1, 1, 1, 1),
+        embedding=16,
+        image_size=(128, 256),
+        feature_channels=32,
+        volume_stride=2,
+        volume_channels=24,
+        hourglass_blocks=2,
+    )
 
 
 PRESETS = {"paper": paper, "tiny": tiny}

@@ -7,6 +7,7 @@ store's `occ_labels` (`PseudoLabels.from_store`) or an Occ3D-format directory `g
 with `semantics` and `mask_camera` (`PseudoLabels.from_occ3d`; voxels outside the camera mask become
 255). Another codebase can use it alone: `labels = PseudoLabels.from_occ3d(dir); sem = labels.get(scene, token)`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,10 @@ def check_cameras(kf: KeyframeRecord, channels=CAMERA_CHANNELS):
     by = {im.channel: im for im in kf.images}
     missing = [c for c in channels if c not in by]
     if missing:
-        raise ValueError(f"scene {kf.scene}, keyframe {kf.token}: camera(s) {', '.join(missing)} missing; "
-                         f"the model needs {', '.join(channels)}")
+        raise ValueError(
+            f"scene {kf.scene}, keyframe {kf.token}: camera(s) {', '.join(missing)} missing; "
+            f"the model needs {', '.join(channels)}"
+        )
     return [by[c] for c in channels]
 
 
@@ -63,7 +66,7 @@ class PseudoLabels:
         from ops.storage.scene_store import SceneStore
 
         store = SceneStore(store_path)
-        index: dict = {}   # scene -> (fingerprint, {token: keyframe index}, the fusion's stats)
+        index: dict = {}  # scene -> (fingerprint, {token: keyframe index}, the fusion's stats)
 
         def remember(scene: str, attrs: dict) -> tuple:
             index[scene] = (attrs.get("fingerprint"), {t: i for i, t in enumerate(attrs["tokens"])}, attrs.get("stats"))
@@ -79,7 +82,7 @@ class PseudoLabels:
 
         def index_of(scene: str, token: str) -> int:
             if token not in entry(scene)[1]:
-                entry(scene, refresh=True)            # rebuilt since it was looked at?
+                entry(scene, refresh=True)  # rebuilt since it was looked at?
                 if token not in index[scene][1]:
                     raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
             return index[scene][1][token]
@@ -92,7 +95,7 @@ class PseudoLabels:
                 with store.reading(scene, stage) as g:
                     attrs = g.attrs
                     fp, tokens, _ = index[scene]
-                    if attrs.get("fingerprint") != fp:    # rebuilt since: its keyframes may differ
+                    if attrs.get("fingerprint") != fp:  # rebuilt since: its keyframes may differ
                         fp, tokens, _ = remember(scene, dict(attrs))
                     if token not in tokens:
                         raise KeyError(f"no label for keyframe {scene}/{token} in {store.path} ({stage})")
@@ -108,7 +111,7 @@ class PseudoLabels:
             return True
 
         def class_counts(scene: str, token: str):
-            stats = entry(scene)[2]     # the fusion's per-keyframe stats hold the voxels per class
+            stats = entry(scene)[2]  # the fusion's per-keyframe stats hold the voxels per class
             if not stats:
                 return None
             out = np.zeros(256, np.int64)
@@ -141,7 +144,9 @@ class PseudoLabels:
     def get(self, scene: str, token: str) -> np.ndarray:
         sem = self._read(scene, token)
         if sem.shape != GRID.shape or sem.dtype != np.uint8:
-            raise ValueError(f"label of {scene}/{token} in {self.where}: {sem.dtype}{sem.shape}, expected uint8{GRID.shape}")
+            raise ValueError(
+                f"label of {scene}/{token} in {self.where}: {sem.dtype}{sem.shape}, expected uint8{GRID.shape}"
+            )
         return sem
 
     def missing(self, keyframes) -> list[str]:
@@ -162,7 +167,9 @@ def _pairs(keyframes):
     return [(k.scene, k.token) if hasattr(k, "token") else tuple(k) for k in keyframes]
 
 
-def load_images(dataroot: str | Path, kf: KeyframeRecord, image_size: tuple[int, int], channels=CAMERA_CHANNELS) -> torch.Tensor:
+def load_images(
+    dataroot: str | Path, kf: KeyframeRecord, image_size: tuple[int, int], channels=CAMERA_CHANNELS
+) -> torch.Tensor:
     """(N, 3, H, W) float32 RGB in [0, 1], each camera resized (bilinear, antialiased) to image_size."""
     out = []
     for im in check_cameras(kf, channels):
@@ -180,8 +187,14 @@ class OccDataset(torch.utils.data.Dataset):
     Every keyframe is checked up front: all cameras present and, when labels are given, a label for it
     (the error lists the frames without one)."""
 
-    def __init__(self, dataroot: str | Path, keyframes: list[KeyframeRecord], image_size: tuple[int, int],
-                 labels: PseudoLabels | None = None, channels=CAMERA_CHANNELS):
+    def __init__(
+        self,
+        dataroot: str | Path,
+        keyframes: list[KeyframeRecord],
+        image_size: tuple[int, int],
+        labels: PseudoLabels | None = None,
+        channels=CAMERA_CHANNELS,
+    ):
         self.dataroot, self.keyframes, self.image_size = Path(dataroot), list(keyframes), tuple(image_size)
         self.labels, self.channels = labels, tuple(channels)
         for kf in self.keyframes:
@@ -189,17 +202,22 @@ class OccDataset(torch.utils.data.Dataset):
         if labels is not None:
             missing = labels.missing(self.keyframes)
             if missing:
-                raise KeyError(f"{len(missing)} of {len(self.keyframes)} keyframes have no label in {labels.where}: "
-                               + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+                raise KeyError(
+                    f"{len(missing)} of {len(self.keyframes)} keyframes have no label in {labels.where}: "
+                    + ", ".join(missing[:5])
+                    + (" ..." if len(missing) > 5 else "")
+                )
 
     def __len__(self) -> int:
         return len(self.keyframes)
 
     def __getitem__(self, i: int) -> dict:
         kf = self.keyframes[i]
-        out = {"images": load_images(self.dataroot, kf, self.image_size, self.channels),
-               "projection": torch.from_numpy(camera_projections(kf, self.image_size, self.channels)),
-               "index": i}
+        out = {
+            "images": load_images(self.dataroot, kf, self.image_size, self.channels),
+            "projection": torch.from_numpy(camera_projections(kf, self.image_size, self.channels)),
+            "index": i,
+        }
         if self.labels is not None:
             out["labels"] = torch.from_numpy(self.labels.get(kf.scene, kf.token))
         return out

@@ -1,6 +1,7 @@
 """Occ3D scores of an EasyOcc model on keyframes, with the same table for the labels it learned from
 (the reference) and for a trivial baseline: the most common labelled class at each height (fitted on
 the training labels, the same class over the whole layer)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,16 @@ def predict(model, dataset: OccDataset, device="cpu"):
         yield dataset.keyframes[i], logits[0].argmax(0).to(torch.uint8).cpu().numpy()
 
 
-def evaluate(model, dataroot: str | Path, keyframes: list[KeyframeRecord], labels: PseudoLabels | None = None,
-             baseline: HeightBaseline | None = None, device="cpu", on_frame=None, gts_dir: str | Path | None = None) -> dict:
+def evaluate(
+    model,
+    dataroot: str | Path,
+    keyframes: list[KeyframeRecord],
+    labels: PseudoLabels | None = None,
+    baseline: HeightBaseline | None = None,
+    device="cpu",
+    on_frame=None,
+    gts_dir: str | Path | None = None,
+) -> dict:
     """{"model", "labels", "baseline"}: Occ3DAccumulator results against the ground truth in `gts_dir`
     (default `<dataroot>/gts`; camera mask, camera&lidar, full scene). Frames without ground truth are counted
     in "no_truth" and skipped; frames without a label count in "no_label" and are left out of the

@@ -10,6 +10,7 @@ Lovasz-softmax (Berman et al., CVPR 2018) is the convex Lovasz extension of the 
 the errors |[y = c] - p_c| sorted in decreasing order, weighted by the gradient of the Jaccard index
 along that order; averaged over the classes present in the batch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,7 +55,9 @@ def _jaccard_grad(fg_sorted: torch.Tensor) -> torch.Tensor:
     return jac
 
 
-def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor, ignore: int = IGNORE, classes: str = "present") -> torch.Tensor:
+def lovasz_softmax(
+    probs: torch.Tensor, labels: torch.Tensor, ignore: int = IGNORE, classes: str = "present"
+) -> torch.Tensor:
     """probs (B, C, ...) softmax outputs, labels (B, ...) int -> scalar loss (0 when nothing is labelled).
 
     classes: "present" averages over the classes in the labels (the usual choice), "all" over every class.
@@ -83,21 +86,30 @@ class OccupancyLoss(nn.Module):
     forward(logits (B, C, X, Y, Z), labels (B, X, Y, Z) uint8/int) -> dict with "loss", "ce", "lovasz".
     """
 
-    def __init__(self, weights: torch.Tensor | None = None, weight_ce: float = 1.0, weight_lovasz: float = 1.0,
-                 ignore: int = IGNORE):
+    def __init__(
+        self,
+        weights: torch.Tensor | None = None,
+        weight_ce: float = 1.0,
+        weight_lovasz: float = 1.0,
+        ignore: int = IGNORE,
+    ):
         super().__init__()
         self.register_buffer("weights", None if weights is None else torch.as_tensor(weights, dtype=torch.float32))
         self.weight_ce, self.weight_lovasz, self.ignore = weight_ce, weight_lovasz, ignore
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         if logits.shape[0] != labels.shape[0] or logits.shape[2:] != labels.shape[1:]:
-            raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not match "
-                             "(expected (B, C, X, Y, Z) and (B, X, Y, Z))")
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not match "
+                "(expected (B, C, X, Y, Z) and (B, X, Y, Z))"
+            )
         y = labels.long()
         bad = (y != self.ignore) & ((y < 0) | (y >= logits.shape[1]))
         if bad.any():
-            raise ValueError(f"labels hold values outside 0-{logits.shape[1] - 1} and {self.ignore}: "
-                             f"{sorted(set(y[bad].unique().tolist()))[:5]}")
+            raise ValueError(
+                f"labels hold values outside 0-{logits.shape[1] - 1} and {self.ignore}: "
+                f"{sorted(set(y[bad].unique().tolist()))[:5]}"
+            )
         logits = logits.float()
         w = None if self.weights is None else self.weights.to(logits.device)
         if (y != self.ignore).any():

@@ -12,6 +12,7 @@ summed; it starts at 1) and goes through `hourglass_blocks` 3D hourglasses (two 
 transposed convolutions up, skips at each level, a residual around each block), then a head gives
 the logits, upsampled trilinearly to the label grid when the CNN runs coarser (`volume_stride`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,11 +37,15 @@ def build_resnet(cfg: EasyOccConfig):
         kind, blocks, widths, _ = cfg.backbone_spec()
         got = (model.config.layer_type, tuple(model.config.depths), tuple(model.config.hidden_sizes))
         if got != (kind, blocks, widths):
-            raise ValueError(f"backbone {cfg.pretrained}: {got[0]} blocks {got[1]}, widths {got[2]}, but depth={cfg.depth} "
-                             f"expects {kind} blocks {blocks}, widths {widths}")
+            raise ValueError(
+                f"backbone {cfg.pretrained}: {got[0]} blocks {got[1]}, widths {got[2]}, but depth={cfg.depth} "
+                f"expects {kind} blocks {blocks}, widths {widths}"
+            )
         return model
     kind, blocks, widths, stem = cfg.backbone_spec()
-    return ResNetModel(ResNetConfig(embedding_size=stem, hidden_sizes=list(widths), depths=list(blocks), layer_type=kind))
+    return ResNetModel(
+        ResNetConfig(embedding_size=stem, hidden_sizes=list(widths), depths=list(blocks), layer_type=kind)
+    )
 
 
 class ImageEncoder(nn.Module):
@@ -69,8 +74,10 @@ class ImageEncoder(nn.Module):
 def voxel_centres(cfg: EasyOccConfig) -> torch.Tensor:
     """(X, Y, Z, 3) float32 centres of the CNN's volume (label grid coarsened by volume_stride), label frame."""
     size = cfg.voxel_size * cfg.volume_stride
-    axes = [torch.tensor(lo + (np.arange(n) + 0.5) * size, dtype=torch.float32)
-            for lo, n in zip(cfg.grid_lower, cfg.volume_shape)]
+    axes = [
+        torch.tensor(lo + (np.arange(n) + 0.5) * size, dtype=torch.float32)
+        for lo, n in zip(cfg.grid_lower, cfg.volume_shape)
+    ]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
 
 
@@ -81,10 +88,12 @@ def project(centres: torch.Tensor, projection: torch.Tensor, image_size: tuple[i
     (H, W) input. Returns uv (B, N, V, 2) and visible (B, N, V) bool (in front and inside the image).
     """
     h, w = image_size
-    p = projection[..., :3] @ centres.T + projection[..., 3:]          # (B, N, 3, V)
+    p = projection[..., :3] @ centres.T + projection[..., 3:]  # (B, N, 3, V)
     z = p[:, :, 2]
     uv = (p[:, :, :2] / z.clamp(min=1e-6)[:, :, None]).transpose(2, 3)  # (B, N, V, 2)
-    visible = (z > min_depth) & (uv[..., 0] > -0.5) & (uv[..., 0] < w - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < h - 0.5)
+    visible = (
+        (z > min_depth) & (uv[..., 0] > -0.5) & (uv[..., 0] < w - 0.5) & (uv[..., 1] > -0.5) & (uv[..., 1] < h - 0.5)
+    )
     return uv, visible
 
 
@@ -95,19 +104,21 @@ def lift(features: torch.Tensor, uv: torch.Tensor, visible: torch.Tensor, image_
     """
     b, n, c = features.shape[:3]
     h, w = image_size
-    features, uv = features.float(), uv.float()        # sampling positions stay exact under autocast
+    features, uv = features.float(), uv.float()  # sampling positions stay exact under autocast
     grid = torch.stack([(uv[..., 0] + 0.5) / w * 2 - 1, (uv[..., 1] + 0.5) / h * 2 - 1], -1)
-    grid = torch.where(visible[..., None], grid, torch.full_like(grid, -2.0))    # outside: zeros (padding)
-    sampled = F.grid_sample(features.flatten(0, 1), grid.flatten(0, 1)[:, None],
-                            mode="bilinear", padding_mode="zeros", align_corners=False)  # (B*N, C, 1, V)
+    grid = torch.where(visible[..., None], grid, torch.full_like(grid, -2.0))  # outside: zeros (padding)
+    sampled = F.grid_sample(
+        features.flatten(0, 1), grid.flatten(0, 1)[:, None], mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # (B*N, C, 1, V)
     sampled = sampled.view(b, n, c, -1) * visible[:, :, None].float()
-    seen = visible.sum(1).clamp(min=1).float()                                  # (B, V)
+    seen = visible.sum(1).clamp(min=1).float()  # (B, V)
     return sampled.sum(1) / seen[:, None]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class Hourglass3D(nn.Module):
@@ -117,7 +128,9 @@ class Hourglass3D(nn.Module):
         super().__init__()
         self.down1 = nn.Sequential(_conv(c, 2 * c, 2), _conv(2 * c, 2 * c))
         self.down2 = nn.Sequential(_conv(2 * c, 2 * c, 2), _conv(2 * c, 2 * c))
-        self.up2 = nn.Sequential(nn.ConvTranspose3d(2 * c, 2 * c, 4, stride=2, padding=1, bias=False), nn.BatchNorm3d(2 * c))
+        self.up2 = nn.Sequential(
+            nn.ConvTranspose3d(2 * c, 2 * c, 4, stride=2, padding=1, bias=False), nn.BatchNorm3d(2 * c)
+        )
         self.up1 = nn.Sequential(nn.ConvTranspose3d(2 * c, c, 4, stride=2, padding=1, bias=False), nn.BatchNorm3d(c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,7 +161,7 @@ class EasyOcc(nn.Module):
 
     def positional(self) -> torch.Tensor:
         ex, ey, ez = self.pos
-        return 1 + ex[:, :, None, None] + ey[:, None, :, None] + ez[:, None, None, :]   # (C, X, Y, Z)
+        return 1 + ex[:, :, None, None] + ey[:, None, :, None] + ez[:, None, None, :]  # (C, X, Y, Z)
 
     def volume(self, images: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) images in [0, 1], (B, N, 3, 4) projections -> (B, C, X, Y, Z) lifted features."""

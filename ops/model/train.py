@@ -10,6 +10,7 @@ gradient scaler, RNG states, config and step). Checkpoints are written to a temp
 (`TorchTrainer`, DDP, one GPU per worker when `use_gpu`), each worker taking its share of every epoch's
 permutation and rank 0 writing the checkpoints.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ from ops.runtime import ensure_ray, resolve_device
 @dataclass
 class TrainState:
     step: int = 0
-    history: list[dict] = field(default_factory=list)   # one row per step: step, epoch, loss, ce, lovasz, lr
+    history: list[dict] = field(default_factory=list)  # one row per step: step, epoch, loss, ce, lovasz, lr
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -46,9 +47,13 @@ def lr_factor(cfg: TrainConfig, epoch: int) -> float:
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([{"params": list(model.backbone_parameters()), "lr": cfg.lr_backbone, "name": "backbone"},
-                              {"params": model.head_parameters(), "lr": cfg.lr_head, "name": "head"}],
-                             weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        [
+            {"params": list(model.backbone_parameters()), "lr": cfg.lr_backbone, "name": "backbone"},
+            {"params": model.head_parameters(), "lr": cfg.lr_head, "name": "head"},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
@@ -152,11 +157,15 @@ def _resume(parts: _Parts, model_cfg: EasyOccConfig, ckpt_dir: Path, world: int,
     if last is None:
         return TrainState()
     if ckpt.get("world", 1) != world:
-        raise ValueError(f"{last}: written by a run with {ckpt.get('world', 1)} worker(s), this one has {world}; "
-                         "the sample order depends on it, so resume with the same number of workers")
+        raise ValueError(
+            f"{last}: written by a run with {ckpt.get('world', 1)} worker(s), this one has {world}; "
+            "the sample order depends on it, so resume with the same number of workers"
+        )
     if ckpt["config"] != json.loads(model_cfg.to_json()):
-        raise ValueError(f"{last}: checkpoint of another model config; use a new checkpoint directory or "
-                         f"delete it (checkpoint: {ckpt['config']}, asked: {json.loads(model_cfg.to_json())})")
+        raise ValueError(
+            f"{last}: checkpoint of another model config; use a new checkpoint directory or "
+            f"delete it (checkpoint: {ckpt['config']}, asked: {json.loads(model_cfg.to_json())})"
+        )
     parts.model.load_state_dict(ckpt["model"])
     parts.optim.load_state_dict(ckpt["optimizer"])
     parts.scaler.load_state_dict(ckpt["scaler"])
@@ -173,18 +182,24 @@ def _check_same_start(state: TrainState, device: torch.device, ckpt_dir: Path) -
     steps = torch.tensor([state.step, -state.step], device=device)
     torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)
     if steps[0].item() != -steps[1].item():
-        raise ValueError(f"workers resumed from different steps ({-steps[1].item()}..{steps[0].item()}): "
-                         f"{ckpt_dir} must be one directory that every node sees")
+        raise ValueError(
+            f"workers resumed from different steps ({-steps[1].item()}..{steps[0].item()}): "
+            f"{ckpt_dir} must be one directory that every node sees"
+        )
 
 
-def _step(parts: _Parts, net, cfg: TrainConfig, dataset, state: TrainState, per_epoch: int, rank: int, world: int) -> dict:
+def _step(
+    parts: _Parts, net, cfg: TrainConfig, dataset, state: TrainState, per_epoch: int, rank: int, world: int
+) -> dict:
     """One optimizer step on this worker's share of the step's samples; returns its history row."""
     epoch, k = divmod(state.step, per_epoch)
     order = epoch_order(len(dataset), cfg.seed, epoch)
-    chunk = order[k * cfg.batch_size * world:(k + 1) * cfg.batch_size * world]
-    mine = chunk[rank::world] or chunk[:1]   # the last step of an epoch may hold fewer samples than workers
+    chunk = order[k * cfg.batch_size * world : (k + 1) * cfg.batch_size * world]
+    mine = chunk[rank::world] or chunk[:1]  # the last step of an epoch may hold fewer samples than workers
     batch = [dataset[i] for i in mine]
-    images, proj, labels = (torch.stack([b[key] for b in batch]).to(parts.device) for key in ("images", "projection", "labels"))
+    images, proj, labels = (
+        torch.stack([b[key] for b in batch]).to(parts.device) for key in ("images", "projection", "labels")
+    )
     optim = parts.optim
     for g in optim.param_groups:
         g["lr"] = (cfg.lr_backbone if g["name"] == "backbone" else cfg.lr_head) * lr_factor(cfg, epoch)
@@ -193,11 +208,12 @@ def _step(parts: _Parts, net, cfg: TrainConfig, dataset, state: TrainState, per_
         logits = net(images, proj)
     losses = parts.loss_fn(logits, labels)
     bad = torch.tensor([0.0 if torch.isfinite(losses["loss"]) else 1.0], device=parts.device)
-    if world > 1:   # every worker stops together rather than leaving the others in an all-reduce
+    if world > 1:  # every worker stops together rather than leaving the others in an all-reduce
         torch.distributed.all_reduce(bad)
     if bad.item():
-        raise FloatingPointError(f"step {state.step}: loss is {losses['loss'].item()} (samples "
-                                 f"{[dataset.keyframes[i].token for i in mine]})")
+        raise FloatingPointError(
+            f"step {state.step}: loss is {losses['loss'].item()} (samples {[dataset.keyframes[i].token for i in mine]})"
+        )
     parts.scaler.scale(losses["loss"]).backward()
     if cfg.grad_clip > 0:
         parts.scaler.unscale_(optim)
@@ -205,20 +221,36 @@ def _step(parts: _Parts, net, cfg: TrainConfig, dataset, state: TrainState, per_
     parts.scaler.step(optim)
     parts.scaler.update()
     state.step += 1
-    row = {"step": state.step, "epoch": epoch, "loss": losses["loss"].item(), "ce": losses["ce"].item(),
-           "lovasz": losses["lovasz"].item(), "lr_head": optim.param_groups[1]["lr"]}
+    row = {
+        "step": state.step,
+        "epoch": epoch,
+        "loss": losses["loss"].item(),
+        "ce": losses["ce"].item(),
+        "lovasz": losses["lovasz"].item(),
+        "lr_head": optim.param_groups[1]["lr"],
+    }
     state.history.append(row)
     return row
 
 
-def _checkpoint(parts: _Parts, model_cfg: EasyOccConfig, cfg: TrainConfig, state: TrainState, world: int,
-                ckpt_dir: Path) -> None:
-    _save(ckpt_dir / f"step-{state.step:08d}.pt", {
-        "model": parts.model.state_dict(), "optimizer": parts.optim.state_dict(), "scaler": parts.scaler.state_dict(),
-        "config": json.loads(model_cfg.to_json()), "train_config": asdict(cfg), "step": state.step, "world": world,
-        "history": state.history,
-        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()}},
-        cfg.keep_checkpoints)
+def _checkpoint(
+    parts: _Parts, model_cfg: EasyOccConfig, cfg: TrainConfig, state: TrainState, world: int, ckpt_dir: Path
+) -> None:
+    _save(
+        ckpt_dir / f"step-{state.step:08d}.pt",
+        {
+            "model": parts.model.state_dict(),
+            "optimizer": parts.optim.state_dict(),
+            "scaler": parts.scaler.state_dict(),
+            "config": json.loads(model_cfg.to_json()),
+            "train_config": asdict(cfg),
+            "step": state.step,
+            "world": world,
+            "history": state.history,
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()},
+        },
+        cfg.keep_checkpoints,
+    )
 
 
 def _numpy_rng_state() -> list:
@@ -227,9 +259,18 @@ def _numpy_rng_state() -> list:
     return [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
 
 
-def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_dir: str | Path,
-               label_counts: np.ndarray | None = None, log: Callable[[str], None] = print,
-               rank: int = 0, world: int = 1, wrap: Callable | None = None, device: torch.device | None = None) -> TrainState:
+def train_loop(
+    model_cfg: EasyOccConfig,
+    cfg: TrainConfig,
+    dataset,
+    checkpoint_dir: str | Path,
+    label_counts: np.ndarray | None = None,
+    log: Callable[[str], None] = print,
+    rank: int = 0,
+    world: int = 1,
+    wrap: Callable | None = None,
+    device: torch.device | None = None,
+) -> TrainState:
     """Train (or resume from the newest checkpoint in checkpoint_dir) until epochs / max_steps."""
     if len(dataset) == 0:
         raise ValueError("no training samples")
@@ -248,15 +289,23 @@ def train_loop(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset, checkpoint_d
     while state.step < total:
         row = _step(parts, net, cfg, dataset, state, per_epoch, rank, world)
         if rank == 0 and (state.step % cfg.log_every == 0 or state.step == total or state.step == 1):
-            log(f"step {state.step}/{total} epoch {row['epoch']} loss {row['loss']:.4f} (ce {row['ce']:.4f}, "
-                f"lovasz {row['lovasz']:.4f}) lr {row['lr_head']:.2e}, {time.time() - t0:.0f} s")
+            log(
+                f"step {state.step}/{total} epoch {row['epoch']} loss {row['loss']:.4f} (ce {row['ce']:.4f}, "
+                f"lovasz {row['lovasz']:.4f}) lr {row['lr_head']:.2e}, {time.time() - t0:.0f} s"
+            )
         if rank == 0 and (state.step % cfg.checkpoint_every == 0 or state.step == total):
             _checkpoint(parts, model_cfg, cfg, state, world, ckpt_dir)
     return state
 
 
-def train(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset_fn: Callable[[], object], checkpoint_dir: str | Path,
-          label_counts: np.ndarray | None = None, log: Callable[[str], None] = print) -> TrainState:
+def train(
+    model_cfg: EasyOccConfig,
+    cfg: TrainConfig,
+    dataset_fn: Callable[[], object],
+    checkpoint_dir: str | Path,
+    label_counts: np.ndarray | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainState:
     """Single process (`cfg.workers == 0`) or Ray Train with `cfg.workers` DDP workers.
 
     dataset_fn builds the dataset where it is used (in each Ray worker), so nothing large is shipped."""
@@ -275,16 +324,26 @@ def train(model_cfg: EasyOccConfig, cfg: TrainConfig, dataset_fn: Callable[[], o
 
         ctx = ray.train.get_context()
         print(f"Ray Train: worker {ctx.get_world_rank()} of {ctx.get_world_size()} on {ray_node()}", flush=True)
-        state = train_loop(model_cfg, cfg, dataset_fn(), checkpoint_dir, label_counts,
-                           log=print if ctx.get_world_rank() == 0 else (lambda m: None),
-                           rank=ctx.get_world_rank(), world=ctx.get_world_size(), wrap=rtt.prepare_model,
-                           device=rtt.get_device())
+        state = train_loop(
+            model_cfg,
+            cfg,
+            dataset_fn(),
+            checkpoint_dir,
+            label_counts,
+            log=print if ctx.get_world_rank() == 0 else (lambda m: None),
+            rank=ctx.get_world_rank(),
+            world=ctx.get_world_size(),
+            wrap=rtt.prepare_model,
+            device=rtt.get_device(),
+        )
         # every worker reports (a report is a barrier across the workers)
         ray.train.report({"step": state.step, "loss": state.history[-1]["loss"] if state.history else float("nan")})
 
-    trainer = TorchTrainer(worker, scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
-                           run_config=RunConfig(storage_path=str(Path(checkpoint_dir).resolve() / "ray_train"),
-                                                name="easyocc"))
+    trainer = TorchTrainer(
+        worker,
+        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu),
+        run_config=RunConfig(storage_path=str(Path(checkpoint_dir).resolve() / "ray_train"), name="easyocc"),
+    )
     result = trainer.fit()
     if result.error:
         raise result.error

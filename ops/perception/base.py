@@ -19,6 +19,7 @@ Backends register a builder under a name (`register_segmenter("grounded_sam")`);
 by name from config (`EASYOCC_SEGMENTER`, `EASYOCC_DEPTH`) with `build_segmenter(name, **options)`.
 Builders import their heavy libraries when called, so importing this module stays cheap.
 """
+
 from __future__ import annotations
 
 import abc
@@ -38,9 +39,9 @@ class PerceptionError(ValueError):
 
 @dataclass
 class ImageBatch:
-    names: list[str]                                   # image paths relative to the dataroot (or any id)
-    intrinsics: list[np.ndarray]                       # (3, 3) each, pixels of the image as given
-    images: list[np.ndarray] | None = None             # (H, W, 3) uint8 RGB each; None if no backend needs them
+    names: list[str]  # image paths relative to the dataroot (or any id)
+    intrinsics: list[np.ndarray]  # (3, 3) each, pixels of the image as given
+    images: list[np.ndarray] | None = None  # (H, W, 3) uint8 RGB each; None if no backend needs them
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (H, W) each; taken from images when given
 
     def __post_init__(self):
@@ -62,8 +63,10 @@ class ImageBatch:
         for name, (h, w), K in zip(self.names, self.sizes, self.intrinsics):
             cx, cy = K[0, 2], K[1, 2]
             if not (0 <= cx <= w and 0 <= cy <= h):
-                raise PerceptionError(f"{name}: principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} image: "
-                                      f"intrinsics for another resolution?")
+                raise PerceptionError(
+                    f"{name}: principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} image: "
+                    f"intrinsics for another resolution?"
+                )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -78,8 +81,10 @@ def check_rgb(img, name: str) -> np.ndarray:
     if not isinstance(img, np.ndarray):
         raise PerceptionError(f"{name}: expected an RGB image as a numpy array, got {type(img).__name__}")
     if img.ndim != 3 or img.shape[2] != 3:
-        raise PerceptionError(f"{name}: expected an RGB image (H, W, 3), got shape {img.shape} "
-                              f"({'grayscale' if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1) else 'not RGB'})")
+        raise PerceptionError(
+            f"{name}: expected an RGB image (H, W, 3), got shape {img.shape} "
+            f"({'grayscale' if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1) else 'not RGB'})"
+        )
     if img.dtype != np.uint8:
         raise PerceptionError(f"{name}: expected uint8 RGB pixels 0-255, got dtype {img.dtype}")
     if img.shape[0] < 2 or img.shape[1] < 2:
@@ -89,17 +94,23 @@ def check_rgb(img, name: str) -> np.ndarray:
 
 def check_semantics(sem: np.ndarray, name: str, size: tuple[int, int], backend: str) -> np.ndarray:
     if sem.shape != tuple(size) or sem.dtype != np.uint8:
-        raise PerceptionError(f"{backend} returned a class map of {sem.shape} {sem.dtype} for {name}, expected {size} uint8")
+        raise PerceptionError(
+            f"{backend} returned a class map of {sem.shape} {sem.dtype} for {name}, expected {size} uint8"
+        )
     bad = (sem > FREE) & (sem != UNOBSERVED)
     if bad.any():
-        raise PerceptionError(f"{backend} returned class ids {sorted(set(np.unique(sem[bad]).tolist()))} for {name}; "
-                              f"valid are 0-{FREE} and {UNOBSERVED}")
+        raise PerceptionError(
+            f"{backend} returned class ids {sorted(set(np.unique(sem[bad]).tolist()))} for {name}; "
+            f"valid are 0-{FREE} and {UNOBSERVED}"
+        )
     return sem
 
 
 def check_depth(depth: np.ndarray, name: str, size: tuple[int, int], backend: str) -> np.ndarray:
     if depth.shape != tuple(size) or depth.dtype != np.float32:
-        raise PerceptionError(f"{backend} returned depth of {depth.shape} {depth.dtype} for {name}, expected {size} float32")
+        raise PerceptionError(
+            f"{backend} returned depth of {depth.shape} {depth.dtype} for {name}, expected {size} float32"
+        )
     if not np.isfinite(depth).all():
         raise PerceptionError(f"{backend} returned {int((~np.isfinite(depth)).sum())} NaN/inf depth pixels for {name}")
     if (depth < 0).any():
@@ -115,16 +126,20 @@ def check_confidence(conf, name: str, size: tuple[int, int], backend: str) -> np
     if conf.dtype == np.uint8:
         return conf
     if not np.issubdtype(conf.dtype, np.floating):
-        raise PerceptionError(f"{backend} returned a confidence map of dtype {conf.dtype} for {name}; expected "
-                              f"floats in [0, 1] or uint8 0-255")
+        raise PerceptionError(
+            f"{backend} returned a confidence map of dtype {conf.dtype} for {name}; expected "
+            f"floats in [0, 1] or uint8 0-255"
+        )
     finite = np.isfinite(conf)
     if not finite.all() or conf.min(initial=0) < 0 or conf.max(initial=0) > 1:
-        raise PerceptionError(f"{backend} returned confidence outside [0, 1] for {name} ({int((~finite).sum())} "
-                              f"non-finite, range [{np.nanmin(conf):.3g}, {np.nanmax(conf):.3g}])")
+        raise PerceptionError(
+            f"{backend} returned confidence outside [0, 1] for {name} ({int((~finite).sum())} "
+            f"non-finite, range [{np.nanmin(conf):.3g}, {np.nanmax(conf):.3g}])"
+        )
     return np.rint(conf.astype(np.float32) * 255).astype(np.uint8)
 
 
-Scored = tuple[list[np.ndarray], "list[np.ndarray] | None"]   # maps, and confidence maps or None
+Scored = tuple[list[np.ndarray], "list[np.ndarray] | None"]  # maps, and confidence maps or None
 
 
 def _run_checked(backend, batch: ImageBatch, compute, check, what: str) -> Scored:
@@ -147,7 +162,7 @@ class Segmenter(abc.ABC):
 
     name = "segmenter"
     needs_pixels = True
-    gives_confidence = False   # True: segment_scored returns confidence maps
+    gives_confidence = False  # True: segment_scored returns confidence maps
 
     def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
         return self.scored(batch)[0]
@@ -172,7 +187,7 @@ class DepthEstimator(abc.ABC):
 
     name = "depth"
     needs_pixels = True
-    gives_confidence = False   # True: estimate_scored returns confidence maps
+    gives_confidence = False  # True: estimate_scored returns confidence maps
 
     def __call__(self, batch: ImageBatch) -> list[np.ndarray]:
         return self.scored(batch)[0]
@@ -247,9 +262,11 @@ def backend_module(kind: str, name: str) -> str:
 def options_from(*targets) -> Callable:
     """Marks a builder that hands its `**options` on to `targets` (classes or functions: their keyword-only
     parameters; dataclasses: their fields): the options it accepts are its own parameters and those."""
+
     def mark(builder: Callable) -> Callable:
         builder.options_from = targets
         return builder
+
     return mark
 
 
@@ -267,8 +284,11 @@ def accepted_options(builder: Callable) -> list[str] | None:
             return None
         for target in targets:
             sig = inspect.signature(target).parameters.values()
-            names |= {p.name for p in sig
-                      if p.kind is p.KEYWORD_ONLY or (dataclasses.is_dataclass(target) and p.kind is not p.VAR_KEYWORD)}
+            names |= {
+                p.name
+                for p in sig
+                if p.kind is p.KEYWORD_ONLY or (dataclasses.is_dataclass(target) and p.kind is not p.VAR_KEYWORD)
+            }
     return sorted(names)
 
 
@@ -279,8 +299,10 @@ def check_options(kind: str, name: str, options: dict) -> None:
     accepted = accepted_options(_resolve(table, kind, name))
     unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
     if unknown:
-        raise ValueError(f"{kind} backend {name!r}: unknown option(s) {', '.join(unknown)}; "
-                         f"it accepts {', '.join(accepted) or 'no options'}")
+        raise ValueError(
+            f"{kind} backend {name!r}: unknown option(s) {', '.join(unknown)}; "
+            f"it accepts {', '.join(accepted) or 'no options'}"
+        )
 
 
 def build_segmenter(name: str, **options) -> Segmenter:

@@ -14,6 +14,7 @@ Per batch of images:
      maps to free (17) through its phrase; each pixel's confidence is the winning detection's score.
 On a GPU the models run in half precision by default (`precision="auto"`).
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -58,7 +59,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
     keep = torch.ones(len(boxes), dtype=torch.bool)
     for i in range(len(boxes)):
         if keep[i]:
-            keep[i + 1:] &= overlap[i, i + 1:] <= iou
+            keep[i + 1 :] &= overlap[i, i + 1 :] <= iou
     return order[keep]
 
 
@@ -68,10 +69,23 @@ class GroundedSAM(Segmenter):
     name = "grounded_sam"
     gives_confidence = True
 
-    def __init__(self, detector, detector_processor, sam, sam_processor, vocabulary: Vocabulary | None = None, *,
-                 box_threshold: float = 0.3, text_threshold: float = 0.25, nms_iou: float | None = 0.7,
-                 max_detections: int = 100, device="auto", precision: str = "auto", batch_size: int = 4,
-                 masks_per_call: int = 64):
+    def __init__(
+        self,
+        detector,
+        detector_processor,
+        sam,
+        sam_processor,
+        vocabulary: Vocabulary | None = None,
+        *,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        nms_iou: float | None = 0.7,
+        max_detections: int = 100,
+        device="auto",
+        precision: str = "auto",
+        batch_size: int = 4,
+        masks_per_call: int = 64,
+    ):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.detector = detector.to(self.device, self.dtype).eval()
@@ -96,7 +110,7 @@ class GroundedSAM(Segmenter):
         images = batch.require_images(self.name)
         out, conf = [], []
         for s in range(0, len(images), self.batch_size):
-            group = images[s:s + self.batch_size]
+            group = images[s : s + self.batch_size]
             dets = self.detect(group)
             masks = self.masks(group, [d[2] for d in dets])
             for img, (scores, classes, _), m in zip(group, dets, masks):
@@ -113,10 +127,10 @@ class GroundedSAM(Segmenter):
             inputs = self.det_proc(images=images, text=[text] * len(images), return_tensors="pt").to(self.device)
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
             res = self.detector(**inputs)
-            probs = res.logits.float().sigmoid()                                   # (B, Q, text)
-            best = torch.stack([probs[..., a:b].amax(-1) for a, b in spans], -1)   # (B, Q, P)
+            probs = res.logits.float().sigmoid()  # (B, Q, text)
+            best = torch.stack([probs[..., a:b].amax(-1) for a, b in spans], -1)  # (B, Q, P)
             mean = torch.stack([probs[..., a:b].mean(-1) for a, b in spans], -1)
-            score, which = best.max(-1)                                            # (B, Q)
+            score, which = best.max(-1)  # (B, Q)
             agree = mean.gather(-1, which[..., None])[..., 0]
             cls = torch.tensor([self.vocab.classes[i] for i in chunk], device=which.device)[which]
             boxes = res.pred_boxes.float()
@@ -132,8 +146,11 @@ class GroundedSAM(Segmenter):
         for parts in per_image:
             scores, classes, boxes = (torch.cat(x) for x in zip(*parts))
             if self.nms_iou is not None and len(scores):
-                kept = [idx[nms(boxes[idx], scores[idx], self.nms_iou)]
-                        for c in classes.unique() for idx in [torch.nonzero(classes == c)[:, 0]]]
+                kept = [
+                    idx[nms(boxes[idx], scores[idx], self.nms_iou)]
+                    for c in classes.unique()
+                    for idx in [torch.nonzero(classes == c)[:, 0]]
+                ]
                 sel = torch.cat(kept)
             else:
                 sel = torch.arange(len(scores))
@@ -157,19 +174,24 @@ class GroundedSAM(Segmenter):
             scaled = (b * torch.tensor([rw / ow, rh / oh, rw / ow, rh / oh])).to(self.device, self.dtype)
             low = []
             for s in range(0, len(scaled), self.masks_per_call):
-                part = scaled[s:s + self.masks_per_call]
-                res = self.sam(image_embeddings=emb[i:i + 1].expand(len(part), -1, -1, -1),
-                               input_boxes=part[:, None, :], multimask_output=False)
+                part = scaled[s : s + self.masks_per_call]
+                res = self.sam(
+                    image_embeddings=emb[i : i + 1].expand(len(part), -1, -1, -1),
+                    input_boxes=part[:, None, :],
+                    multimask_output=False,
+                )
                 low.append(res.pred_masks[:, 0].float())
-            m = self.sam_proc.post_process_masks([torch.cat(low).cpu()], inputs["original_sizes"][i:i + 1],
-                                                 inputs["reshaped_input_sizes"][i:i + 1])[0][:, 0]
+            m = self.sam_proc.post_process_masks(
+                [torch.cat(low).cpu()], inputs["original_sizes"][i : i + 1], inputs["reshaped_input_sizes"][i : i + 1]
+            )[0][:, 0]
             out.append(m.numpy().astype(bool))
         return out
 
 
 @options_from(GroundedSAM)
-def build_grounded_sam(detector: str = DEFAULT_DETECTOR, sam: str = DEFAULT_SAM,
-                       vocabulary: Mapping | None = None, **options) -> GroundedSAM:
+def build_grounded_sam(
+    detector: str = DEFAULT_DETECTOR, sam: str = DEFAULT_SAM, vocabulary: Mapping | None = None, **options
+) -> GroundedSAM:
     """Load GroundingDINO and SAM by hub id or local folder (see `ops.hub.from_pretrained`)."""
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor, SamModel, SamProcessor
 

@@ -31,6 +31,7 @@ input) applied after the fact. nuScenes at 1600 x 900 through Depth Anything V2 
 CAM_BACK's fx of about 809 px becomes 467 px at the input, the other cameras' 1266 px become 731 px; with
 "vkitti2" their depths are multiplied by 0.467 and 0.730. DepthPro and Metric3D take fx themselves.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,8 +102,18 @@ def zoe_input_size(h: int, w: int, size=(384, 512)) -> tuple[int, int]:
 class HFDepth(DepthEstimator):
     """A transformers depth-estimation model behind the DepthEstimator interface."""
 
-    def __init__(self, model: torch.nn.Module, kind: str, *, input_size=None, device="auto", precision: str = "fp32",
-                 batch_size: int = 4, zoe_flip: bool = True, focal_reference: float | str | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        kind: str,
+        *,
+        input_size=None,
+        device="auto",
+        precision: str = "fp32",
+        batch_size: int = 4,
+        zoe_flip: bool = True,
+        focal_reference: float | str | None = None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"depth model kind {kind!r}: expected one of {', '.join(KINDS)}")
         self.focal_reference = focal_reference_px(kind, focal_reference)
@@ -123,7 +134,7 @@ class HFDepth(DepthEstimator):
             groups.setdefault(img.shape[:2], []).append(i)
         for (h, w), idx in groups.items():
             for s in range(0, len(idx), self.batch_size):
-                part = idx[s:s + self.batch_size]
+                part = idx[s : s + self.batch_size]
                 fx = torch.tensor([batch.intrinsics[i][0, 0] for i in part], dtype=torch.float32)
                 depth = self._run([images[i] for i in part], (h, w), fx)
                 for i, d in zip(part, depth):
@@ -160,7 +171,7 @@ class HFDepth(DepthEstimator):
             if self.zoe_flip:
                 d = (d + torch.flip(self._forward(torch.flip(x, dims=[-1])), dims=[-1])) / 2
             d = F.interpolate(d[:, None], size=(h + 2 * ph, w + 2 * pw), mode="bicubic", align_corners=False)[:, 0]
-            d = self._focal_corrected(d[:, ph:ph + h, pw:pw + w], fx * (size[1] / (w + 2 * pw)))
+            d = self._focal_corrected(d[:, ph : ph + h, pw : pw + w], fx * (size[1] / (w + 2 * pw)))
         return torch.nan_to_num(d.clamp(min=0), nan=0.0, posinf=0.0)
 
     def _focal_corrected(self, d: torch.Tensor, fx_input: torch.Tensor) -> torch.Tensor:
@@ -176,16 +187,21 @@ def focal_reference_px(kind: str, value: float | str | None) -> float | None:
     if value is None:
         return None
     if kind == "depth_pro":
-        raise ValueError("focal_reference does not apply to depth_pro: it scales its depth by each image's own "
-                         "focal length already")
+        raise ValueError(
+            "focal_reference does not apply to depth_pro: it scales its depth by each image's own focal length already"
+        )
     if isinstance(value, str):
         if value not in FOCAL_REFERENCES:
-            raise ValueError(f"focal_reference {value!r}: expected a focal length in pixels at the network's input "
-                             f"or one of {', '.join(sorted(FOCAL_REFERENCES))}")
+            raise ValueError(
+                f"focal_reference {value!r}: expected a focal length in pixels at the network's input "
+                f"or one of {', '.join(sorted(FOCAL_REFERENCES))}"
+            )
         return float(FOCAL_REFERENCES[value])
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"focal_reference {value!r}: expected a positive focal length in pixels (at the network's "
-                         f"input) or one of {', '.join(sorted(FOCAL_REFERENCES))}")
+        raise ValueError(
+            f"focal_reference {value!r}: expected a positive focal length in pixels (at the network's "
+            f"input) or one of {', '.join(sorted(FOCAL_REFERENCES))}"
+        )
     return float(value)
 
 

@@ -13,6 +13,7 @@ stage of the same scene, are stored).
     stats = run_map_stages([MapStage(SEMANTICS, plan_s, seg), MapStage(DEPTH, plan_d, dep, encoding)],
                            {s: (frames[s].keyframes_file, frames[s].images) for s in todo}, dataroot, settings, log)
 """
+
 from __future__ import annotations
 
 import time
@@ -37,9 +38,9 @@ from ops.storage.scene_store import StageWriter
 class MapKind:
     """What one perception stage stores: which backend role fills it, the array and its dtype."""
 
-    stage: str      # store stage
-    role: str       # "segmenter" or "depth": which backend of the perception resource
-    array: str      # the array in the stage, and the field of a served row
+    stage: str  # store stage
+    role: str  # "segmenter" or "depth": which backend of the perception resource
+    array: str  # the array in the stage, and the field of a served row
     dtype: str
 
 
@@ -55,17 +56,18 @@ DEPTH = MapKind(METRIC_DEPTH, "depth", "depth", "float32")
 # driver, not the actors, sets the pace.
 SERVED_BATCHES_AHEAD = 4
 SERVED_BACKLOG_FLOOR = 16 * 2**20
-SIZED_SCENES = 8    # the backlog is sized for the largest images among this many scenes' keyframe files
+SIZED_SCENES = 8  # the backlog is sized for the largest images among this many scenes' keyframe files
 
 
-def map_fingerprint(kind: MapKind, spec: BackendSpec, inputs_fingerprint: str,
-                    encoding: DepthEncoding | None = None) -> str:
+def map_fingerprint(
+    kind: MapKind, spec: BackendSpec, inputs_fingerprint: str, encoding: DepthEncoding | None = None
+) -> str:
     """Fingerprint of a scene's maps: its inputs, the backend with its options, the code that serves
     and runs that backend, and (depth) the stored form (ops/storage/map_encoding.py; float32 at full
     resolution fingerprints as before the encodings existed)."""
     modules = ["ops.perception.serving", backend_module(kind.role, spec.name)]
     depth = _depth_encoding(kind, encoding)
-    if depth is not None and not depth.legacy:   # the stored form's code (and the auto stride's rule) too
+    if depth is not None and not depth.legacy:  # the stored form's code (and the auto stride's rule) too
         modules.append("ops.storage.map_encoding")
     stored = kind.dtype if depth is None else depth.fingerprint_fields()
     return fingerprint(inputs_fingerprint, spec.name, spec.options, code_version(*modules), stored)
@@ -89,9 +91,9 @@ class MapStats:
     pixels: int = 0
     first: np.ndarray | None = None
     per_node: dict[str, int] = field(default_factory=dict)
-    pass_stages: tuple[str, ...] = ()   # the stages served in this stage's pass (itself included)
-    pass_images: int = 0                # images the pass served
-    pass_seconds: float = 0.0           # its wall time
+    pass_stages: tuple[str, ...] = ()  # the stages served in this stage's pass (itself included)
+    pass_images: int = 0  # images the pass served
+    pass_seconds: float = 0.0  # its wall time
 
     def add(self, data: np.ndarray, node: str = "", shown: Callable[[], np.ndarray] | None = None) -> None:
         """One stored map (depth in its stored form: coverage is counted over the pixels it keeps); `shown`
@@ -113,15 +115,20 @@ class MapStats:
         out = {"first_image": markdown_image(picture, f"{self.kind.stage}, first image")}
         if self.kind.role == "segmenter":
             out["pixel_class_histogram"] = markdown_image(histogram_image(self.histogram[:18]), "pixels per class")
-            out["unknown_pixels_percent"] = round(100 * float(self.histogram[255]) / max(1, int(self.histogram.sum())), 2)
+            out["unknown_pixels_percent"] = round(
+                100 * float(self.histogram[255]) / max(1, int(self.histogram.sum())), 2
+            )
         else:
             out["pixels_with_depth_percent"] = round(100 * self.valid / max(1, self.pixels), 2)
         if self.per_node:
-            out["images_per_node"] = markdown_table(["Ray node", "images"], [[n, c] for n, c in sorted(self.per_node.items())])
+            out["images_per_node"] = markdown_table(
+                ["Ray node", "images"], [[n, c] for n, c in sorted(self.per_node.items())]
+            )
         if self.pass_stages:
             others = [s for s in self.pass_stages if s != self.kind.stage]
-            out["served"] = (f"in one pass with {', '.join(others)}: each image read once" if others
-                             else "in a pass of its own")
+            out["served"] = (
+                f"in one pass with {', '.join(others)}: each image read once" if others else "in a pass of its own"
+            )
             out["seconds"] = round(self.pass_seconds, 2)
             out["images_per_second"] = round(self.pass_images / max(self.pass_seconds, 1e-9), 2)
         return out
@@ -148,8 +155,13 @@ class MapStage:
         return scene in self.plan.todo and scene not in self.plan.failed
 
 
-def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, int]], dataroot: str,
-                   settings: RaySettings, log: Callable[[str], None] = print) -> dict[str, MapStats]:
+def run_map_stages(
+    stages: list[MapStage],
+    keyframe_files: dict[str, tuple[str, int]],
+    dataroot: str,
+    settings: RaySettings,
+    log: Callable[[str], None] = print,
+) -> dict[str, MapStats]:
     """Compute and store the maps of every scene each stage's plan has to do (and has not failed already),
     recording each scene in each plan, in one Ray Data pass (at most one stage per role).
     `keyframe_files`: per scene its keyframe file and its number of images. The plans' fingerprints must
@@ -175,15 +187,21 @@ def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, 
     what = " + ".join(st.kind.stage for st in stages)
     depth = by_role.get("depth")
     restore_limits = _bound_backlog(stages, settings, [keyframe_files[s][0] for s in order])
-    rows = serve_scenes(dataroot, [(s, keyframe_files[s][0]) for s in order], by_role["segmenter"].spec
-                        if "segmenter" in by_role else None, depth.spec if depth else None, settings, roles,
-                        depth.encoding if depth else None)
+    rows = serve_scenes(
+        dataroot,
+        [(s, keyframe_files[s][0]) for s in order],
+        by_role["segmenter"].spec if "segmenter" in by_role else None,
+        depth.spec if depth else None,
+        settings,
+        roles,
+        depth.encoding if depth else None,
+    )
     try:
         for seen, row in enumerate(rows, 1):
             if seen % max(1, total // 10) == 0 or seen == total:
                 log(f"{what}: {seen}/{total} images ({time.time() - start:.0f} s)")
             scene, f, c = row["scene"], row["frame"], row["camera"]
-            while opened <= rank[scene]:          # open this scene, and every one before it, in order
+            while opened <= rank[scene]:  # open this scene, and every one before it, in order
                 first = order[opened]
                 opened += 1
                 writers.update(_open_scene(stages, first, keyframe_files[first][0], log))
@@ -193,22 +211,28 @@ def run_map_stages(stages: list[MapStage], keyframe_files: dict[str, tuple[str, 
                     _take(st, writers, key, row, f, c, stats[st.kind.stage], log)
     finally:
         restore_limits()
-        for sw in writers.values():   # scenes not committed (the serving broke off): drop, unlock (each one)
+        for sw in writers.values():  # scenes not committed (the serving broke off): drop, unlock (each one)
             try:
                 sw.writer.abort()
             except Exception as exc:
-                log(f"{sw.writer.stage}: dropping the unfinished scene {sw.writer.scene} failed: "
-                    f"{type(exc).__name__}: {exc}")
+                log(
+                    f"{sw.writer.stage}: dropping the unfinished scene {sw.writer.scene} failed: "
+                    f"{type(exc).__name__}: {exc}"
+                )
         rows.close()
     seconds = time.time() - start
     if order:
         log(f"{what}: {seen} images served in {seconds:.1f} s ({seen / max(seconds, 1e-9):.2f} images/s)")
-    for st in stages:                # every scene is accounted for: stored, skipped or failed
+    for st in stages:  # every scene is accounted for: stored, skipped or failed
         stats[st.kind.stage].pass_stages = tuple(s.kind.stage for s in stages)
         stats[st.kind.stage].pass_images, stats[st.kind.stage].pass_seconds = seen, seconds
         for scene in order:
             if st.needs(scene) and scene not in st.plan.done:
-                left = writers[(scene, st.kind.stage)].left if (scene, st.kind.stage) in writers else keyframe_files[scene][1]
+                left = (
+                    writers[(scene, st.kind.stage)].left
+                    if (scene, st.kind.stage) in writers
+                    else keyframe_files[scene][1]
+                )
                 st.plan.fail(scene, f"{left} of its images did not come back from the perception serving")
         if stats[st.kind.stage].per_node:
             log(f"{st.kind.stage}: images per Ray node: {stats[st.kind.stage].nodes_line()}")
@@ -254,9 +278,11 @@ def _bound_backlog(stages: list[MapStage], settings: RaySettings, keyframe_files
     per_image = 0
     for path in keyframe_files[:SIZED_SCENES]:
         try:
-            per_image = max([per_image] + [image_bytes(stages, (im.height, im.width))
-                                           for kf in read_keyframes(path) for im in kf.images])
-        except (OSError, ValueError):   # that scene fails when it is opened
+            per_image = max(
+                [per_image]
+                + [image_bytes(stages, (im.height, im.width)) for kf in read_keyframes(path) for im in kf.images]
+            )
+        except (OSError, ValueError):  # that scene fails when it is opened
             continue
     options = ray.data.DataContext.get_current().execution_options
     saved = options.resource_limits
@@ -265,11 +291,20 @@ def _bound_backlog(stages: list[MapStage], settings: RaySettings, keyframe_files
 
     def restore() -> None:
         options.resource_limits = saved
+
     return restore
 
 
-def _take(st: MapStage, writers: dict, key: tuple[str, str], row: dict, f: int, c: int, stats: "MapStats",
-          log: Callable[[str], None]) -> None:
+def _take(
+    st: MapStage,
+    writers: dict,
+    key: tuple[str, str],
+    row: dict,
+    f: int,
+    c: int,
+    stats: "MapStats",
+    log: Callable[[str], None],
+) -> None:
     """One served image into its scene's stage: written (committing the stage when it was the last), or
     the stage's scene failed (the image's error, or the store's)."""
     kind, plan, scene = st.kind, st.plan, key[0]
@@ -291,7 +326,7 @@ def _take(st: MapStage, writers: dict, key: tuple[str, str], row: dict, f: int, 
             sw.commit(kind, plan, st.spec, st.encoding)
             writers.pop(key)
             log(f"{kind.stage}: scene {scene} stored")
-    except Exception as exc:   # the store could not take it (disk full, ...), or the confidence is missing
+    except Exception as exc:  # the store could not take it (disk full, ...), or the confidence is missing
         plan.fail(scene, f"storing its {kind.array} failed: {type(exc).__name__}: {exc}")
         log(f"{kind.stage}: scene {scene} failed: {plan.failed[scene]}")
         writers.pop(key).writer.abort()
@@ -316,7 +351,7 @@ class _SceneWrite:
     cameras: list[str]
     names: list[list[str]]
     started: float
-    height: int       # of the scene's images
+    height: int  # of the scene's images
     width: int
     left: int = 0
     confident: int = 0
@@ -340,17 +375,26 @@ class _SceneWrite:
 
     def commit(self, kind: MapKind, plan: StagePlan, spec: BackendSpec, encoding: DepthEncoding | None) -> None:
         if self.confident not in (0, self.images):
-            raise ValueError(f"{spec.name} gave confidence maps for {self.confident} of the scene's {self.images} images")
-        attrs = {"fingerprint": plan.todo[self.writer.scene], "stage": kind.stage, "backend": spec.name,
-                 "tokens": self.tokens, "cameras": self.cameras, "images": self.names}
-        if encoding is not None and not encoding.legacy:   # float32 full-size stages keep their old attributes
+            raise ValueError(
+                f"{spec.name} gave confidence maps for {self.confident} of the scene's {self.images} images"
+            )
+        attrs = {
+            "fingerprint": plan.todo[self.writer.scene],
+            "stage": kind.stage,
+            "backend": spec.name,
+            "tokens": self.tokens,
+            "cameras": self.cameras,
+            "images": self.names,
+        }
+        if encoding is not None and not encoding.legacy:  # float32 full-size stages keep their old attributes
             attrs["encoding"] = encoding.attrs(self.width)
         self.writer.commit(attrs)
         plan.stored(self.writer.scene, self.images, time.time() - self.started)
 
 
-def _open_scene(stages: list[MapStage], scene: str, keyframes_file: str,
-                log: Callable[[str], None]) -> dict[tuple[str, str], _SceneWrite]:
+def _open_scene(
+    stages: list[MapStage], scene: str, keyframes_file: str, log: Callable[[str], None]
+) -> dict[tuple[str, str], _SceneWrite]:
     """The scene's open writers, one per stage that needs it (in the stages' order), its arrays created.
     A stage whose writer cannot be had (the records cannot be read or are not one array's worth, another
     writer holds it longer than the lock timeout) fails its scene; a stage another run stored meanwhile
@@ -360,7 +404,7 @@ def _open_scene(stages: list[MapStage], scene: str, keyframes_file: str,
     needing = [st for st in stages if st.needs(scene)]
     try:
         kfs = read_keyframes(keyframes_file)
-    except (OSError, ValueError) as exc:   # a scene's missing or broken keyframe file fails that scene
+    except (OSError, ValueError) as exc:  # a scene's missing or broken keyframe file fails that scene
         for st in needing:
             st.plan.fail(scene, str(exc))
         return {}
@@ -379,8 +423,15 @@ def _open_scene(stages: list[MapStage], scene: str, keyframes_file: str,
             writer.abort()
             log(f"{st.kind.stage}: scene {scene} was stored by another run meanwhile: unchanged, skipped")
             continue
-        out[(scene, st.kind.stage)] = _SceneWrite(writer, [kf.token for kf in kfs], [im.channel for im in kfs[0].images],
-                                                  [[im.filename for im in kf.images] for kf in kfs], time.time(), h, w)
+        out[(scene, st.kind.stage)] = _SceneWrite(
+            writer,
+            [kf.token for kf in kfs],
+            [im.channel for im in kfs[0].images],
+            [[im.filename for im in kf.images] for kf in kfs],
+            time.time(),
+            h,
+            w,
+        )
     return out
 
 
@@ -411,8 +462,13 @@ def _open_writer(st: MapStage, scene: str, kfs: list[KeyframeRecord]) -> StageWr
             writer.create(kind.array, (len(kfs), c, h, w), kind.dtype, chunks=(1, 1, h, w))
         else:
             sh, sw = encoding.stored_shape(h, w)
-            writer.create(kind.array, (len(kfs), c, sh, sw), encoding.dtype, chunks=(1, 1, sh, sw),
-                          compressors=encoding.compressors())
+            writer.create(
+                kind.array,
+                (len(kfs), c, sh, sw),
+                encoding.dtype,
+                chunks=(1, 1, sh, sw),
+                compressors=encoding.compressors(),
+            )
     except Exception as exc:
         writer.abort()
         plan.fail(scene, f"creating its {kind.array} array failed: {type(exc).__name__}: {exc}")

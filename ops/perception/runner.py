@@ -6,6 +6,7 @@ confidence)] per camera image, a confidence None where its backend gives none). 
 are decoded only when a backend looks at pixels. Ray serving (many images, actor pools) is in
 `ops/perception/serving.py`; both call the same backends.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,8 @@ def image_batch(dataroot: str | Path, images: list[ImageRecord], with_pixels: bo
         names=[im.filename for im in images],
         intrinsics=[im.K for im in images],
         images=[load_rgb(dataroot, im.filename, (im.height, im.width)) for im in images] if with_pixels else None,
-        sizes=[(im.height, im.width) for im in images])
+        sizes=[(im.height, im.width) for im in images],
+    )
 
 
 class KeyframePerception:
@@ -41,5 +43,6 @@ def simulated_perception(dataroot: str | Path, preset: str = "realistic", **over
     """SIMULATED perception of a dataroot with truth files (see ops/perception/simulated.py)."""
     from ops.perception.simulated import SimulatedDepth, SimulatedSegmenter
 
-    return KeyframePerception(SimulatedSegmenter(dataroot, preset, **overrides),
-                              SimulatedDepth(dataroot, preset, **overrides), dataroot)
+    return KeyframePerception(
+        SimulatedSegmenter(dataroot, preset, **overrides), SimulatedDepth(dataroot, preset, **overrides), dataroot
+    )

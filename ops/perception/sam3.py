@@ -22,6 +22,7 @@ On a GPU the model runs in half precision by default (`precision="auto"`: bf16 w
 Licence: SAM 3's weights are under Meta's SAM License, not Apache 2.0 like easyocc; the checkpoint is
 gated on the Hugging Face hub (README, "Perception backends").
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -36,7 +37,7 @@ from ops.perception.vocabulary import Vocabulary, merge_masks_scored
 from ops.runtime import resolve_device, resolve_dtype
 
 DEFAULT_CHECKPOINT = "facebook/sam3"
-TEXT_LENGTH = 32            # tokens per prompt, as Sam3Processor pads them
+TEXT_LENGTH = 32  # tokens per prompt, as Sam3Processor pads them
 
 
 class Sam3Segmenter(Segmenter):
@@ -45,14 +46,28 @@ class Sam3Segmenter(Segmenter):
     name = "sam3"
     gives_confidence = True
 
-    def __init__(self, model, tokenizer, vocabulary: Vocabulary | None = None, *, score_threshold: float = 0.4,
-                 mask_threshold: float = 0.5, max_detections: int = 100, input_size: int | None = None,
-                 device="auto", precision: str = "auto", batch_size: int = 2, prompts_per_pass: int = 64):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        vocabulary: Vocabulary | None = None,
+        *,
+        score_threshold: float = 0.4,
+        mask_threshold: float = 0.5,
+        max_detections: int = 100,
+        input_size: int | None = None,
+        device="auto",
+        precision: str = "auto",
+        batch_size: int = 2,
+        prompts_per_pass: int = 64,
+    ):
         if not 0 <= score_threshold <= 1 or not 0 <= mask_threshold <= 1:
             raise ValueError(f"thresholds must lie in [0, 1]: score {score_threshold}, mask {mask_threshold}")
         if int(batch_size) < 1 or int(prompts_per_pass) < 1 or int(max_detections) < 1:
-            raise ValueError(f"batch_size, prompts_per_pass and max_detections must be >= 1, got {batch_size}, "
-                             f"{prompts_per_pass}, {max_detections}")
+            raise ValueError(
+                f"batch_size, prompts_per_pass and max_detections must be >= 1, got {batch_size}, "
+                f"{prompts_per_pass}, {max_detections}"
+            )
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.model = model.to(self.device, self.dtype).eval()
@@ -68,8 +83,9 @@ class Sam3Segmenter(Segmenter):
     @torch.inference_mode()
     def _encode_phrases(self, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
         """(P, TEXT_LENGTH, D) projected text features of the phrases and their (P, TEXT_LENGTH) mask."""
-        enc = tokenizer(list(self.vocab.phrases), padding="max_length", max_length=TEXT_LENGTH, truncation=True,
-                        return_tensors="pt")
+        enc = tokenizer(
+            list(self.vocab.phrases), padding="max_length", max_length=TEXT_LENGTH, truncation=True, return_tensors="pt"
+        )
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
         for phrase, m in zip(self.vocab.phrases, mask):
             if int(m.sum()) < 1:
@@ -79,8 +95,17 @@ class Sam3Segmenter(Segmenter):
     def pixels(self, images: list[np.ndarray]) -> torch.Tensor:
         """The images as the model's input: (B, 3, S, S), resized bilinearly, mean = std = 0.5."""
         side = (self.input_size, self.input_size)
-        x = torch.cat([F.interpolate(torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1)[None].float() / 255.0,
-                                     size=side, mode="bilinear", align_corners=False) for i in images])
+        x = torch.cat(
+            [
+                F.interpolate(
+                    torch.from_numpy(np.ascontiguousarray(i)).permute(2, 0, 1)[None].float() / 255.0,
+                    size=side,
+                    mode="bilinear",
+                    align_corners=False,
+                )
+                for i in images
+            ]
+        )
         return ((x - 0.5) / 0.5).to(self.device, self.dtype)
 
     def segment(self, batch: ImageBatch) -> list[np.ndarray]:
@@ -113,7 +138,7 @@ class Sam3Segmenter(Segmenter):
         best: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = [None] * n_images
         classes = self.classes.to(self.device)
         for s in range(0, len(pairs), self.prompts_per_pass):
-            part = pairs[s:s + self.prompts_per_pass]
+            part = pairs[s : s + self.prompts_per_pass]
             img, phrase = part // n_phrases, part % n_phrases
 
             def per_pair(t: torch.Tensor) -> torch.Tensor:
@@ -122,18 +147,22 @@ class Sam3Segmenter(Segmenter):
             feats = Sam3VisionEncoderOutput(
                 last_hidden_state=per_pair(vision.last_hidden_state),
                 fpn_hidden_states=tuple(per_pair(t) for t in vision.fpn_hidden_states),
-                fpn_position_encoding=tuple(per_pair(t) for t in vision.fpn_position_encoding))
+                fpn_position_encoding=tuple(per_pair(t) for t in vision.fpn_position_encoding),
+            )
             text = self.text.index_select(0, phrase)
-            res = self.model(vision_embeds=feats, text_embeds=BaseModelOutputWithPooling(
-                last_hidden_state=text, pooler_output=text), attention_mask=self.text_mask.index_select(0, phrase))
-            scores = res.pred_logits.float().sigmoid()                       # (n, Q)
+            res = self.model(
+                vision_embeds=feats,
+                text_embeds=BaseModelOutputWithPooling(last_hidden_state=text, pooler_output=text),
+                attention_mask=self.text_mask.index_select(0, phrase),
+            )
+            scores = res.pred_logits.float().sigmoid()  # (n, Q)
             if res.presence_logits is not None:
-                scores = scores * res.presence_logits.float().sigmoid()      # (n, 1): is the concept there at all
+                scores = scores * res.presence_logits.float().sigmoid()  # (n, 1): is the concept there at all
             q = scores.shape[1]
-            all_masks = res.pred_masks.flatten(0, 1)                          # (pairs x Q, h, w), not copied
+            all_masks = res.pred_masks.flatten(0, 1)  # (pairs x Q, h, w), not copied
             for i in torch.unique(img).tolist():
                 rows = (img == i).nonzero()[:, 0]
-                s_i = scores.index_select(0, rows).reshape(-1)               # pair order, then query order
+                s_i = scores.index_select(0, rows).reshape(-1)  # pair order, then query order
                 keep = (s_i > self.score_threshold).nonzero()[:, 0]
                 flat = (rows[:, None] * q + torch.arange(q, device=rows.device)).reshape(-1).index_select(0, keep)
                 c_i = classes.index_select(0, phrase.index_select(0, rows)).repeat_interleave(q).index_select(0, keep)
@@ -141,8 +170,8 @@ class Sam3Segmenter(Segmenter):
                 n_prev = 0 if prev is None else len(prev[0])
                 cand_s = s_i.index_select(0, keep) if prev is None else torch.cat([prev[0], s_i.index_select(0, keep)])
                 cand_c = c_i if prev is None else torch.cat([prev[1], c_i])
-                order = torch.argsort(-cand_s, stable=True)[: self.max_detections]   # the earlier candidates first
-                old = order < n_prev                                         # only the survivors' masks are gathered
+                order = torch.argsort(-cand_s, stable=True)[: self.max_detections]  # the earlier candidates first
+                old = order < n_prev  # only the survivors' masks are gathered
                 masks = all_masks.new_empty((len(order), *all_masks.shape[1:]))
                 if prev is not None:
                     masks[old] = prev[2].index_select(0, order[old])

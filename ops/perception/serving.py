@@ -19,6 +19,7 @@ so only names and intrinsics travel to them and only the maps travel back. Ray c
 cluster at `address` (or `RAY_ADDRESS`), or starts a local one. The same backends run in-process
 through `ops.perception.runner`; results are identical.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -43,18 +44,20 @@ class BackendSpec:
 
 @dataclass(frozen=True)
 class RaySettings:
-    address: str | None = None          # None: $RAY_ADDRESS, else a local Ray started here
-    num_actors: int | None = None       # None: one per GPU in the cluster, else one per `num_cpus` CPUs
-    num_gpus: float | None = None       # per actor; None: 1 when the cluster has GPUs, else 0
-    num_cpus: float = 1.0               # per actor
-    batch_size: int = 6                 # images per call of a backend (one keyframe of six cameras)
-    local_cpus: int | None = None       # CPUs of a local Ray (None: all)
+    address: str | None = None  # None: $RAY_ADDRESS, else a local Ray started here
+    num_actors: int | None = None  # None: one per GPU in the cluster, else one per `num_cpus` CPUs
+    num_gpus: float | None = None  # per actor; None: 1 when the cluster has GPUs, else 0
+    num_cpus: float = 1.0  # per actor
+    batch_size: int = 6  # images per call of a backend (one keyframe of six cameras)
+    local_cpus: int | None = None  # CPUs of a local Ray (None: all)
 
 
 ROLES = ("segmenter", "depth")
 # per role: the row fields of its map, its confidence and its error
-FIELDS = {"segmenter": ("semantics", "semantics_confidence", "semantics_error"),
-          "depth": ("depth", "depth_confidence", "depth_error")}
+FIELDS = {
+    "segmenter": ("semantics", "semantics_confidence", "semantics_error"),
+    "depth": ("depth", "depth_confidence", "depth_error"),
+}
 
 
 class PerceptionActor:
@@ -71,22 +74,23 @@ class PerceptionActor:
     error (with empty maps), so one bad image does not take down the other images of the run, and a
     failing segmenter leaves the depth maps of the same images standing (and the other way round)."""
 
-    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None,
-                 depth_encoding=None):
+    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None, depth_encoding=None):
         from ops.perception.base import build_depth, build_segmenter
         from ops.runtime import ray_node
 
         self.dataroot, self.node = Path(dataroot), ray_node()
         self.encoding = depth_encoding
         self.backends: dict = {}
-        self.init_errors: dict[str, str] = {}   # role -> why its backend could not be built (reported with every row)
+        self.init_errors: dict[str, str] = {}  # role -> why its backend could not be built (reported with every row)
         for role, spec, build in (("segmenter", segmenter, build_segmenter), ("depth", depth, build_depth)):
             if spec is None:
                 continue
-            try:   # each on its own: a segmenter that cannot load leaves the depth maps standing
+            try:  # each on its own: a segmenter that cannot load leaves the depth maps standing
                 self.backends[role] = build(spec.name, **_with_root(spec, dataroot))
             except Exception as exc:
-                self.init_errors[role] = f"building the {role} backend {spec.name!r} failed: {type(exc).__name__}: {exc}"
+                self.init_errors[role] = (
+                    f"building the {role} backend {spec.name!r} failed: {type(exc).__name__}: {exc}"
+                )
         self.roles = tuple(r for r, spec in zip(ROLES, (segmenter, depth)) if spec is not None)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
@@ -110,8 +114,10 @@ class PerceptionActor:
         for role in self.roles:
             map_key, conf_key, error_key = FIELDS[role]
             maps, confs = [self._empty(role)] * len(names), [_EMPTY_CONFIDENCE] * len(names)
-            errors = [(image_errors[i] or self.init_errors.get(role, "")) if role in asked[i] else ""
-                      for i in range(len(names))]
+            errors = [
+                (image_errors[i] or self.init_errors.get(role, "")) if role in asked[i] else ""
+                for i in range(len(names))
+            ]
             todo = [i for i in range(len(names)) if role in asked[i] and not errors[i]]
             if todo:
                 self._run(role, todo, names, sizes, rows, pixels, maps, confs, errors)
@@ -134,8 +140,12 @@ class PerceptionActor:
 
         backend = self.backends[role]
         try:
-            batch = ImageBatch([names[i] for i in idx], [np.asarray(rows["K"][i], np.float64).reshape(3, 3) for i in idx],
-                               [pixels[i] for i in idx] if backend.needs_pixels else None, [sizes[i] for i in idx])
+            batch = ImageBatch(
+                [names[i] for i in idx],
+                [np.asarray(rows["K"][i], np.float64).reshape(3, 3) for i in idx],
+                [pixels[i] for i in idx] if backend.needs_pixels else None,
+                [sizes[i] for i in idx],
+            )
             result, conf = backend.scored(batch)
         except Exception as exc:
             if len(idx) > 1:
@@ -144,14 +154,14 @@ class PerceptionActor:
             else:
                 errors[idx[0]] = f"{type(exc).__name__}: {exc}"
             return
-        stored = role == "depth" and self.encoding is not None   # depth and its confidence in the stored form
+        stored = role == "depth" and self.encoding is not None  # depth and its confidence in the stored form
         for k, i in enumerate(idx):
             maps[i] = self.encoding.encode(result[k]) if stored else result[k]
             if conf is not None:
                 confs[i] = self.encoding.keep(conf[k]) if stored else conf[k]
 
 
-_EMPTY_CONFIDENCE = np.zeros((0, 0), np.uint8)   # not made (or none given): a row's field is dropped when empty
+_EMPTY_CONFIDENCE = np.zeros((0, 0), np.uint8)  # not made (or none given): a row's field is dropped when empty
 
 
 class ScenePerceptionActor(PerceptionActor):
@@ -159,8 +169,14 @@ class ScenePerceptionActor(PerceptionActor):
     and yields the rows of each scene's images, `batch_size` images per call of the backends. One scene
     is one unit of work, handed to the least busy actor of the pool wherever it runs."""
 
-    def __init__(self, dataroot: str, segmenter: BackendSpec | None, depth: BackendSpec | None, batch_size: int,
-                 depth_encoding=None):
+    def __init__(
+        self,
+        dataroot: str,
+        segmenter: BackendSpec | None,
+        depth: BackendSpec | None,
+        batch_size: int,
+        depth_encoding=None,
+    ):
         super().__init__(dataroot, segmenter, depth, depth_encoding)
         self.batch_size = max(1, int(batch_size))
 
@@ -168,7 +184,7 @@ class ScenePerceptionActor(PerceptionActor):
         for scene, path, roles in zip(items["scene"], items["keyframes_file"], items["roles"]):
             rows = scene_rows({"scene": str(scene), "keyframes_file": str(path), "roles": str(roles)})
             for i in range(0, len(rows), self.batch_size):
-                chunk = rows[i:i + self.batch_size]
+                chunk = rows[i : i + self.batch_size]
                 yield PerceptionActor.__call__(self, {k: [r[k] for r in chunk] for k in chunk[0]})
 
 
@@ -187,9 +203,9 @@ def _with_root(spec: BackendSpec, dataroot: str) -> dict:
     return opts
 
 
-ACTOR_START_TIMEOUT_S = 1800   # how long a perception stage waits for its actor pool (model loading included)
+ACTOR_START_TIMEOUT_S = 1800  # how long a perception stage waits for its actor pool (model loading included)
 
-PASSED_THROUGH = ("scene", "frame", "camera")   # row fields that say where an image belongs
+PASSED_THROUGH = ("scene", "frame", "camera")  # row fields that say where an image belongs
 
 
 def image_row(im: ImageRecord) -> dict:
@@ -206,14 +222,32 @@ def scene_rows(item: dict) -> list[dict]:
     try:
         keyframes = read_keyframes(item["keyframes_file"])
     except Exception as exc:
-        return [{**base, "name": f"keyframe records of scene {item['scene']}", "K": np.zeros(9), "height": 0,
-                 "width": 0, "frame": -1, "camera": -1, "error": f"{type(exc).__name__}: {exc}"}]
-    return [{**base, **image_row(im), "frame": f, "camera": c}
-            for f, kf in enumerate(keyframes) for c, im in enumerate(kf.images)]
+        return [
+            {
+                **base,
+                "name": f"keyframe records of scene {item['scene']}",
+                "K": np.zeros(9),
+                "height": 0,
+                "width": 0,
+                "frame": -1,
+                "camera": -1,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+        ]
+    return [
+        {**base, **image_row(im), "frame": f, "camera": c}
+        for f, kf in enumerate(keyframes)
+        for c, im in enumerate(kf.images)
+    ]
 
 
-def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None, depth: BackendSpec | None,
-          settings: RaySettings = RaySettings()) -> Iterator[dict]:
+def serve(
+    dataroot: str | Path,
+    images: list[ImageRecord],
+    segmenter: BackendSpec | None,
+    depth: BackendSpec | None,
+    settings: RaySettings = RaySettings(),
+) -> Iterator[dict]:
     """Run the backends over the images on Ray; yields {name, error, node, and per backend its map,
     confidence (where the backend gives one) and error} per image as they finish."""
     _check_backends(segmenter, depth)
@@ -221,13 +255,26 @@ def serve(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpe
         return
     ray = _connect(settings)
     kwargs = dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth)
-    yield from _serve(ray, ray.data.from_items([image_row(im) for im in images]), PerceptionActor, kwargs,
-                      -(-len(images) // settings.batch_size), settings.batch_size, settings)
+    yield from _serve(
+        ray,
+        ray.data.from_items([image_row(im) for im in images]),
+        PerceptionActor,
+        kwargs,
+        -(-len(images) // settings.batch_size),
+        settings.batch_size,
+        settings,
+    )
 
 
-def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], segmenter: BackendSpec | None,
-                 depth: BackendSpec | None, settings: RaySettings = RaySettings(),
-                 roles: dict[str, tuple[str, ...]] | None = None, depth_encoding=None) -> Iterator[dict]:
+def serve_scenes(
+    dataroot: str | Path,
+    scenes: list[tuple[str, str]],
+    segmenter: BackendSpec | None,
+    depth: BackendSpec | None,
+    settings: RaySettings = RaySettings(),
+    roles: dict[str, tuple[str, ...]] | None = None,
+    depth_encoding=None,
+) -> Iterator[dict]:
     """Run the backends over the images of `scenes` ([(scene, keyframe file)], in this order; at most one
     actor per scene). Each scene goes whole to one actor, which makes its rows from the keyframe file, so the
     driver holds no list of images, and decodes each image once for both backends. `roles`: per scene
@@ -240,14 +287,20 @@ def serve_scenes(dataroot: str | Path, scenes: list[tuple[str, str]], segmenter:
         return
     ray = _connect(settings)
     every = ",".join(r for r, spec in zip(ROLES, (segmenter, depth)) if spec is not None)
-    items = [{"scene": s, "keyframes_file": str(f), "roles": ",".join((roles or {}).get(s, ())) or every}
-             for s, f in scenes]
+    items = [
+        {"scene": s, "keyframes_file": str(f), "roles": ",".join((roles or {}).get(s, ())) or every} for s, f in scenes
+    ]
     # One block per scene and one scene per actor call: no reader tasks of their own (which, unbounded,
     # started a Python worker per block; measured in benchmarks/RESULTS.md), and a scene's maps come
     # back in blocks of the backends' batches (up to Ray Data's block size), not as one block per scene.
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    kwargs = dict(dataroot=str(dataroot), segmenter=segmenter, depth=depth, batch_size=settings.batch_size,
-                  depth_encoding=depth_encoding)
+    kwargs = dict(
+        dataroot=str(dataroot),
+        segmenter=segmenter,
+        depth=depth,
+        batch_size=settings.batch_size,
+        depth_encoding=depth_encoding,
+    )
     yield from _serve(ray, ds, ScenePerceptionActor, kwargs, len(items), 1, settings)
 
 
@@ -262,8 +315,8 @@ def _connect(settings: RaySettings):
     ray = ensure_ray(settings.address, settings.local_cpus)
     ctx = ray.data.DataContext.get_current()
     ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
-    with warnings.catch_warnings():   # deprecated in Ray 2.60 (to go in 2027), but still obeyed: measured
-        warnings.simplefilter("ignore", DeprecationWarning)   # (tests/pipelines/test_ray_cluster.py)
+    with warnings.catch_warnings():  # deprecated in Ray 2.60 (to go in 2027), but still obeyed: measured
+        warnings.simplefilter("ignore", DeprecationWarning)  # (tests/pipelines/test_ray_cluster.py)
         if hasattr(ctx.execution_options, "actor_locality_enabled"):
             ctx.execution_options.actor_locality_enabled = False
     return ray
@@ -288,21 +341,31 @@ def pool_size(ray, settings: RaySettings, n_calls: int) -> tuple[int, float]:
     return max(1, min(actors, n_calls)), num_gpus
 
 
-def _serve(ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int,
-           settings: RaySettings) -> Iterator[dict]:
+def _serve(
+    ray, ds, actor_cls, actor_kwargs: dict, n_calls: int, batch_size: int, settings: RaySettings
+) -> Iterator[dict]:
     """`ds` through a pool of `actor_cls` (at most one actor per call of it, `n_calls` in all), rows out."""
     gpus = ray.cluster_resources().get("GPU", 0)
     actors, num_gpus = pool_size(ray, settings, n_calls)
-    ds = ds.map_batches(actor_cls, fn_constructor_kwargs=actor_kwargs, compute=ray.data.ActorPoolStrategy(size=actors),
-                        batch_size=batch_size, batch_format="numpy", num_gpus=num_gpus or None, num_cpus=settings.num_cpus)
+    ds = ds.map_batches(
+        actor_cls,
+        fn_constructor_kwargs=actor_kwargs,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_gpus=num_gpus or None,
+        num_cpus=settings.num_cpus,
+    )
     try:
         for row in ds.iter_rows():
             yield _plain_row(row)
     except ray.exceptions.GetTimeoutError as exc:
-        raise RuntimeError(f"perception serving: the Ray cluster did not start {actors} actor(s) of {settings.num_cpus} "
-                           f"CPU and {num_gpus} GPU each within {ACTOR_START_TIMEOUT_S} s (it has "
-                           f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs; other jobs may hold "
-                           f"them): set the ray resource's num_actors / cpus_per_actor / gpus_per_actor") from exc
+        raise RuntimeError(
+            f"perception serving: the Ray cluster did not start {actors} actor(s) of {settings.num_cpus} "
+            f"CPU and {num_gpus} GPU each within {ACTOR_START_TIMEOUT_S} s (it has "
+            f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs, {gpus:.0f} GPUs; other jobs may hold "
+            f"them): set the ray resource's num_actors / cpus_per_actor / gpus_per_actor"
+        ) from exc
 
 
 _TEXT = ("name", "error", "scene", "node", "roles", *(error for _, _, error in FIELDS.values()))
@@ -327,13 +390,20 @@ class PerceptionServingError(RuntimeError):
     """Images whose perception failed on Ray, each with the backend's own message."""
 
 
-def run_perception(dataroot: str | Path, images: list[ImageRecord], segmenter: BackendSpec | None,
-                   depth: BackendSpec | None, settings: RaySettings = RaySettings()) -> dict[str, dict]:
+def run_perception(
+    dataroot: str | Path,
+    images: list[ImageRecord],
+    segmenter: BackendSpec | None,
+    depth: BackendSpec | None,
+    settings: RaySettings = RaySettings(),
+) -> dict[str, dict]:
     """All results of `serve`, keyed by image name; raises naming every image that failed."""
     results = {r["name"]: r for r in serve(dataroot, images, segmenter, depth, settings)}
     failed = {n: r["error"] for n, r in results.items() if r["error"]}
     if failed:
         listing = "; ".join(f"{n}: {e}" for n, e in sorted(failed.items())[:5])
-        raise PerceptionServingError(f"perception failed for {len(failed)} of {len(results)} images: {listing}"
-                                     + (" ..." if len(failed) > 5 else ""))
+        raise PerceptionServingError(
+            f"perception failed for {len(failed)} of {len(results)} images: {listing}"
+            + (" ..." if len(failed) > 5 else "")
+        )
     return results

@@ -52,6 +52,7 @@ Presets: `perfect` (the truth, unchanged), `simple` (the noise of the fusion abl
 benchmarks/RESULTS.md), `realistic` (the default), `harsh` (a harsher yardstick: about twice
 realistic's errors).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -117,36 +118,64 @@ class NoiseModel:
             if not (0 <= t <= FREE and 0 <= p <= FREE and 0 <= prob <= 1):
                 raise ValueError(f"confusion ({t}, {p}, {prob}): classes 0-{FREE} and a probability 0-1 expected")
         if self.far_compression_start_m <= 0 or self.scale_drift_tau_s <= 0:
-            raise ValueError(f"far_compression_start_m and scale_drift_tau_s must be > 0, got "
-                             f"{self.far_compression_start_m} and {self.scale_drift_tau_s}")
+            raise ValueError(
+                f"far_compression_start_m and scale_drift_tau_s must be > 0, got "
+                f"{self.far_compression_start_m} and {self.scale_drift_tau_s}"
+            )
         if self.dropout_end_m < self.dropout_start_m:
             raise ValueError("dropout_end_m must be >= dropout_start_m")
         for name in ("score_right", "score_wrong"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"{name} = ({lo}, {hi}): expected 0 <= low <= high <= 1")
-        if self.depth_confidence_scale <= 0 or not 0 <= self.depth_confidence_jitter <= 1 \
-                or self.depth_edge_uncertainty < 0:
-            raise ValueError(f"depth_confidence_scale must be > 0, depth_confidence_jitter in [0, 1] and "
-                             f"depth_edge_uncertainty >= 0, got {self.depth_confidence_scale}, "
-                             f"{self.depth_confidence_jitter} and {self.depth_edge_uncertainty}")
+        if (
+            self.depth_confidence_scale <= 0
+            or not 0 <= self.depth_confidence_jitter <= 1
+            or self.depth_edge_uncertainty < 0
+        ):
+            raise ValueError(
+                f"depth_confidence_scale must be > 0, depth_confidence_jitter in [0, 1] and "
+                f"depth_edge_uncertainty >= 0, got {self.depth_confidence_scale}, "
+                f"{self.depth_confidence_jitter} and {self.depth_edge_uncertainty}"
+            )
 
     def describe(self) -> str:
         """The fields that differ from `perfect`, e.g. for logs and tables."""
-        diff = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                if f.name != "seed" and getattr(self, f.name) != getattr(PERFECT, f.name)]
+        diff = [
+            f"{f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if f.name != "seed" and getattr(self, f.name) != getattr(PERFECT, f.name)
+        ]
         return ", ".join(diff) or "no noise"
 
     @property
     def touches_depth(self) -> bool:
-        return any(getattr(self, n) != getattr(PERFECT, n) for n in (
-            "depth_scale_std", "depth_smooth_noise", "depth_rel_noise", "flying_pixels", "dropout_start_m", "sky_depth_m",
-            "edge_fattening_px", "far_compression", "camera_scale_std", "scale_drift_std"))
+        return any(
+            getattr(self, n) != getattr(PERFECT, n)
+            for n in (
+                "depth_scale_std",
+                "depth_smooth_noise",
+                "depth_rel_noise",
+                "flying_pixels",
+                "dropout_start_m",
+                "sky_depth_m",
+                "edge_fattening_px",
+                "far_compression",
+                "camera_scale_std",
+                "scale_drift_std",
+            )
+        )
 
     @property
     def touches_classes(self) -> bool:
-        return bool(self.unknown_classes or self.confusions or self.small_object_miss or self.false_detections
-                    or self.boundary_shift_px or self.erode_px)
+        return bool(
+            self.unknown_classes
+            or self.confusions
+            or self.small_object_miss
+            or self.false_detections
+            or self.boundary_shift_px
+            or self.erode_px
+        )
 
 
 PERFECT = NoiseModel()
@@ -161,46 +190,91 @@ PRESETS: dict[str, NoiseModel] = {
     # time, 2 % independent per image (4.7 % in all); far depth compressed (-5 % at 40 m, -8 % at 60 m);
     # foreground depth bleeding 4 px into the background at edges.
     "realistic": NoiseModel(
-        depth_scale_std=0.02, camera_scale_std=0.03, scale_drift_std=0.03, scale_drift_tau_s=10.0,
-        far_compression=0.08, far_compression_start_m=20.0, edge_fattening_px=4.0,
-        depth_smooth_noise=0.03, depth_rel_noise=0.015, depth_noise_growth_m=25.0,
-        flying_pixels=0.7, flying_px=3.0, dropout_start_m=60.0, dropout_end_m=120.0, sky_depth_m=300.0,
+        depth_scale_std=0.02,
+        camera_scale_std=0.03,
+        scale_drift_std=0.03,
+        scale_drift_tau_s=10.0,
+        far_compression=0.08,
+        far_compression_start_m=20.0,
+        edge_fattening_px=4.0,
+        depth_smooth_noise=0.03,
+        depth_rel_noise=0.015,
+        depth_noise_growth_m=25.0,
+        flying_pixels=0.7,
+        flying_px=3.0,
+        dropout_start_m=60.0,
+        dropout_end_m=120.0,
+        sky_depth_m=300.0,
         unknown_classes=(_c("others"),),
         confusions=(
-            (_c("terrain"), _c("vegetation"), 0.15), (_c("vegetation"), _c("terrain"), 0.10),
-            (_c("sidewalk"), _c("driveable_surface"), 0.10), (_c("driveable_surface"), _c("sidewalk"), 0.03),
+            (_c("terrain"), _c("vegetation"), 0.15),
+            (_c("vegetation"), _c("terrain"), 0.10),
+            (_c("sidewalk"), _c("driveable_surface"), 0.10),
+            (_c("driveable_surface"), _c("sidewalk"), 0.03),
             (_c("other_flat"), _c("driveable_surface"), 0.30),
-            (_c("car"), _c("truck"), 0.05), (_c("truck"), _c("car"), 0.15), (_c("bus"), _c("truck"), 0.10),
-            (_c("trailer"), _c("truck"), 0.20), (_c("construction_vehicle"), _c("truck"), 0.20),
-            (_c("motorcycle"), _c("bicycle"), 0.10), (_c("bicycle"), _c("motorcycle"), 0.10),
+            (_c("car"), _c("truck"), 0.05),
+            (_c("truck"), _c("car"), 0.15),
+            (_c("bus"), _c("truck"), 0.10),
+            (_c("trailer"), _c("truck"), 0.20),
+            (_c("construction_vehicle"), _c("truck"), 0.20),
+            (_c("motorcycle"), _c("bicycle"), 0.10),
+            (_c("bicycle"), _c("motorcycle"), 0.10),
             (_c("barrier"), _c("manmade"), 0.10),
         ),
-        small_object_px=400.0, small_object_miss=0.5, false_detections=0.3,
-        boundary_shift_px=4.0, erode_px=2.0),
+        small_object_px=400.0,
+        small_object_miss=0.5,
+        false_detections=0.3,
+        boundary_shift_px=4.0,
+        erode_px=2.0,
+    ),
     # A harsher yardstick, so that the fusion is judged across error levels: about 9 % per-image scale error,
     # depth AbsRel about 0.15, about 80 % of the pixels classed right, more flying pixels and missed
     # small objects (benchmarks/RESULTS.md measures what it gives).
     # Its correlated scale errors: 6 % per camera, 5 % drifting (10 s), 4 % per image (8.8 % in all); far
     # compression from 15 m (-10 % at 30 m, -15 % at 45 m); 8 px of edge bleeding.
     "harsh": NoiseModel(
-        depth_scale_std=0.04, camera_scale_std=0.06, scale_drift_std=0.05, scale_drift_tau_s=10.0,
-        far_compression=0.15, far_compression_start_m=15.0, edge_fattening_px=8.0,
-        depth_smooth_noise=0.20, depth_rel_noise=0.05, depth_noise_growth_m=25.0,
-        flying_pixels=0.9, flying_px=5.0, dropout_start_m=50.0, dropout_end_m=100.0, sky_depth_m=300.0,
+        depth_scale_std=0.04,
+        camera_scale_std=0.06,
+        scale_drift_std=0.05,
+        scale_drift_tau_s=10.0,
+        far_compression=0.15,
+        far_compression_start_m=15.0,
+        edge_fattening_px=8.0,
+        depth_smooth_noise=0.20,
+        depth_rel_noise=0.05,
+        depth_noise_growth_m=25.0,
+        flying_pixels=0.9,
+        flying_px=5.0,
+        dropout_start_m=50.0,
+        dropout_end_m=100.0,
+        sky_depth_m=300.0,
         unknown_classes=(_c("others"),),
         confusions=(
-            (_c("terrain"), _c("vegetation"), 0.30), (_c("vegetation"), _c("terrain"), 0.20),
-            (_c("vegetation"), _c("manmade"), 0.10), (_c("manmade"), _c("vegetation"), 0.10),
-            (_c("sidewalk"), _c("driveable_surface"), 0.25), (_c("driveable_surface"), _c("sidewalk"), 0.08),
-            (_c("other_flat"), _c("driveable_surface"), 0.50), (_c("terrain"), _c("sidewalk"), 0.10),
-            (_c("car"), _c("truck"), 0.10), (_c("truck"), _c("car"), 0.25), (_c("bus"), _c("truck"), 0.20),
-            (_c("trailer"), _c("truck"), 0.35), (_c("construction_vehicle"), _c("truck"), 0.35),
-            (_c("motorcycle"), _c("bicycle"), 0.20), (_c("bicycle"), _c("motorcycle"), 0.20),
-            (_c("pedestrian"), _c("manmade"), 0.05), (_c("traffic_cone"), _c("barrier"), 0.15),
+            (_c("terrain"), _c("vegetation"), 0.30),
+            (_c("vegetation"), _c("terrain"), 0.20),
+            (_c("vegetation"), _c("manmade"), 0.10),
+            (_c("manmade"), _c("vegetation"), 0.10),
+            (_c("sidewalk"), _c("driveable_surface"), 0.25),
+            (_c("driveable_surface"), _c("sidewalk"), 0.08),
+            (_c("other_flat"), _c("driveable_surface"), 0.50),
+            (_c("terrain"), _c("sidewalk"), 0.10),
+            (_c("car"), _c("truck"), 0.10),
+            (_c("truck"), _c("car"), 0.25),
+            (_c("bus"), _c("truck"), 0.20),
+            (_c("trailer"), _c("truck"), 0.35),
+            (_c("construction_vehicle"), _c("truck"), 0.35),
+            (_c("motorcycle"), _c("bicycle"), 0.20),
+            (_c("bicycle"), _c("motorcycle"), 0.20),
+            (_c("pedestrian"), _c("manmade"), 0.05),
+            (_c("traffic_cone"), _c("barrier"), 0.15),
             (_c("barrier"), _c("manmade"), 0.20),
         ),
-        small_object_px=900.0, small_object_miss=0.7, false_detections=0.8,
-        boundary_shift_px=10.0, erode_px=3.0),
+        small_object_px=900.0,
+        small_object_miss=0.7,
+        false_detections=0.8,
+        boundary_shift_px=10.0,
+        erode_px=3.0,
+    ),
 }
 
 
@@ -216,8 +290,10 @@ def noise_model(preset: str | NoiseModel = "realistic", **overrides) -> NoiseMod
     bad = set(overrides) - known
     if bad:
         raise ValueError(f"unknown noise parameter(s) {sorted(bad)}; known: {sorted(known)}")
-    conv = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-            for k, v in overrides.items()}
+    conv = {
+        k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+        for k, v in overrides.items()
+    }
     return replace(base, **conv)
 
 
@@ -232,7 +308,9 @@ def _px(value: float, width: int) -> int:
     return max(1, int(round(value * width / REFERENCE_WIDTH)))
 
 
-def smooth_field(rng: np.random.Generator, shape: tuple[int, int], std: float, cells: tuple[int, int] = (5, 8)) -> np.ndarray:
+def smooth_field(
+    rng: np.random.Generator, shape: tuple[int, int], std: float, cells: tuple[int, int] = (5, 8)
+) -> np.ndarray:
     """A random field of std about `std`, smooth over a (cells) control grid, bilinear-interpolated."""
     from scipy.ndimage import map_coordinates
 
@@ -244,6 +322,7 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], std: float, c
 
 
 # --- depth ------------------------------------------------------------------------------------------
+
 
 def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator, name: str = "") -> np.ndarray:
     """Apply the depth part of the noise model to a true z-depth map (0 = sky) of the image `name` (its
@@ -324,7 +403,7 @@ def _depth_edges(d: np.ndarray, m: NoiseModel) -> tuple[np.ndarray, np.ndarray, 
 
     valid = d > 0
     k = 2 * _px(m.flying_px, d.shape[1]) + 1
-    hi = maximum_filter(d, size=k)                            # no depth (0) never wins a max
+    hi = maximum_filter(d, size=k)  # no depth (0) never wins a max
     lo = minimum_filter(np.where(valid, d, np.inf), size=k)
     return valid & (hi > lo * m.edge_ratio), lo, hi
 
@@ -333,13 +412,16 @@ def depth_confidence(seen: np.ndarray, m: NoiseModel, rng: np.random.Generator) 
     """(H, W) float32 in [0, 1]: the simulated depth model's confidence in its map `seen` (see the module
     doc); it reads nothing but that map."""
     has = seen > 0
-    expected = m.depth_rel_noise * (1 + seen / m.depth_noise_growth_m) + m.depth_edge_uncertainty * _depth_edges(seen, m)[0]
+    expected = (
+        m.depth_rel_noise * (1 + seen / m.depth_noise_growth_m) + m.depth_edge_uncertainty * _depth_edges(seen, m)[0]
+    )
     smooth = np.clip(0.5 + 0.25 * smooth_field(rng, seen.shape, 1.0), 0, 1)
     conf = np.exp(-expected / m.depth_confidence_scale) * (1 - m.depth_confidence_jitter * smooth)
     return np.where(has, conf, 0).astype(np.float32)
 
 
 # --- classes ----------------------------------------------------------------------------------------
+
 
 def degrade_semantics(sem: np.ndarray, m: NoiseModel, rng: np.random.Generator) -> np.ndarray:
     """Apply the class part of the noise model to a true class map (17 = sky), step by step in a fixed
@@ -449,6 +531,7 @@ def _erode_boundaries(out: np.ndarray, m: NoiseModel) -> None:
 
 # --- the backends -----------------------------------------------------------------------------------
 
+
 class _Simulated:
     needs_pixels = False
 
@@ -460,8 +543,10 @@ class _Simulated:
     def _truth(self, batch: ImageBatch, i: int) -> tuple[np.ndarray, np.ndarray]:
         depth, sem = load_truth(self.dataroot, batch.names[i])
         if depth.shape != tuple(batch.sizes[i]):
-            raise PerceptionError(f"{truth_file(self.dataroot, batch.names[i])}: truth of {depth.shape[::-1]} pixels "
-                                  f"for image {batch.names[i]} of {tuple(batch.sizes[i])[::-1]}")
+            raise PerceptionError(
+                f"{truth_file(self.dataroot, batch.names[i])}: truth of {depth.shape[::-1]} pixels "
+                f"for image {batch.names[i]} of {tuple(batch.sizes[i])[::-1]}"
+            )
         return depth, sem
 
 
@@ -485,8 +570,11 @@ class SimulatedSegmenter(_Simulated, Segmenter):
     def _classes(self, batch: ImageBatch, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The image's true classes and the degraded ones."""
         sem = self._truth(batch, i)[1]
-        return sem, (degrade_semantics(sem, self.model, image_rng(self.model, batch.names[i], 1))
-                     if self.model.touches_classes else sem.copy())
+        return sem, (
+            degrade_semantics(sem, self.model, image_rng(self.model, batch.names[i], 1))
+            if self.model.touches_classes
+            else sem.copy()
+        )
 
 
 class SimulatedDepth(_Simulated, DepthEstimator):

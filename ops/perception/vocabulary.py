@@ -8,6 +8,7 @@ once for the whole vocabulary instead of once per phrase.
 Also here: merging the masks of one image into a class map, the highest detection score winning
 each pixel (docs/method.md, "Perception"); pixels no mask covers stay unknown (255).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ SEPARATOR = " . "  # GroundingDINO treats '.' tokens as phrase boundaries (separ
 @dataclass(frozen=True)
 class Vocabulary:
     phrases: tuple[str, ...]
-    classes: tuple[int, ...]   # Occ3D id per phrase (17 = free, e.g. for "sky")
+    classes: tuple[int, ...]  # Occ3D id per phrase (17 = free, e.g. for "sky")
 
     def __post_init__(self):
         if not self.phrases:
@@ -71,7 +72,7 @@ class Vocabulary:
                 cid = CLASS_ID[key]
             else:
                 cid = int(key)
-            for p in ([ps] if isinstance(ps, str) else list(ps)):
+            for p in [ps] if isinstance(ps, str) else list(ps):
                 phrases.append(p.strip().lower())
                 classes.append(cid)
         return cls(tuple(phrases), tuple(classes))
@@ -96,11 +97,15 @@ class Vocabulary:
                 current = trial
                 continue
             if not current:
-                raise ValueError(f"vocabulary phrase {p!r} alone is longer than the detector's {max_tokens} text tokens")
+                raise ValueError(
+                    f"vocabulary phrase {p!r} alone is longer than the detector's {max_tokens} text tokens"
+                )
             chunks.append(current)
             current = [i]
             if count_tokens(self.query_text(current)) > max_tokens:
-                raise ValueError(f"vocabulary phrase {p!r} alone is longer than the detector's {max_tokens} text tokens")
+                raise ValueError(
+                    f"vocabulary phrase {p!r} alone is longer than the detector's {max_tokens} text tokens"
+                )
         chunks.append(current)
         return chunks
 
@@ -108,7 +113,9 @@ class Vocabulary:
         return SEPARATOR.join(self.phrases[i] for i in chunk) + " ."
 
 
-def merge_masks(masks: np.ndarray, scores: Sequence[float], classes: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+def merge_masks(
+    masks: np.ndarray, scores: Sequence[float], classes: Sequence[int], size: tuple[int, int]
+) -> np.ndarray:
     """Class map (H, W) uint8 from M detections: masks (M, H, W) bool, their scores and Occ3D classes.
 
     Each pixel takes the class of the highest-scoring mask covering it; equal scores: the detection
@@ -117,15 +124,18 @@ def merge_masks(masks: np.ndarray, scores: Sequence[float], classes: Sequence[in
     return merge_masks_scored(masks, scores, classes, size)[0]
 
 
-def merge_masks_scored(masks: np.ndarray, scores: Sequence[float], classes: Sequence[int],
-                       size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def merge_masks_scored(
+    masks: np.ndarray, scores: Sequence[float], classes: Sequence[int], size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """merge_masks' class map, and (H, W) float32 the score of the detection that won each pixel (0 where
     no mask covers it): the segmenter's confidence in that pixel's class."""
     out = np.full(size, UNOBSERVED, np.uint8)
     best = np.zeros(size, np.float32)
     masks = np.asarray(masks, bool)
     if masks.shape[1:] != tuple(size) or len(masks) != len(scores) or len(scores) != len(classes):
-        raise ValueError(f"merge_masks: {masks.shape} masks, {len(scores)} scores, {len(classes)} classes for size {size}")
+        raise ValueError(
+            f"merge_masks: {masks.shape} masks, {len(scores)} scores, {len(classes)} classes for size {size}"
+        )
     order = np.lexsort((-np.arange(len(scores)), np.asarray(scores, np.float64)))  # ascending; later paint wins
     for i in order:
         out[masks[i]] = classes[i]

@@ -1,4 +1,5 @@
 """File helpers shared by writers: byte-reproducible .npz files and atomic writes."""
+
 from __future__ import annotations
 
 import io

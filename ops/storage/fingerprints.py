@@ -7,6 +7,7 @@ or inside a function (read from the import statements, so nothing is executed). 
 the code a stage runs rebuilds it; a change in code it never imports (a test helper, another
 backend) does not.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,7 +22,7 @@ import numpy as np
 from ops.data.truth import truth_file
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = ("ops", "kernels")   # the code stages run; assets/ and pipelines/ only orchestrate
+PROJECT_PACKAGES = ("ops", "kernels")  # the code stages run; assets/ and pipelines/ only orchestrate
 
 
 def fingerprint(*parts: Any) -> str:
@@ -51,7 +52,7 @@ def _imports(path: Path) -> tuple[str, ...]:
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)   # `from pkg import module`
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from pkg import module`
     out = set()
     for name in names:
         parts = name.split(".")
@@ -104,7 +105,17 @@ def scene_inputs_fingerprint(dataroot: str | Path, keyframes) -> str:
     for kf in keyframes:
         parts.append([kf.token, kf.timestamp, np.round(kf.T_global_ego, 9).tolist()])
         for im in kf.images:
-            parts.append([im.filename, im.timestamp, im.width, im.height, np.round(im.K, 9).tolist(),
-                          np.round(im.T_ego_cam, 9).tolist(), np.round(im.T_global_ego, 9).tolist(),
-                          _stat(root / im.filename), _stat(truth_file(root, im.filename))])
+            parts.append(
+                [
+                    im.filename,
+                    im.timestamp,
+                    im.width,
+                    im.height,
+                    np.round(im.K, 9).tolist(),
+                    np.round(im.T_ego_cam, 9).tolist(),
+                    np.round(im.T_global_ego, 9).tolist(),
+                    _stat(root / im.filename),
+                    _stat(truth_file(root, im.filename)),
+                ]
+            )
     return fingerprint(parts)

@@ -6,6 +6,7 @@ as pickles do, and a person can read it.
 Floats are written with repr, so they come back bit for bit (NaN and inf too, as JSON's NaN / Infinity
 extension that Python reads).
 """
+
 from __future__ import annotations
 
 import dataclasses

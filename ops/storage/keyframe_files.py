@@ -12,6 +12,7 @@ what the records hold grows, e.g. the LIDAR_TOP calibration RayIoU needs, which 
 do not depend on). A walk touches the files it finds current, and a scene's files that no walk has
 found current for `STALE_AFTER_S` (a week) are deleted.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ from ops.storage.json_values import from_json, to_json
 STALE_AFTER_S = 7 * 24 * 3600
 
 
-def read_dataset_frames(dataroot: str | Path, version: str, gts_dir: str | Path, train_scenes, val_scenes,
-                        base: str | Path, scenes=()) -> tuple[list[SceneSummary], dict[str, tuple[str, str]]]:
+def read_dataset_frames(
+    dataroot: str | Path, version: str, gts_dir: str | Path, train_scenes, val_scenes, base: str | Path, scenes=()
+) -> tuple[list[SceneSummary], dict[str, tuple[str, str]]]:
     """One walk over the tables (nuscenes-devkit): every scene's summary (ops.data.keyframes.read_dataset)
     and, for each readable scene among `scenes` (all when empty), its keyframe records written to their
     file: (summaries, {scene: (input fingerprint, file)})."""
@@ -59,7 +61,7 @@ def write_keyframes(path: str | Path, keyframes: list[KeyframeRecord]) -> None:
     data = to_json(list(keyframes)).encode()
     path = Path(path)
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        os.utime(path)    # found current again: not stale
+        os.utime(path)  # found current again: not stale
         return
     write_bytes_atomic(path, data)
 
@@ -80,7 +82,7 @@ def remove_stale(base: str | Path, current: dict[str, str | Path], older_than_s:
             if path.stat().st_mtime < cutoff:
                 path.unlink()
                 gone.append(path)
-        except FileNotFoundError:    # another run removed it meanwhile
+        except FileNotFoundError:  # another run removed it meanwhile
             pass
     return gone
 
@@ -94,8 +96,9 @@ def read_keyframes(path: str | Path) -> list[KeyframeRecord]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the scene's keyframe records are missing (written by the dataset "
-                                f"asset; materialize it again)") from None
+        raise FileNotFoundError(
+            f"{path}: the scene's keyframe records are missing (written by the dataset asset; materialize it again)"
+        ) from None
     try:
         return from_json(list[KeyframeRecord], text)
     except (ValueError, KeyError, TypeError) as exc:

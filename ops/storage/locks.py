@@ -20,6 +20,7 @@ The holder of a write lock or of the gate writes who it is (host, pid, since whe
 so that a waiting process can name it. Locks work across the processes and Ray workers of one machine, and
 across machines on filesystems whose flock is cluster-wide (NFSv4, Lustre with flock, CephFS).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -29,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-POLL_S = 0.2          # how often a waiting process tries again
-REPORT_EVERY_S = 30   # how often it says that it is still waiting
+POLL_S = 0.2  # how often a waiting process tries again
+REPORT_EVERY_S = 30  # how often it says that it is still waiting
 
 
 class StageBusy(RuntimeError):
@@ -69,8 +70,10 @@ class FileLock:
                 except BlockingIOError:
                     now = time.monotonic()
                     if timeout is not None and now - start >= timeout:
-                        raise StageBusy(f"{self.what} is held by {self.holder()} for more than {timeout:.0f} s; "
-                                        f"left alone (nothing of it was touched)") from None
+                        raise StageBusy(
+                            f"{self.what} is held by {self.holder()} for more than {timeout:.0f} s; "
+                            f"left alone (nothing of it was touched)"
+                        ) from None
                     if on_wait is not None and (reported is None or now - reported >= REPORT_EVERY_S):
                         on_wait(f"{self.what}: waiting for {self.holder()} ({now - start:.0f} s so far)")
                         reported = now
@@ -82,8 +85,12 @@ class FileLock:
         if self._named:
             try:
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since "
-                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+                os.pwrite(
+                    fd,
+                    f"host {socket.gethostname()} pid {os.getpid()} since "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+                    0,
+                )
             except BaseException:
                 self.release()
                 raise
@@ -94,7 +101,7 @@ class FileLock:
         fd, self._fd = self._fd, None
         try:
             if self._named:
-                os.ftruncate(fd, 0)    # no stale holder named after it is gone
+                os.ftruncate(fd, 0)  # no stale holder named after it is gone
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -22,6 +22,7 @@ the image's width (`ops.geometry.auto_pixel_stride`: 1 up to 800 px, 2 for nuSce
     stored = enc.encode(depth)                      # (ceil(H/k), ceil(W/k)) uint16; k from the width
     depth = decode_depth(stored, attrs, (H, W))     # (H, W) float32 metres
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ class DepthEncoding:
         if self.step_m:
             d = np.where(np.isfinite(d) & (d > 0), d, 0.0) / self.step_m
             units = np.rint(d)
-            units[units >= _UINT16_MAX] = 0        # beyond the range: no depth, never a wrong depth
+            units[units >= _UINT16_MAX] = 0  # beyond the range: no depth, never a wrong depth
             return units.astype(np.uint16)
         return d.astype(self.dtype, copy=False)
 

@@ -5,6 +5,7 @@ Layout (Occ3D-nuScenes): ``<dir>/<scene name>/<sample token>/labels.npz`` with `
 ``mask_lidar`` and ``mask_camera``, each uint8 (200, 200, 16), the masks 0/1 (our export writes all
 three; see `write_labels` for what its masks mean).
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -17,8 +18,7 @@ import numpy as np
 from ops.occ3d import GRID, LABELS_FILE, as_occ3d_semantics
 from ops.storage.files import npz_bytes, write_bytes_atomic
 
-
-DEFAULT_GTS_SUBDIR = "gts"   # where Occ3D-nuScenes puts its truth: <dataroot>/gts/<scene>/<token>/labels.npz
+DEFAULT_GTS_SUBDIR = "gts"  # where Occ3D-nuScenes puts its truth: <dataroot>/gts/<scene>/<token>/labels.npz
 
 
 def truth_dir(dataroot: str | Path, gts_subdir: str = DEFAULT_GTS_SUBDIR) -> Path:

@@ -9,6 +9,7 @@ outcome per scene.
         plan.stored(scene, items, seconds)      # or plan.fail(scene, "why")
     result = plan.result()                      # StageResult: scenes, failed, the store
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,11 +23,11 @@ from ops.storage.scene_store import SceneStore
 class SceneOutcome:
     """One scene's result in a stage: stored now, or unchanged since an earlier run."""
 
-    fingerprint: str              # of the inputs, config and code that produced the stored result
-    items: int                    # images (perception stages) or keyframes (labels)
-    skipped: bool                 # True: unchanged, not recomputed in this run
+    fingerprint: str  # of the inputs, config and code that produced the stored result
+    items: int  # images (perception stages) or keyframes (labels)
+    skipped: bool  # True: unchanged, not recomputed in this run
     seconds: float | None = None  # wall time of this run's computation (None when skipped)
-    repaired: str = ""            # why a result with this fingerprint was rebuilt (damaged on disk), if it was
+    repaired: str = ""  # why a result with this fingerprint was rebuilt (damaged on disk), if it was
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,17 @@ class StageResult:
     """What a per-scene stage hands on downstream: its stored scenes and its failed ones."""
 
     stage: str
-    store: str                                                # path of the Zarr store
+    store: str  # path of the Zarr store
     scenes: dict[str, SceneOutcome] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)      # scene -> what went wrong (here or upstream)
+    failed: dict[str, str] = field(default_factory=dict)  # scene -> what went wrong (here or upstream)
 
     def table(self, item_name: str, extra_header: list[str] = (), extra: Callable[[str], list] | None = None) -> str:
         """A markdown table: one row per scene (items, seconds, any extra columns, stored / skipped),
         then the failed scenes with their cause."""
         header = ["scene", item_name, "seconds", *extra_header, "result"]
-        rows = [[s, o.items, o.seconds, *(extra(s) if extra else []), _outcome(o)] for s, o in sorted(self.scenes.items())]
+        rows = [
+            [s, o.items, o.seconds, *(extra(s) if extra else []), _outcome(o)] for s, o in sorted(self.scenes.items())
+        ]
         rows += [[s, None, None, *[None] * len(extra_header), f"failed: {e}"] for s, e in sorted(self.failed.items())]
         return markdown_table(header, rows)
 
@@ -66,8 +69,16 @@ class StagePlan:
         self._items: dict[str, int] = {}
 
     @classmethod
-    def make(cls, store: SceneStore, stage: str, scenes: Iterable[str], fingerprint_of: Callable[[str], str],
-             items_of: Callable[[str], int], force: bool = False, failed: dict[str, str] | None = None) -> "StagePlan":
+    def make(
+        cls,
+        store: SceneStore,
+        stage: str,
+        scenes: Iterable[str],
+        fingerprint_of: Callable[[str], str],
+        items_of: Callable[[str], int],
+        force: bool = False,
+        failed: dict[str, str] | None = None,
+    ) -> "StagePlan":
         """Plan `scenes`: those failed upstream stay failed, those whose stored result carries their
         fingerprint and is intact are done (skipped) unless `force`, the rest are to do (a damaged
         result is recorded in `damaged`)."""
@@ -99,8 +110,9 @@ class StagePlan:
         self.done[scene] = SceneOutcome(self.todo[scene], self._items[scene], skipped=True)
 
     def stored(self, scene: str, items: int, seconds: float) -> None:
-        self.done[scene] = SceneOutcome(self.todo[scene], items, skipped=False, seconds=round(seconds, 2),
-                                        repaired=self.damaged.get(scene, ""))
+        self.done[scene] = SceneOutcome(
+            self.todo[scene], items, skipped=False, seconds=round(seconds, 2), repaired=self.damaged.get(scene, "")
+        )
 
     def fail(self, scene: str, cause: str) -> None:
         self.failed[scene] = cause
@@ -108,8 +120,12 @@ class StagePlan:
     def summary(self) -> str:
         skipped = sum(o.skipped for o in self.done.values())
         damaged = f" ({len(self.damaged)} of them damaged on disk: rebuilt)" if self.damaged else ""
-        return (f"{self.stage}: {len(self.todo)} scene(s) to compute{damaged}, {skipped} unchanged, "
-                f"{len(self.failed)} failed")
+        return (
+            f"{self.stage}: {len(self.todo)} scene(s) to compute{damaged}, {skipped} unchanged, "
+            f"{len(self.failed)} failed"
+        )
 
     def result(self) -> StageResult:
-        return StageResult(self.stage, str(self.store.path), dict(sorted(self.done.items())), dict(sorted(self.failed.items())))
+        return StageResult(
+            self.stage, str(self.store.path), dict(sorted(self.done.items())), dict(sorted(self.failed.items()))
+        )

@@ -17,6 +17,7 @@ with its size (`damage()`): a stage damaged on disk is rebuilt, not skipped. Eve
 a function of the data and the attributes given (no clocks, no process ids in the bytes), so the
 same inputs give the same bytes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,8 +41,9 @@ class SceneStore:
     """The store at `path` (created on first write). `lock_timeout`: seconds a writer waits for another
     writer of the same scene and stage (None: as long as it takes); `on_wait` hears why it waits."""
 
-    def __init__(self, path: str | os.PathLike, lock_timeout: float | None = None,
-                 on_wait: Callable[[str], None] | None = None):
+    def __init__(
+        self, path: str | os.PathLike, lock_timeout: float | None = None, on_wait: Callable[[str], None] | None = None
+    ):
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.on_wait = on_wait or log.warning
@@ -49,7 +51,7 @@ class SceneStore:
 
     def lock(self, scene: str, stage: str, kind: str) -> FileLock:
         """The (unacquired) `kind` ("write", "read" or "gate") lock of a scene's stage."""
-        self.stage_dir(scene, stage)   # validates the names
+        self.stage_dir(scene, stage)  # validates the names
         if kind not in ("write", "read", "gate"):
             raise ValueError(f"lock kind {kind!r}: expected write, read or gate")
         what = f"{stage} of scene {scene} ({self.path})" + (" (a commit is pending)" if kind == "gate" else "")
@@ -72,7 +74,7 @@ class SceneStore:
         final = self.stage_dir(scene, stage)
         old = final.with_name(f"{stage}.old")
         if not final.exists() and old.exists():
-            old.rename(final)          # the crash came between the two renames: keep the old result
+            old.rename(final)  # the crash came between the two renames: keep the old result
         elif old.exists():
             shutil.rmtree(old)
         for partial in final.parent.glob(f"{stage}.partial-*") if final.parent.exists() else []:
@@ -154,8 +156,10 @@ class SceneStore:
                 raise
             if not self._warned_unlocked:
                 self._warned_unlocked = True
-                self.on_wait(f"{self.path}: cannot make its read locks ({exc.strerror}); reading without them "
-                             f"(a commit by another process during the read would not be waited for)")
+                self.on_wait(
+                    f"{self.path}: cannot make its read locks ({exc.strerror}); reading without them "
+                    f"(a commit by another process during the read would not be waited for)"
+                )
             yield
             return
         try:
@@ -178,7 +182,9 @@ class SceneStore:
 
     def scenes(self, stage: str) -> list[str]:
         base = self.path / "scenes"
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and self.attrs(p.name, stage)) if base.is_dir() else []
+        return (
+            sorted(p.name for p in base.iterdir() if p.is_dir() and self.attrs(p.name, stage)) if base.is_dir() else []
+        )
 
     def writer(self, scene: str, stage: str) -> "StageWriter":
         """The one writer of a scene's stage: waits for (or, after `lock_timeout`, gives up on with
@@ -207,13 +213,26 @@ class StageWriter:
         self.group = zarr.open_group(str(self.partial), mode="w")
         self.arrays: dict[str, Any] = {}
 
-    def create(self, name: str, shape: tuple[int, ...], dtype, chunks: tuple[int, ...] | None = None, fill_value=0,
-               compressors="auto"):
+    def create(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype,
+        chunks: tuple[int, ...] | None = None,
+        fill_value=0,
+        compressors="auto",
+    ):
         """A frame-major array; by default one chunk per index of the leading axis, compressed with Zarr's
         default (zstd) unless `compressors` says otherwise."""
         chunks = chunks or (1,) + tuple(shape[1:])
-        arr = self.group.create_array(name, shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks),
-                                      fill_value=fill_value, compressors=compressors)
+        arr = self.group.create_array(
+            name,
+            shape=tuple(shape),
+            dtype=np.dtype(dtype),
+            chunks=tuple(chunks),
+            fill_value=fill_value,
+            compressors=compressors,
+        )
         self.arrays[name] = arr
         return arr
 
@@ -222,8 +241,11 @@ class StageWriter:
 
     def _files(self) -> dict[str, int]:
         """Every file written so far (but the group's own zarr.json) with its size, sorted."""
-        return {p.relative_to(self.partial).as_posix(): p.stat().st_size
-                for p in sorted(self.partial.rglob("*")) if p.is_file() and p != self.partial / "zarr.json"}
+        return {
+            p.relative_to(self.partial).as_posix(): p.stat().st_size
+            for p in sorted(self.partial.rglob("*"))
+            if p.is_file() and p != self.partial / "zarr.json"
+        }
 
     def commit(self, attrs: dict) -> None:
         """Record the files, mark complete and swap in: new readers are held at the gate, and once the

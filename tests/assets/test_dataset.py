@@ -1,5 +1,6 @@
 """The dataset asset: generates and checks the demo world once, reads a given dataroot, restricts it to a
 scene selection, and names what is wrong when the version or a scene does not exist."""
+
 from pathlib import Path
 
 import dagster as dg
@@ -10,19 +11,27 @@ from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, RayResource, StorageResource
 from tests.conftest import SMALL_WORLD
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]  # slow: make test-fast leaves it out
 
-RAY = {"ray": RayResource(local_cpus=2)}   # the tables are read in a Ray worker of their own
+RAY = {"ray": RayResource(local_cpus=2)}  # the tables are read in a Ray worker of their own
 
 
 def resources(tmp_path, nuscenes: DatasetResource) -> dict:
-    return {"nuscenes": nuscenes, "storage": StorageResource(data_dir=str(tmp_path)),
-            "io_manager": JsonIOManager(data_dir=str(tmp_path)), **RAY}
+    return {
+        "nuscenes": nuscenes,
+        "storage": StorageResource(data_dir=str(tmp_path)),
+        "io_manager": JsonIOManager(data_dir=str(tmp_path)),
+        **RAY,
+    }
 
 
 def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
-    res = DatasetResource(data_dir=str(tmp_path), demo_keyframes=SMALL_WORLD["keyframes"],
-                          demo_image_width=SMALL_WORLD["image_width"], demo_image_height=SMALL_WORLD["image_height"])
+    res = DatasetResource(
+        data_dir=str(tmp_path),
+        demo_keyframes=SMALL_WORLD["keyframes"],
+        demo_image_width=SMALL_WORLD["image_width"],
+        demo_image_height=SMALL_WORLD["image_height"],
+    )
     result = dg.materialize([dataset], resources=resources(tmp_path, res))
     assert result.success
     out = result.output_for_node("dataset")
@@ -40,8 +49,7 @@ def test_dataset_asset_generates_and_checks_the_demo_world(tmp_path):
 def test_wrong_version_is_a_clear_error(tmp_path, small_world):
     root, _ = small_world
     res = DatasetResource(data_dir=str(tmp_path), dataroot=str(root), version="v1.0-trainval")
-    result = dg.materialize([dataset], resources=resources(tmp_path, res),
-                            raise_on_error=False)
+    result = dg.materialize([dataset], resources=resources(tmp_path, res), raise_on_error=False)
     assert not result.success
     err = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "v1.0-trainval" in err and "v1.0-mini" in err
@@ -49,15 +57,24 @@ def test_wrong_version_is_a_clear_error(tmp_path, small_world):
 
 def test_a_scene_selection_restricts_the_dataset(tmp_path, small_world):
     root, _ = small_world
-    one = dg.materialize([dataset], resources=resources(tmp_path, DatasetResource(
-        data_dir=str(tmp_path), dataroot=str(root), scenes=["scene-0103"])))
+    one = dg.materialize(
+        [dataset],
+        resources=resources(
+            tmp_path, DatasetResource(data_dir=str(tmp_path), dataroot=str(root), scenes=["scene-0103"])
+        ),
+    )
     out = one.output_for_node("dataset")
     assert [s.name for s in out.scenes] == ["scene-0103"]
     # the one walk over the tables wrote the selected scene's keyframe records, and only those
     assert [p.name for p in (tmp_path / "frames").iterdir()] == [Path(out.scenes[0].keyframes_file).name]
     assert out.scenes[0].images == 6 * out.scenes[0].samples and len(out.scenes[0].fingerprint) == 32
-    bad = dg.materialize([dataset], resources=resources(tmp_path, DatasetResource(
-        data_dir=str(tmp_path), dataroot=str(root), scenes=["scene-9999"])), raise_on_error=False)
+    bad = dg.materialize(
+        [dataset],
+        resources=resources(
+            tmp_path, DatasetResource(data_dir=str(tmp_path), dataroot=str(root), scenes=["scene-9999"])
+        ),
+        raise_on_error=False,
+    )
     err = bad.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "scene-9999" in err and "scene-0061" in err
 
@@ -74,8 +91,11 @@ def test_a_broken_table_record_fails_its_scene_not_the_dataset(tmp_path, small_w
     world = tmp_path / "world"
     shutil.copytree(root, world)
     scenes = {s["name"]: s for s in json.loads((world / cfg.version / "scene.json").read_text())}
-    data = [d for d in json.loads((world / cfg.version / "sample_data.json").read_text())
-            if d["sample_token"] == scenes["scene-0103"]["last_sample_token"] and "CAM_FRONT/" in d["filename"]]
+    data = [
+        d
+        for d in json.loads((world / cfg.version / "sample_data.json").read_text())
+        if d["sample_token"] == scenes["scene-0103"]["last_sample_token"] and "CAM_FRONT/" in d["filename"]
+    ]
     table = world / cfg.version / "ego_pose.json"
     table.write_text(json.dumps([p for p in json.loads(table.read_text()) if p["token"] != data[0]["ego_pose_token"]]))
     res = resources(tmp_path, DatasetResource(data_dir=str(tmp_path), dataroot=str(world)))
@@ -128,10 +148,13 @@ def test_the_truth_pictures_do_not_grow_with_the_dataset(tmp_path):
         return Image.open(io.BytesIO(base64.b64decode(markdown.split("base64,")[1].rstrip(")")))).size[0]
 
     few, many = _truth_pictures(tmp_path, scenes[:2]), _truth_pictures(tmp_path, scenes)
-    panel = 2 * GRID.shape[1]                       # bev_image at scale 2, 6 px between pictures
+    panel = 2 * GRID.shape[1]  # bev_image at scale 2, 6 px between pictures
     assert width(few["truth_bev_first_keyframes"]) == 2 * panel + 6
     assert "first keyframe of each scene" in few["truth_bev_first_keyframes"]
     assert width(many["truth_bev_first_keyframes"]) == TRUTH_PICTURE_SCENES * (panel + 6) - 6
     assert f"the first {TRUTH_PICTURE_SCENES} of {n} scenes" in many["truth_bev_first_keyframes"]
-    assert many == _truth_pictures(tmp_path, scenes)                             # same bytes every time
-    assert many["truth_class_histogram"] != _truth_pictures(tmp_path, scenes[:TRUTH_PICTURE_SCENES])["truth_class_histogram"]
+    assert many == _truth_pictures(tmp_path, scenes)  # same bytes every time
+    assert (
+        many["truth_class_histogram"]
+        != _truth_pictures(tmp_path, scenes[:TRUTH_PICTURE_SCENES])["truth_class_histogram"]
+    )

@@ -2,6 +2,7 @@
 the small demo world: Zarr per scene, the same maps, confidences and labels as in-process, unchanged scenes
 skipped, a config change or `force` rebuilds, a bad scene fails alone (the others are stored) and is the
 only one redone after the fix."""
+
 import shutil
 
 import dagster as dg
@@ -19,24 +20,31 @@ from assets.stage_checks import STAGE_CHECKS
 from pipelines.io_manager import JsonIOManager
 from pipelines.resources import DatasetResource, PerceptionResource, RayResource, StorageResource
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]  # slow: make test-fast leaves it out
 
 ASSETS = [dataset, frames, perception_maps, occ_labels, label_quality, occ3d_export]
 
 
 def resources(root, tmp, **perception):
-    return {"nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root)),
-            "perception": PerceptionResource(**perception),
-            "ray": RayResource(local_cpus=2, num_actors=1),
-            "storage": StorageResource(data_dir=str(tmp)),
-            "io_manager": JsonIOManager(data_dir=str(tmp))}
+    return {
+        "nuscenes": DatasetResource(data_dir=str(tmp), dataroot=str(root)),
+        "perception": PerceptionResource(**perception),
+        "ray": RayResource(local_cpus=2, num_actors=1),
+        "storage": StorageResource(data_dir=str(tmp)),
+        "io_manager": JsonIOManager(data_dir=str(tmp)),
+    }
 
 
 def run(root, tmp, force=False, labels=None, instance=None, **perception):
     cfg = {"ops": {"perception_maps": {"config": {"force": force}}}}
     cfg["ops"]["occ_labels"] = {"config": {"force": force, **(labels or {})}}
-    return dg.materialize([*ASSETS, occ_labels_checks, *STAGE_CHECKS], resources=resources(root, tmp, **perception), run_config=cfg,
-                          raise_on_error=False, instance=instance)
+    return dg.materialize(
+        [*ASSETS, occ_labels_checks, *STAGE_CHECKS],
+        resources=resources(root, tmp, **perception),
+        run_config=cfg,
+        raise_on_error=False,
+        instance=instance,
+    )
 
 
 def data_version(result, asset):
@@ -65,18 +73,22 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert sem.shape == (cfg.keyframes, 6, 90, 160) and sem.dtype == np.uint8
     # depth is stored as uint16 centimetres by default (stride 1 at 160 px), and read back to metres
     encoding = store.attrs("scene-0103", "metric_depth")["encoding"]
-    assert dep.shape == sem.shape and dep.dtype == np.uint16 and encoding == {"dtype": "uint16", "step_m": 0.01, "stride": 1}
+    assert (
+        dep.shape == sem.shape
+        and dep.dtype == np.uint16
+        and encoding == {"dtype": "uint16", "step_m": 0.01, "stride": 1}
+    )
     kf = scene_keyframes(small_nusc, "scene-0103")[2]
     sem_conf = store.open("scene-0103", "semantic_maps")["confidence"]
     dep_conf = store.open("scene-0103", "metric_depth")["confidence"]
     assert sem_conf.shape == dep_conf.shape == sem.shape and sem_conf.dtype == dep_conf.dtype == np.uint8
     for c, (d, s, sc, dc) in enumerate(simulated_perception(root, "realistic")(kf)):
         np.testing.assert_array_equal(sem[2, c], s)
-        np.testing.assert_array_equal(sem_conf[2, c], sc)          # the backends' confidences, stored beside
+        np.testing.assert_array_equal(sem_conf[2, c], sc)  # the backends' confidences, stored beside
         np.testing.assert_array_equal(dep_conf[2, c], dc)
         back = decode_depth(dep[2, c], encoding, (90, 160))
         np.testing.assert_array_equal(back == 0, d == 0)
-        assert np.abs(back - d).max() <= 0.005 + 1e-4 * d.max()     # half a centimetre, plus float32 rounding
+        assert np.abs(back - d).max() <= 0.005 + 1e-4 * d.max()  # half a centimetre, plus float32 rounding
     assert "data:image/png" in table(first, "semantic_maps")["pixel_class_histogram"].value
     for asset, other in (("semantic_maps", "metric_depth"), ("metric_depth", "semantic_maps")):
         assert table(first, asset)["served"].value == f"in one pass with {other}: each image read once"
@@ -88,7 +100,7 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     kfs = scene_keyframes(small_nusc, "scene-0103")
     seen, cm = simulated_perception(root, "realistic"), DepthEncoding("cm")
 
-    def stored_perception(kf):     # what the fusion reads back: the depth in centimetres, and the confidences
+    def stored_perception(kf):  # what the fusion reads back: the depth in centimetres, and the confidences
         return [(decode_depth(cm.encode(d), cm.attrs(d.shape[1]), d.shape), s, sc, dc) for d, s, sc, dc in seen(kf)]
 
     for i, label in enumerate(SceneFuser(kfs, stored_perception, FusionConfig())):
@@ -97,9 +109,17 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert labels.attrs["tokens"] == [k.token for k in kfs] and labels.attrs["fusion"]["history"] == 13
     meta = table(first, "occ_labels")
     assert "data:image/png" in meta["bev_label"].value and meta["scenes"].value.count("| stored |") == 2
-    steps = meta["stage_seconds"].value   # every step timed, and drawn
-    for step in ("semantic_maps", "metric_depth", "fusion: read", "fusion: lift", "fusion: vote", "fusion: free_space",
-                 "fusion: label", "fusion: write"):
+    steps = meta["stage_seconds"].value  # every step timed, and drawn
+    for step in (
+        "semantic_maps",
+        "metric_depth",
+        "fusion: read",
+        "fusion: lift",
+        "fusion: vote",
+        "fusion: free_space",
+        "fusion: label",
+        "fusion: write",
+    ):
         assert f"| {step} | " in steps
     assert "data:image/png" in steps
     # quality against the demo world's truth, equal to scoring the stored labels directly
@@ -114,17 +134,25 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
                 acc.update(as_occ3d_semantics(g["semantics"][i]), t["semantics"], t["mask_camera"], t["mask_lidar"])
     quality = first.output_for_node("label_quality")
     assert quality.all["masks"]["camera"]["miou17"] == acc.result()["masks"]["camera"]["miou17"]
-    assert table(first, "label_quality")["miou17_camera"].value == round(100 * acc.result()["masks"]["camera"]["miou17"], 2)
+    assert table(first, "label_quality")["miou17_camera"].value == round(
+        100 * acc.result()["masks"]["camera"]["miou17"], 2
+    )
     assert "data:image/png" in table(first, "label_quality")["label_vs_truth"].value
     # RayIoU over the same frames, from the scenes' lidar poses (its own tests: tests/ops/evaluation/test_rayiou.py)
     assert quality.rayiou["frames"] == quality.all["frames"] and quality.rayiou["rays"] > 0
     assert 0 < quality.rayiou["rayiou"] <= 1 and "RayIoU@1" in table(first, "label_quality")["rayiou"].value
-    conventions = table(first, "label_quality")["conventions"].value      # every convention side by side
+    conventions = table(first, "label_quality")["conventions"].value  # every convention side by side
     assert f"| mIoU-17 | camera | nanmean | {100 * acc.result()['masks']['camera']['miou17']:.2f} |" in conventions
-    assert "| mIoU-15 | camera&lidar | mean |" in conventions and f"| RayIoU | rays | nanmean | {100 * quality.rayiou['rayiou']:.2f} |" in conventions
+    assert (
+        "| mIoU-15 | camera&lidar | mean |" in conventions
+        and f"| RayIoU | rays | nanmean | {100 * quality.rayiou['rayiou']:.2f} |" in conventions
+    )
     checks = {(e.asset_key.path[-1], e.check_name): e.passed for e in first.get_asset_check_evaluations()}
-    assert checks == {("occ_labels", "volumes_well_formed"): True, ("occ_labels", "demo_quality_floor"): True,
-                      **{(a, "every_scene_stored"): True for a in ("semantic_maps", "metric_depth", "occ_labels")}}
+    assert checks == {
+        ("occ_labels", "volumes_well_formed"): True,
+        ("occ_labels", "demo_quality_floor"): True,
+        **{(a, "every_scene_stored"): True for a in ("semantic_maps", "metric_depth", "occ_labels")},
+    }
     # the Occ3D export: same volumes, Occ3D values (unobserved -> free), loadable by the score CLI's reader
     exported = tmp_path / "occ3d_export" / "gts" / "scene-0103" / kfs[1].token / "labels.npz"
     with np.load(exported) as e:
@@ -137,7 +165,7 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert again.success and table(again, "semantic_maps")["scenes"].value.count("unchanged, skipped") == 2
     assert table(again, "occ_labels")["scenes"].value.count("unchanged, skipped") == 2
     assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "easyocc.zarr").rglob("*") if p.is_file()}
-    for asset in ("frames", "semantic_maps", "metric_depth", "occ_labels", "label_quality"):   # nothing turns unsynced
+    for asset in ("frames", "semantic_maps", "metric_depth", "occ_labels", "label_quality"):  # nothing turns unsynced
         assert data_version(again, asset) == data_version(first, asset), asset
     # another segmenter preset rebuilds the class maps only
     changed = run(root, tmp_path, segmenter_options='{"preset": "perfect"}')
@@ -145,7 +173,7 @@ def test_perception_assets_store_skip_and_rebuild(small_world, small_nusc, tmp_p
     assert table(changed, "metric_depth")["scenes"].value.count("unchanged, skipped") == 2
     with np.load(root / "truth" / (kf.images[0].filename.rsplit(".", 1)[0] + ".npz")) as t:
         np.testing.assert_array_equal(store.open("scene-0103", "semantic_maps")["semantics"][2, 0], t["semantics"])
-    assert table(changed, "occ_labels")["scenes"].value.count("| stored |") == 2   # new maps: new labels
+    assert table(changed, "occ_labels")["scenes"].value.count("| stored |") == 2  # new maps: new labels
     assert data_version(changed, "metric_depth") == data_version(first, "metric_depth")
     assert data_version(changed, "semantic_maps") != data_version(first, "semantic_maps")
     assert data_version(changed, "occ_labels") != data_version(first, "occ_labels")
@@ -168,31 +196,35 @@ def test_a_bad_scene_fails_alone_and_only_it_is_redone(small_world, small_nusc, 
     root, _ = small_world
     world = tmp_path / "world"
     shutil.copytree(root, world)
-    (world / "easyocc_demo.json").unlink()      # not the demo world any more: its quality floor does not apply
+    (world / "easyocc_demo.json").unlink()  # not the demo world any more: its quality floor does not apply
     bad = scene_keyframes(small_nusc, "scene-0103")[1].images[3].filename
     hidden = tmp_path / "hidden.npz"
     shutil.move(truth_file(world, bad), hidden)
-    truth_file(world, bad).write_bytes(hidden.read_bytes()[:100])      # truncated
+    truth_file(world, bad).write_bytes(hidden.read_bytes()[:100])  # truncated
     instance = dg.DagsterInstance.ephemeral()
     first = run(world, tmp_path, instance=instance)
-    assert not first.success                     # the run reports the bad scene ...
+    assert not first.success  # the run reports the bad scene ...
     failed_steps = sorted(e.step_key for e in first.get_step_failure_events())
     assert failed_steps == [f"{a}_every_scene_stored" for a in ("metric_depth", "occ_labels", "semantic_maps")]
     err = [e for e in first.get_step_failure_events() if e.step_key.startswith("occ_labels")][0]
     err = err.event_specific_data.error.to_string()
     assert "occ_labels: 1 scene(s) failed (the other 1 went on): scene-0103" in err
-    assert f"{truth_file(world, bad)}: unreadable truth file" in err   # the truth file is named, not only the jpg
+    assert f"{truth_file(world, bad)}: unreadable truth file" in err  # the truth file is named, not only the jpg
     checks = {(c.asset_key.path[-1], c.check_name): c for c in first.get_asset_check_evaluations()}
     labelled = checks[("occ_labels", "every_scene_stored")]
     assert not labelled.passed and "scene-0103" in labelled.metadata["failed"].value
     assert checks[("occ_labels", "volumes_well_formed")].passed
-    assert ("occ_labels", "demo_quality_floor") not in checks     # skipped, not passed, and the log says why
-    assert any("demo_quality_floor: not applicable, skipped" in (e.user_message or "") for e in instance.all_logs(first.run_id))
+    assert ("occ_labels", "demo_quality_floor") not in checks  # skipped, not passed, and the log says why
+    assert any(
+        "demo_quality_floor: not applicable, skipped" in (e.user_message or "") for e in instance.all_logs(first.run_id)
+    )
     floor = dg.AssetCheckKey(dg.AssetKey("occ_labels"), "demo_quality_floor")
-    assert [r.status.value for r in instance.event_log_storage.get_asset_check_execution_history(floor, limit=1)] == ["PLANNED"]
+    assert [r.status.value for r in instance.event_log_storage.get_asset_check_execution_history(floor, limit=1)] == [
+        "PLANNED"
+    ]
     store = SceneStore(tmp_path / "easyocc.zarr")
-    assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061"]   # ... the other is stored
-    assert list(first.output_for_node("label_quality").scenes) == ["scene-0061"]      # ... and goes on downstream
+    assert store.scenes("semantic_maps") == store.scenes("occ_labels") == ["scene-0061"]  # ... the other is stored
+    assert list(first.output_for_node("label_quality").scenes) == ["scene-0061"]  # ... and goes on downstream
     assert first.output_for_node("occ3d_export").frames == 4
     out = first.output_for_node("perception_maps", "semantic_maps")
     assert list(out.failed) == ["scene-0103"] and bad in out.failed["scene-0103"]

@@ -1,11 +1,12 @@
 """kernels.projection against its torch twin, under TRITON_INTERPRET=1 on the CPU (real kernels on a GPU)."""
+
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
 
 from ops.fusion.config import FusionConfig
-from dataclasses import fields
-
 from ops.fusion.projection import CameraView, Margin, Projected, camera_from_grid, project_image, voxel_centres
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import OccGrid
@@ -19,17 +20,34 @@ R_CAM = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], dtype=np.float64)
 
 
 def view(depth, K, T_grid_cam, stride=1, confidence=None):
-    return CameraView(np.asarray(T_grid_cam, np.float64), np.asarray(K, np.float64), torch.as_tensor(depth, dtype=torch.float32),
-                      stride, None if confidence is None else torch.as_tensor(confidence, dtype=torch.float32))
+    return CameraView(
+        np.asarray(T_grid_cam, np.float64),
+        np.asarray(K, np.float64),
+        torch.as_tensor(depth, dtype=torch.float32),
+        stride,
+        None if confidence is None else torch.as_tensor(confidence, dtype=torch.float32),
+    )
 
 
 def compare(v: CameraView, cfg=FusionConfig(), block=1024):
     margin, band = Margin.of(cfg, GRID), Margin.of(cfg, GRID, cfg.surface_band_k)
     want = project_image(voxel_centres(GRID), v, np.eye(4), margin, band, cfg.min_depth)
     conf = None if v.confidence is None else v.confidence.to(DEVICE)
-    got = Projected(*kernels_projection.project_image_triton(v.depth.to(DEVICE), conf, camera_from_grid(v, np.eye(4)),
-                                                             v.K, v.stride, GRID, margin, band, cfg.min_depth, block=block))
-    for f in fields(want):   # every output, bit for bit: the surface band's sums too
+    got = Projected(
+        *kernels_projection.project_image_triton(
+            v.depth.to(DEVICE),
+            conf,
+            camera_from_grid(v, np.eye(4)),
+            v.K,
+            v.stride,
+            GRID,
+            margin,
+            band,
+            cfg.min_depth,
+            block=block,
+        )
+    )
+    for f in fields(want):  # every output, bit for bit: the surface band's sums too
         assert torch.equal(getattr(got, f.name).cpu(), getattr(want, f.name)), f.name
     return want.seen, want.miss
 
@@ -42,7 +60,7 @@ def camera(H, W, f):
 def test_random_depth_irregular_sizes(H, W, stride, block):
     rng = np.random.default_rng(H * W)
     depth = rng.uniform(0.5, 12.0, (H // stride + (H % stride > 0), W // stride + (W % stride > 0)))
-    depth[rng.random(depth.shape) < 0.2] = 0           # unusable pixels
+    depth[rng.random(depth.shape) < 0.2] = 0  # unusable pixels
     T = make_transform(rot_z(0.3) @ R_CAM, (-5.0, 0.3, 0.5))
     seen, miss = compare(view(depth, camera(H, W, 0.8 * W), T, stride), block=block)
     assert seen.any() and miss.any() and not (miss.bool() & ~seen).any()
@@ -59,7 +77,7 @@ def test_confidence_weights_and_borders():
     u = 25.0 * -(centres[:, 1]) / (centres[:, 0] + 6.8) + 29.5
     assert (np.abs(u - np.floor(u) - 0.5) < 1e-6).sum() > 10
     seen, miss = compare(view(depth, camera(H, W, 25.0), T, confidence=conf))
-    assert (miss[miss > 0] < 1).any()                 # weights are the pixels' confidences
+    assert (miss[miss > 0] < 1).any()  # weights are the pixels' confidences
 
 
 def test_camera_behind_and_outside():
@@ -71,5 +89,14 @@ def test_camera_behind_and_outside():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="float32"):
-        kernels_projection.project_image_triton(torch.zeros((3, 3), dtype=torch.float64), None, np.eye(4), np.eye(3), 1, GRID,
-                                                Margin(1, 0.1, 0.05, 0.35), Margin(2, 0.1, 0.05, 0.35), 0.1)
+        kernels_projection.project_image_triton(
+            torch.zeros((3, 3), dtype=torch.float64),
+            None,
+            np.eye(4),
+            np.eye(3),
+            1,
+            GRID,
+            Margin(1, 0.1, 0.05, 0.35),
+            Margin(2, 0.1, 0.05, 0.35),
+            0.1,
+        )

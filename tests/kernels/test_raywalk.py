@@ -1,4 +1,5 @@
 """kernels.raywalk against its torch twin (ops.fusion.raycast.free_crossings), under TRITON_INTERPRET=1 on the CPU."""
+
 import numpy as np
 import pytest
 import torch
@@ -32,28 +33,36 @@ def test_camera_like_rays_small_grid():
     d = rng.normal(size=(500, 3))
     d[:, 2] = -np.abs(d[:, 2]) * 0.2
     o = torch.tensor(np.tile([0.3, -0.1, 1.5], (500, 1)), dtype=torch.float32)
-    e = o + torch.tensor(d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0.5, 9, (500, 1)), dtype=torch.float32)
+    e = o + torch.tensor(
+        d / np.linalg.norm(d, axis=1, keepdims=True) * rng.uniform(0.5, 9, (500, 1)), dtype=torch.float32
+    )
     counts = compare(o, e, grid)
     assert counts.sum() > 500
 
 
 def test_edge_cases():
-    o = torch.tensor([
-        [0.2, 0.2, 0.0],    # along x, ends inside
-        [0.0, 0.0, 0.0],    # starts exactly on voxel faces
-        [5.0, 5.0, 2.0],    # zero length
-        [-50.0, 0.2, 0.0],  # starts outside, passes through
-        [0.2, -39.8, -0.8],  # axis-parallel in y and z
-        [10.0, 60.0, 0.0],  # misses the grid
-    ], dtype=torch.float32)
-    e = torch.tensor([
-        [4.2, 0.2, 0.0],
-        [2.0, 2.0, 2.0],
-        [5.0, 5.0, 2.0],
-        [50.0, 0.2, 0.0],
-        [0.2, 39.8, -0.8],
-        [10.0, 70.0, 0.0],
-    ], dtype=torch.float32)
+    o = torch.tensor(
+        [
+            [0.2, 0.2, 0.0],  # along x, ends inside
+            [0.0, 0.0, 0.0],  # starts exactly on voxel faces
+            [5.0, 5.0, 2.0],  # zero length
+            [-50.0, 0.2, 0.0],  # starts outside, passes through
+            [0.2, -39.8, -0.8],  # axis-parallel in y and z
+            [10.0, 60.0, 0.0],  # misses the grid
+        ],
+        dtype=torch.float32,
+    )
+    e = torch.tensor(
+        [
+            [4.2, 0.2, 0.0],
+            [2.0, 2.0, 2.0],
+            [5.0, 5.0, 2.0],
+            [50.0, 0.2, 0.0],
+            [0.2, 39.8, -0.8],
+            [10.0, 70.0, 0.0],
+        ],
+        dtype=torch.float32,
+    )
     compare(o, e)
 
 

@@ -1,4 +1,5 @@
 """kernels.vote against its torch twin, under TRITON_INTERPRET=1 on the CPU (real kernels on a GPU)."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,9 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def compare(points, classes, T, block=1024):
     want = vote_counts_in_frame(points, classes, T)
     for aggregate in (True, False):
-        got = kernels_vote.vote_counts_triton(points.to(DEVICE), classes.to(DEVICE), T, GRID, NUM_CLASSES,
-                                              block=block, aggregate=aggregate).cpu()
+        got = kernels_vote.vote_counts_triton(
+            points.to(DEVICE), classes.to(DEVICE), T, GRID, NUM_CLASSES, block=block, aggregate=aggregate
+        ).cpu()
         assert got.dtype == torch.int32
         assert torch.equal(got.long(), want), f"aggregate={aggregate}"
     return want
@@ -54,8 +56,9 @@ def test_contention_thousands_of_points_in_one_voxel():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="float32"):
-        kernels_vote.vote_counts_triton(torch.zeros((3, 3), dtype=torch.float64), torch.zeros(3, dtype=torch.uint8), np.eye(4),
-                                        GRID, NUM_CLASSES)
+        kernels_vote.vote_counts_triton(
+            torch.zeros((3, 3), dtype=torch.float64), torch.zeros(3, dtype=torch.uint8), np.eye(4), GRID, NUM_CLASSES
+        )
 
 
 def test_out_of_range_classes_are_ignored_by_both():
@@ -75,7 +78,7 @@ def test_runs_of_equal_keys_across_blocks_and_outside_points():
     pts, cls = [], []
     for length, centre, c in zip(lengths, centres, classes):
         run = np.repeat(centre[None], length, 0)
-        run[length // 2:, 0] += rng.choice([0.0, 100.0])  # half the run may leave the grid
+        run[length // 2 :, 0] += rng.choice([0.0, 100.0])  # half the run may leave the grid
         pts.append(run)
         cls.append(np.where(np.arange(length) < length * 3 // 4, c, (c + 1) % 18))
     pts = torch.tensor(np.concatenate(pts), dtype=torch.float32)

@@ -1,10 +1,22 @@
 """Transforms in nuScenes conventions and their checks: quaternions (w, x, y, z) both ways, rigid
 inverses far from the origin, resized intrinsics with pixel centres at integer coordinates."""
+
 import numpy as np
 import pytest
 
-from ops.geometry import (check_intrinsics, check_rigid, invert_transform, make_transform, matrix_to_quaternion,
-                          quaternion_to_matrix, rot_x, rot_z, scale_intrinsics, transform_from_record, transform_points)
+from ops.geometry import (
+    check_intrinsics,
+    check_rigid,
+    invert_transform,
+    make_transform,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+    rot_x,
+    rot_z,
+    scale_intrinsics,
+    transform_from_record,
+    transform_points,
+)
 
 
 def test_quaternions_both_ways():

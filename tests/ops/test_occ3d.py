@@ -1,8 +1,19 @@
 """The grid, the class sets, the Occ3D value range, and the check of one of our label volumes."""
+
 import numpy as np
 
-from ops.occ3d import (CLASS_ID, FREE, GRID, MIOU15_CLASSES, MOVABLE_CLASSES, OBJECT_CLASSES, SURFACE_CLASSES,
-                       UNOBSERVED, as_occ3d_semantics, label_problems)
+from ops.occ3d import (
+    CLASS_ID,
+    FREE,
+    GRID,
+    MIOU15_CLASSES,
+    MOVABLE_CLASSES,
+    OBJECT_CLASSES,
+    SURFACE_CLASSES,
+    UNOBSERVED,
+    as_occ3d_semantics,
+    label_problems,
+)
 
 
 def test_grid_and_class_sets():

@@ -1,4 +1,5 @@
 """The torch.compile'd CPU paths give exactly the eager twins' integers, and fall back to eager."""
+
 import logging
 
 import numpy as np
@@ -49,6 +50,7 @@ def test_failed_compile_falls_back_to_eager(monkeypatch, caplog):
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("no compiler here")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -103,4 +105,4 @@ def test_auto_device_pins_what_auto_means(monkeypatch):
     with pytest.raises(RuntimeError, match="gpu-please"):
         runtime.resolve_device("auto")
     monkeypatch.setattr(runtime, "AUTO_DEVICE", "cpu")
-    assert runtime.resolve_device("cpu") == torch.device("cpu")          # an explicit device is never overridden
+    assert runtime.resolve_device("cpu") == torch.device("cpu")  # an explicit device is never overridden

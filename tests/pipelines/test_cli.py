@@ -1,4 +1,5 @@
 """`easyocc score`: the real console script on Occ3D-layout directories."""
+
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from ops.occ3d import FREE, GRID
 from ops.storage.files import save_npz
 from pipelines.cli import main
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 EASYOCC = str(Path(sys.executable).parent / "easyocc")
 
@@ -42,8 +43,12 @@ def perturbed_copy(gt_dir: Path, out: Path, seed: int = 0) -> Occ3DAccumulator:
 
 def test_truth_against_itself_is_perfect_via_console_script(gt_dir, tmp_path):
     out = tmp_path / "score.json"
-    proc = subprocess.run([EASYOCC, "score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [EASYOCC, "score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "mIoU-17" in proc.stdout and "camera&lidar" in proc.stdout
     result = json.loads(out.read_text())
@@ -71,7 +76,9 @@ def test_split_and_scenes_restrict_the_frames(gt_dir, tmp_path, small_world):
     out = tmp_path / "s.json"
     assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--split", "mini_val", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["frames"] == cfg.keyframes
-    assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-0061", "--json", str(out)]) == 0
+    assert (
+        main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-0061", "--json", str(out)]) == 0
+    )
     assert json.loads(out.read_text())["frames"] == cfg.keyframes
     assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-9999"]) == 2
 
@@ -91,11 +98,14 @@ def test_missing_frame_is_named_unless_allowed(gt_dir, tmp_path, capsys):
     assert "skipped" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros((200, 200, 17), np.uint8), "shape"),
-    (np.zeros(GRID.shape, np.float32), "dtype"),
-    (np.full(GRID.shape, 255, np.uint8), "class ids"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((200, 200, 17), np.uint8), "shape"),
+        (np.zeros(GRID.shape, np.float32), "dtype"),
+        (np.full(GRID.shape, 255, np.uint8), "class ids"),
+    ],
+)
 def test_bad_prediction_file_is_named(gt_dir, tmp_path, capsys, array, message):
     pred_dir = tmp_path / "pred"
     shutil.copytree(gt_dir, pred_dir)
@@ -128,9 +138,25 @@ def test_all_free_prediction(gt_dir, tmp_path):
 def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path, capsys):
     root, _ = small_world
     out = tmp_path / "maps"
-    rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--keyframes", "1:2",
-               "--seg-opt", "preset=perfect", "--depth-opt", "preset=realistic", "--depth-opt", "depth_scale_std=0.0",
-               "--out", str(out)])
+    rc = main(
+        [
+            "perceive",
+            "--dataroot",
+            str(root),
+            "--scene",
+            "scene-0061",
+            "--keyframes",
+            "1:2",
+            "--seg-opt",
+            "preset=perfect",
+            "--depth-opt",
+            "preset=realistic",
+            "--depth-opt",
+            "depth_scale_std=0.0",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "6 images of scene-0061" in text and "class accuracy 100.0 %" in text
@@ -138,7 +164,7 @@ def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path
     assert len(maps) == 6 and len(list(out.rglob("*.png"))) == 6
     with np.load(maps[0]) as f:
         assert f["semantics"].dtype == np.uint8 and f["depth"].dtype == np.float32 and f["depth"].shape == (90, 160)
-        assert f["semantics_confidence"].dtype == f["depth_confidence"].dtype == np.uint8   # the backends' confidences
+        assert f["semantics_confidence"].dtype == f["depth_confidence"].dtype == np.uint8  # the backends' confidences
         assert f["depth_confidence"].shape == (90, 160) and f["depth_confidence"].max() > 0
     rc = main(["perceive", "--dataroot", str(root), "--scene", "scene-0061", "--segmenter", "nope", "--out", str(out)])
     assert rc == 2 and "unknown segmenter backend 'nope'" in capsys.readouterr().err
@@ -146,7 +172,9 @@ def test_perceive_writes_maps_and_previews_and_scores_them(small_world, tmp_path
     assert rc == 2 and "expected KEY=VALUE" in capsys.readouterr().err
 
 
-def test_perceive_takes_the_pipelines_backends_and_options_from_the_environment(small_world, tmp_path, capsys, monkeypatch):
+def test_perceive_takes_the_pipelines_backends_and_options_from_the_environment(
+    small_world, tmp_path, capsys, monkeypatch
+):
     root, cfg = small_world
     monkeypatch.setenv("EASYOCC_DATAROOT", str(root))
     monkeypatch.setenv("EASYOCC_VERSION", cfg.version)
@@ -172,13 +200,35 @@ def test_perceive_takes_the_pipelines_backends_and_options_from_the_environment(
 def test_score_with_the_dataroot_also_gives_rayiou(gt_dir, small_world, tmp_path, capsys):
     root, cfg = small_world
     out = tmp_path / "score.json"
-    assert main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--dataroot", str(root), "--version", cfg.version,
-                 "--scenes", "scene-0061", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--pred",
+                str(gt_dir),
+                "--gt",
+                str(gt_dir),
+                "--dataroot",
+                str(root),
+                "--version",
+                cfg.version,
+                "--scenes",
+                "scene-0061",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     ray_lines = [line.split() for line in printed.splitlines() if line.split()[1:2] == ["rays"]]
-    assert [w[:4] for w in ray_lines] == [["RayIoU", "rays", "nanmean", "100.00"], ["RayIoU@1m", "rays", "nanmean", "100.00"],
-                                          ["RayIoU@2m", "rays", "nanmean", "100.00"], ["RayIoU@4m", "rays", "nanmean", "100.00"],
-                                          ["RayIoU-15", "rays", "nanmean", "100.00"]], printed
+    assert [w[:4] for w in ray_lines] == [
+        ["RayIoU", "rays", "nanmean", "100.00"],
+        ["RayIoU@1m", "rays", "nanmean", "100.00"],
+        ["RayIoU@2m", "rays", "nanmean", "100.00"],
+        ["RayIoU@4m", "rays", "nanmean", "100.00"],
+        ["RayIoU-15", "rays", "nanmean", "100.00"],
+    ], printed
     written = json.loads(out.read_text())
     got = written["rayiou"]
     assert got["frames"] == cfg.keyframes and got["rayiou"] == 1.0 and got["rays"] > 0
@@ -186,11 +236,33 @@ def test_score_with_the_dataroot_also_gives_rayiou(gt_dir, small_world, tmp_path
     assert conventions["rayiou"]["value"] == 1.0 and conventions["rayiou"]["reported_by"].startswith("SparseOcc")
     pred_dir = tmp_path / "pred"
     perturbed_copy(gt_dir, pred_dir)
-    assert main(["score", "--pred", str(pred_dir), "--gt", str(gt_dir), "--dataroot", str(root), "--version", cfg.version,
-                 "--scenes", "scene-0061", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--pred",
+                str(pred_dir),
+                "--gt",
+                str(gt_dir),
+                "--dataroot",
+                str(root),
+                "--version",
+                cfg.version,
+                "--scenes",
+                "scene-0061",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert 0 < json.loads(out.read_text())["rayiou"]["rayiou"] < 1
-    assert "rayiou" not in json.loads((main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-0061",
-                                               "--json", str(out)]), out.read_text())[1])
+    assert "rayiou" not in json.loads(
+        (
+            main(["score", "--pred", str(gt_dir), "--gt", str(gt_dir), "--scenes", "scene-0061", "--json", str(out)]),
+            out.read_text(),
+        )[1]
+    )
 
 
 def test_summary_says_what_the_stored_values_hold(tmp_path):
@@ -204,21 +276,33 @@ def test_summary_says_what_the_stored_values_hold(tmp_path):
     store.mkdir()
 
     def scores(miou, rays=None):
-        return {"frames": 4, "masks": {"camera": {"miou17": miou, "miou15": miou * 17 / 15, "geometric_iou": 0.5}},
-                "rayiou": rays}
+        return {
+            "frames": 4,
+            "masks": {"camera": {"miou17": miou, "miou15": miou * 17 / 15, "geometric_iou": 0.5}},
+            "rayiou": rays,
+        }
 
     rays = {"rayiou": 0.4352, "frames": 4}
-    values = {"occ_labels": StageResult("occ_labels", "/s.zarr", {"scene-a": SceneOutcome("f", 4, False)},
-                                        {"scene-b": "its truth file is truncated"}),
-              "label_quality": QualityValue(scores(0.3913), rayiou=rays),
-              "easyocc_eval": EvalValue(("scene-a",), 400, scores(0.2011, {"rayiou": 0.1644, "frames": 4}),
-                                        baseline=scores(0.0304)),
-              "occ3d_export": ExportValue("/export/gts", 4)}
+    values = {
+        "occ_labels": StageResult(
+            "occ_labels",
+            "/s.zarr",
+            {"scene-a": SceneOutcome("f", 4, False)},
+            {"scene-b": "its truth file is truncated"},
+        ),
+        "label_quality": QualityValue(scores(0.3913), rayiou=rays),
+        "easyocc_eval": EvalValue(
+            ("scene-a",), 400, scores(0.2011, {"rayiou": 0.1644, "frames": 4}), baseline=scores(0.0304)
+        ),
+        "occ3d_export": ExportValue("/export/gts", 4),
+    }
     for name, v in values.items():
         (store / f"{name}.json").write_text(to_json(v))
     text = "\n".join(summary_lines(tmp_path))
     assert "4 keyframes of 1 scene(s) in /s.zarr; FAILED: scene-b" in text and "its truth file is truncated" in text
     assert "label quality mIoU-17 39.13, mIoU-15 44.35, IoU 50.00 (camera mask, 4 frames), RayIoU 43.52" in text
-    assert "model score   mIoU-17 20.11, mIoU-15 22.79, IoU 50.00 (camera mask, 4 frames), RayIoU 16.44 on scene-a" in text
+    assert (
+        "model score   mIoU-17 20.11, mIoU-15 22.79, IoU 50.00 (camera mask, 4 frames), RayIoU 16.44 on scene-a" in text
+    )
     assert "baseline    mIoU-17 3.04, mIoU-15 3.45, IoU 50.00 (camera mask, 4 frames) (most common" in text
     assert "Occ3D export  /export/gts (4 frames)" in text

@@ -1,4 +1,5 @@
 """The real Dagster CLI from the repository root: `dagster dev` serves the code location from workspace.yaml."""
+
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -24,8 +25,11 @@ def free_port() -> int:
 
 
 def graphql(port: int, query: str) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -36,8 +40,14 @@ def test_make_ui_serves_the_asset_graph_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_MODULE_NAME", "DAGSTER_HOME")}
     env["EASYOCC_DATA_DIR"] = str(tmp_path)
-    proc = subprocess.Popen(["make", "--no-print-directory", "ui", f"UI_PORT={port}"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "ui", f"UI_PORT={port}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline, nodes = time.time() + 120, None
         while time.time() < deadline and nodes is None:
@@ -48,12 +58,21 @@ def test_make_ui_serves_the_asset_graph_and_stops_on_ctrl_c(tmp_path):
                 time.sleep(1)
         assert nodes is not None, "make ui did not answer on its GraphQL endpoint"
         names = {n["assetKey"]["path"][-1] for n in nodes}
-        assert {"dataset", "frames", "semantic_maps", "metric_depth", "occ_labels", "label_quality", "occ3d_export",
-                "easyocc_model", "easyocc_eval"} <= names
+        assert {
+            "dataset",
+            "frames",
+            "semantic_maps",
+            "metric_depth",
+            "occ_labels",
+            "label_quality",
+            "occ3d_export",
+            "easyocc_model",
+            "easyocc_eval",
+        } <= names
         assert "telemetry" in (tmp_path / "dagster_home" / "dagster.yaml").read_text()
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
-        deadline, left = time.time() + 60, None   # a bound on hanging, not a timing: under load it takes longer
+        deadline, left = time.time() + 60, None  # a bound on hanging, not a timing: under load it takes longer
         while left != [] and time.time() < deadline:
             time.sleep(0.5)
             rows = subprocess.run(["ps", "-eo", "pid=,pgid=,stat=,args="], capture_output=True, text=True).stdout
@@ -68,14 +87,22 @@ def env_for(base: Path, root: Path) -> dict:
     """The environment of a run with its own Dagster instance and data dir under `base`, on dataroot `root`."""
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_MODULE_NAME"}
     (base / "home").mkdir(parents=True, exist_ok=True)
-    (base / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n")
+    (base / "home" / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n"
+    )
     env.update(DAGSTER_HOME=str(base / "home"), EASYOCC_DATA_DIR=str(base / "data"), EASYOCC_DATAROOT=str(root))
     return env
 
 
 def materialize(env: dict, selection: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([DAGSTER, "asset", "materialize", "--select", selection, *extra], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [DAGSTER, "asset", "materialize", "--select", selection, *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -85,8 +112,11 @@ def store_digest(path: Path) -> dict:
     """sha256 of every file of the store's results (the lock files beside them are not results)."""
     import hashlib
 
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*"))
-            if p.is_file() and p.relative_to(path).parts[0] != "locks"}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.relative_to(path).parts[0] != "locks"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +143,20 @@ def test_asset_materialize_exactly_as_typed_two_runs_at_once_and_a_damaged_stage
     out = materialize(env, "occ_labels")
     assert "occ_labels: 0 scene(s) to compute, 2 unchanged" in out.stderr + out.stdout
     store = tmp_path / "data" / "easyocc.zarr"
-    first = subprocess.Popen([DAGSTER, "asset", "materialize", "--select", "occ_labels", *FORCE], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        [DAGSTER, "asset", "materialize", "--select", "occ_labels", *FORCE],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     time.sleep(2)
     second = materialize(env, "occ_labels", *FORCE, check=False)
     first_log, _ = first.communicate(timeout=600)
     assert first.returncode == 0, first_log[-3000:]
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "waiting for host" in first_log + second.stderr + second.stdout     # the runs did meet at a lock
+    assert "waiting for host" in first_log + second.stderr + second.stdout  # the runs did meet at a lock
     assert store_digest(store) == reference
     (store / "scenes" / "scene-0103" / "occ_labels" / "semantics" / "zarr.json").unlink()
     repaired = materialize(env, "occ_labels")
@@ -158,8 +194,9 @@ def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, small_world, reference
     root, _ = small_world
     cmd = [DAGSTER, "asset", "materialize", "--select", "*occ_labels"]
     killed_env = env_for(tmp_path / "killed", root)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=killed_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=killed_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     store = SceneStore(tmp_path / "killed" / "data" / "easyocc.zarr")
     deadline = time.time() + 400
     while time.time() < deadline and not store.scenes("semantic_maps"):
@@ -168,10 +205,12 @@ def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, small_world, reference
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     stored = store.scenes("semantic_maps")
-    assert stored and store.scenes("occ_labels") == []          # killed mid-way: some scenes in, no labels yet
-    for scene in stored:                                        # what reads as complete is whole
+    assert stored and store.scenes("occ_labels") == []  # killed mid-way: some scenes in, no labels yet
+    for scene in stored:  # what reads as complete is whole
         assert store.open(scene, "semantic_maps")["semantics"][:].shape[0] > 0
     rerun = materialize(killed_env, "*occ_labels")
-    assert (f"semantic_maps: {2 - len(stored)} scene(s) to compute, {len(stored)} unchanged, 0 failed, backend simulated"
-            in rerun.stderr + rerun.stdout)                     # the stored scenes were not redone
+    assert (
+        f"semantic_maps: {2 - len(stored)} scene(s) to compute, {len(stored)} unchanged, 0 failed, backend simulated"
+        in rerun.stderr + rerun.stdout
+    )  # the stored scenes were not redone
     assert store_digest(store.path) == reference

@@ -3,6 +3,7 @@ and `ray start --address=...`, each with one CPU of its own. Pointed at it with 
 CLI runs the label chain and a 2-worker Ray Train run of the model on it: it joins the cluster (starts no
 Ray of its own), the perception actors, the fusion tasks and the training workers run on both nodes,
 and the cluster is left as it was found (both nodes alive, every CPU free again)."""
+
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 
 from tests.pipelines.test_dagster_cli import env_for, free_port, materialize
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -46,22 +47,38 @@ class Cluster:
         self.env = {**os.environ, **self.client_env}
         self.env.pop("RAY_ADDRESS", None)
         common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", "--object-store-memory=200000000"]
-        self.procs = [self._start(["--head", f"--port={self.address.split(':')[1]}", "--include-dashboard=false",
-                                   f"--ray-client-server-port={free_port()}", f"--temp-dir={self.tmp}", *common])]
+        self.procs = [
+            self._start(
+                [
+                    "--head",
+                    f"--port={self.address.split(':')[1]}",
+                    "--include-dashboard=false",
+                    f"--ray-client-server-port={free_port()}",
+                    f"--temp-dir={self.tmp}",
+                    *common,
+                ]
+            )
+        ]
         self._wait_for(1)
         self.procs.append(self._start([f"--address={self.address}", *common]))
         self.nodes = self._wait_for(2)["nodes"]
 
     def _start(self, args):
-        return subprocess.Popen([RAY, "start", *args], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [RAY, "start", *args],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def probe(self) -> dict:
-        out = subprocess.run([sys.executable, "-c", PROBE, self.address], env=self.env, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, self.address], env=self.env, capture_output=True, text=True, timeout=120
+        )
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")]
         assert line, out.stderr[-2000:]
-        return json.loads(line[0][len("PROBE "):])
+        return json.loads(line[0][len("PROBE ") :])
 
     def _wait_for(self, n: int) -> dict:
         deadline = time.time() + 120
@@ -89,7 +106,7 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 pass
             try:
-                os.killpg(p.pid, signal.SIGKILL)   # what SIGTERM left (raylet workers, agents)
+                os.killpg(p.pid, signal.SIGKILL)  # what SIGTERM left (raylet workers, agents)
             except ProcessLookupError:
                 pass
             p.wait()
@@ -133,15 +150,16 @@ def test_the_pipeline_runs_on_an_external_two_node_cluster_and_leaves_it_as_it_w
     assert len(ids) == 2 and all(r.get("CPU") == 1 for r in cluster.nodes.values())
     env = {**env_for(tmp_path, small_world[0]), "RAY_ADDRESS": cluster.address, **cluster.client_env}
     (tmp_path / "home" / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n  managed_python_loggers:\n    - ops\n")
+        "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n  managed_python_loggers:\n    - ops\n"
+    )
 
     labels = materialize(env, "*occ_labels")
     log = labels.stderr + labels.stdout
     assert f"Ray: joined the cluster at {cluster.address} (2 CPUs, 0 GPUs)" in log
-    assert "started a local instance" not in log                       # no Ray of its own
-    for stage in ("semantic_maps", "metric_depth"):                     # actors on both nodes
+    assert "started a local instance" not in log  # no Ray of its own
+    for stage in ("semantic_maps", "metric_depth"):  # actors on both nodes
         assert nodes_named(log, rf"{stage}: images per Ray node") == ids, stage
-    assert nodes_named(log, r"occ_labels: scene scene-\d+ stored") == ids   # one fusion task on each node
+    assert nodes_named(log, r"occ_labels: scene scene-\d+ stored") == ids  # one fusion task on each node
     left_as_found(cluster)
 
     config = {"ops": {"easyocc_model": {"config": {"workers": 2, "max_steps": 2, "checkpoint_every": 1}}}}
@@ -149,5 +167,5 @@ def test_the_pipeline_runs_on_an_external_two_node_cluster_and_leaves_it_as_it_w
     log = model.stderr + model.stdout
     assert f"Ray: joined the cluster at {cluster.address}" in log and "started a local instance" not in log
     assert "Ray Train (2 workers) finished at step 2" in log
-    assert nodes_named(log, r"Ray Train: worker [01] of 2 on") == ids     # one training worker on each node
+    assert nodes_named(log, r"Ray Train: worker [01] of 2 on") == ids  # one training worker on each node
     left_as_found(cluster)

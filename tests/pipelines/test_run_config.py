@@ -1,6 +1,7 @@
 """The Dagster run configs are generated from the config dataclasses: the same fields, defaults and docs,
 and a run's values come back as the dataclass (the default run config gives the default FusionConfig;
 training fields a run leaves unset keep the preset's values)."""
+
 import dataclasses
 
 import dagster as dg
@@ -27,10 +28,21 @@ def test_label_config_has_every_fusion_field_with_its_default_and_doc():
 
 def test_fields_that_never_change_a_label_stay_out_of_its_fingerprint():
     assert set(fingerprint_fields(FusionConfig())) == {f.name for f in dataclasses.fields(FusionConfig)} - {
-        "device", "compile_cpu", "backend"}
+        "device",
+        "compile_cpu",
+        "backend",
+    }
     assert fingerprint_fields(FusionConfig(device="cuda", backend="triton")) == fingerprint_fields(FusionConfig())
     assert set(fingerprint_fields(TrainConfig())) == {f.name for f in dataclasses.fields(TrainConfig)} - {
-        "epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "device", "threads", "use_gpu"}
+        "epochs",
+        "max_steps",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "device",
+        "threads",
+        "use_gpu",
+    }
 
 
 def test_model_config_overrides_only_what_a_run_sets():
@@ -51,5 +63,10 @@ def test_the_generated_config_is_validated_by_dagster():
     assert ok.output_for_node("probe") == 4
     with pytest.raises(dg.DagsterInvalidConfigError, match="histroy"):
         dg.materialize([probe], run_config={"ops": {"probe": {"config": {"histroy": 4}}}})
-    bad = dg.materialize([probe], run_config={"ops": {"probe": {"config": {"free_space": "nope"}}}}, raise_on_error=False)
-    assert not bad.success and "free_space must be one of" in bad.get_step_failure_events()[0].event_specific_data.error.to_string()
+    bad = dg.materialize(
+        [probe], run_config={"ops": {"probe": {"config": {"free_space": "nope"}}}}, raise_on_error=False
+    )
+    assert (
+        not bad.success
+        and "free_space must be one of" in bad.get_step_failure_events()[0].event_specific_data.error.to_string()
+    )

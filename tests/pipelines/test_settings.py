@@ -1,5 +1,6 @@
 """Settings come from the environment in one place: set variables win, empty means the default, the data
 dir has one default, and an unknown name is an error."""
+
 import pytest
 
 from pipelines import settings

@@ -4,6 +4,7 @@ occupancy challenge's `LoadOccGTFromFile` and the many loaders derived from it):
 unconditionally; the models then index with the masks as booleans and take the classes as integers
 0..17 (17 = free). Nothing of easyocc is used here, so that the export is checked against the
 contract, not against our own reader."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,11 @@ SHAPE = (200, 200, 16)
 def load_occ_gt(gts_root: str | Path, scene: str, token: str) -> dict[str, np.ndarray]:
     path = Path(gts_root) / scene / token / "labels.npz"
     data = np.load(path)
-    results = {"voxel_semantics": data["semantics"], "mask_lidar": data["mask_lidar"],
-               "mask_camera": data["mask_camera"]}
+    results = {
+        "voxel_semantics": data["semantics"],
+        "mask_lidar": data["mask_lidar"],
+        "mask_camera": data["mask_camera"],
+    }
     for key, value in results.items():
         assert value.shape == SHAPE, f"{path}: {key} has shape {value.shape}"
         assert value.dtype == np.uint8, f"{path}: {key} has dtype {value.dtype}"

@@ -1,5 +1,6 @@
 """Hand-made scenes whose answer is known: one camera over flat ground with a wall ahead, seen from
 keyframes driving along a heading far from the origin."""
+
 import numpy as np
 
 from ops.data.keyframes import ImageRecord, KeyframeRecord
@@ -19,7 +20,9 @@ def plane_world():
     t_wall = np.where(ray[..., 0] > 1e-9, 20.0 / np.maximum(ray[..., 0], 1e-9), np.inf)
     wall_hit = (t_wall < t_ground) & (1.5 + t_wall * ray[..., 2] < 4.0)
     depth = np.where(wall_hit, t_wall, np.where(np.isfinite(t_ground), t_ground, 0)).astype(np.float32)
-    sem = np.where(wall_hit, CLASS_ID["manmade"], np.where(depth > 0, CLASS_ID["driveable_surface"], FREE)).astype(np.uint8)
+    sem = np.where(wall_hit, CLASS_ID["manmade"], np.where(depth > 0, CLASS_ID["driveable_surface"], FREE)).astype(
+        np.uint8
+    )
     depth[depth > 0] = np.where(wall_hit, depth, depth)[depth > 0]
     return K, T_ego_cam, depth, sem
 
@@ -41,8 +44,8 @@ def keyframes(n, speed=2.0, yaw=0.7, origin=(1200.0, 800.0)):
 # Camera frame (x right, y down, z forward) -> ego frame (x forward, y left, z up).
 R_EGO_CAM = np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])
 STREET = {  # axis-aligned boxes in the global frame (x_min, x_max, y_min, y_max, z_min, z_max): class
-    (30.0, 30.6, -15.0, 15.0, 0.0, 5.0): CLASS_ID["manmade"],        # a wall across the street
-    (22.0, 22.15, 3.05, 3.2, 0.0, 4.0): CLASS_ID["manmade"],         # a thin pole, off its voxels' centres
+    (30.0, 30.6, -15.0, 15.0, 0.0, 5.0): CLASS_ID["manmade"],  # a wall across the street
+    (22.0, 22.15, 3.05, 3.2, 0.0, 4.0): CLASS_ID["manmade"],  # a thin pole, off its voxels' centres
     (18.0, 18.3, -2.15, -1.85, 0.0, 0.5): CLASS_ID["traffic_cone"],  # a traffic cone
 }
 
@@ -63,7 +66,7 @@ def render_street(T_global_cam, K, H, W, boxes=STREET):
             far = np.nanmin(np.maximum(ta, tb), -1)
             hit = (near <= far) & (near > 0) & (near < t)
             t, sem = np.where(hit, near, t), np.where(hit, cls, sem).astype(np.uint8)
-    return np.where(np.isfinite(t), t, 0).astype(np.float32), sem   # t is the z-depth: d has unit z
+    return np.where(np.isfinite(t), t, 0).astype(np.float32), sem  # t is the z-depth: d has unit z
 
 
 def street_keyframes(n=14, step=1.0, W=200, H=100, f=120.0, biases=None):

@@ -1,5 +1,6 @@
 """The demo world is a self-consistent nuScenes dataset: checked only through what it wrote
 (nuscenes-devkit tables, images, truth files), never through the generator's own objects."""
+
 import hashlib
 import json
 
@@ -12,7 +13,7 @@ from ops.fusion.config import EGO_BOX
 from ops.geometry import quaternion_to_matrix, transform_from_record, transform_points
 from ops.occ3d import CLASS_ID, FREE, GRID
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 
 def keyframes(nusc):
@@ -62,13 +63,17 @@ def test_sample_data_chains_and_per_camera_timestamps(small_nusc):
 
 
 def test_real_dataset_conventions(small_nusc):
-    lidar_cs = [c for c in small_nusc.calibrated_sensor
-                if small_nusc.get("sensor", c["sensor_token"])["channel"] == "LIDAR_TOP"]
+    lidar_cs = [
+        c for c in small_nusc.calibrated_sensor if small_nusc.get("sensor", c["sensor_token"])["channel"] == "LIDAR_TOP"
+    ]
     for cs in lidar_cs:  # LIDAR_TOP's x axis points to the car's right
         x_axis = quaternion_to_matrix(cs["rotation"])[:, 0]
         assert x_axis @ np.array([0, -1, 0]) > 0.99
-    focal = {small_nusc.get("sensor", c["sensor_token"])["channel"]: c["camera_intrinsic"][0][0]
-             for c in small_nusc.calibrated_sensor if c["camera_intrinsic"]}
+    focal = {
+        small_nusc.get("sensor", c["sensor_token"])["channel"]: c["camera_intrinsic"][0][0]
+        for c in small_nusc.calibrated_sensor
+        if c["camera_intrinsic"]
+    }
     assert focal["CAM_BACK"] < 0.7 * focal["CAM_FRONT"]  # the wider back camera
     poses = np.array([p["translation"] for p in small_nusc.ego_pose])
     assert np.all(np.linalg.norm(poses[:, :2], axis=1) > 100)  # far from the origin
@@ -111,11 +116,13 @@ def test_truth_files_have_occ3d_layout_and_many_classes(small_nusc, small_world)
 def test_backprojected_depth_lands_on_truth_of_its_class(small_nusc, small_world):
     root, _ = small_world
     r = consistency_report(small_nusc, root)
-    print(f"\nback-projected pixels: {r.pixels}, same class in hit voxel {r.same_voxel:.4%}, "
-          f"with neighbours {r.with_neighbours:.4%}, hit voxel in mask_camera {r.in_mask_camera:.4%}")
+    print(
+        f"\nback-projected pixels: {r.pixels}, same class in hit voxel {r.same_voxel:.4%}, "
+        f"with neighbours {r.with_neighbours:.4%}, hit voxel in mask_camera {r.in_mask_camera:.4%}"
+    )
     assert r.keyframes == len(small_nusc.sample) and r.pixels > 100_000
-    assert r.ego_body_pixels > 0   # CAM_BACK sees the ego car's rear hatch
-    whole = consistency_report(small_nusc, root, ego_box=None)   # the body's pixels counted in
+    assert r.ego_body_pixels > 0  # CAM_BACK sees the ego car's rear hatch
+    whole = consistency_report(small_nusc, root, ego_box=None)  # the body's pixels counted in
     assert whole.ego_body_pixels == 0 and whole.same_voxel < r.same_voxel
     # Neighbours allow for objects that moved up to ~0.35 m between camera and lidar time.
     assert r.with_neighbours > 0.999
@@ -170,12 +177,16 @@ def test_static_pixels_stay_put_and_movers_do_not(small_nusc, small_world):
 def test_same_config_same_bytes(tmp_path):
     from ops.demo_world.generate import DemoWorldConfig, generate_demo_world
 
-    cfg = DemoWorldConfig(keyframes=2, val_scenes=0, image_width=96, image_height=54, lidar_azimuth_steps=180,
-                          lidar_mask_views=1)
+    cfg = DemoWorldConfig(
+        keyframes=2, val_scenes=0, image_width=96, image_height=54, lidar_azimuth_steps=180, lidar_mask_views=1
+    )
 
     def digest(root):
-        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     generate_demo_world(tmp_path / "a", cfg)
     generate_demo_world(tmp_path / "b", cfg)
@@ -191,8 +202,9 @@ def test_same_config_same_bytes(tmp_path):
 def test_regeneration_is_skipped_when_complete_and_refuses_foreign_dirs(tmp_path):
     from ops.demo_world.generate import DemoWorldConfig, generate_demo_world
 
-    cfg = DemoWorldConfig(keyframes=2, val_scenes=0, image_width=64, image_height=36, lidar_azimuth_steps=90,
-                          lidar_mask_views=1)
+    cfg = DemoWorldConfig(
+        keyframes=2, val_scenes=0, image_width=64, image_height=36, lidar_azimuth_steps=90, lidar_mask_views=1
+    )
     root = tmp_path / "w"
     generate_demo_world(root, cfg)
     marker = root / "easyocc_demo.json"
@@ -205,11 +217,14 @@ def test_regeneration_is_skipped_when_complete_and_refuses_foreign_dirs(tmp_path
         generate_demo_world(foreign, cfg)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"keyframes": 1}, "keyframes"),
-    ({"train_scenes": 0, "val_scenes": 0}, "at least one scene"),
-    ({"image_width": 4}, "too small"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"keyframes": 1}, "keyframes"),
+        ({"train_scenes": 0, "val_scenes": 0}, "at least one scene"),
+        ({"image_width": 4}, "too small"),
+    ],
+)
 def test_bad_config_is_rejected(kwargs, message):
     from ops.demo_world.generate import DemoWorldConfig
 

@@ -1,4 +1,5 @@
 """The named metric conventions: each value is the one its peers' code computes, and every table shows all."""
+
 import numpy as np
 
 from ops.evaluation.conventions import CONVENTIONS, convention_values, conventions_table, format_conventions
@@ -13,8 +14,8 @@ def occnerf_style(preds, gts, cams, lids) -> float:
     """Written the way OccNeRF / GaussianOcc evaluate: keep mask_camera & mask_lidar, one histogram over
     the split, IoU = diag / (row + column - diag), then a plain mean over the 15 classes."""
     hist = np.zeros((18, 18))
-    for p, g, c, l in zip(preds, gts, cams, lids):
-        keep = np.logical_and(c, l)
+    for p, g, c, lid in zip(preds, gts, cams, lids):
+        keep = np.logical_and(c, lid)
         hist += np.bincount(18 * g[keep].astype(int) + p[keep].astype(int), minlength=18 * 18).reshape(18, 18)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
@@ -30,8 +31,8 @@ def frames(seed, classes=18, n=3):
 
 def accumulate(preds, gts, cams, lids) -> dict:
     acc = Occ3DAccumulator()
-    for p, g, c, l in zip(preds, gts, cams, lids):
-        acc.update(p, g, c, l)
+    for p, g, c, lid in zip(preds, gts, cams, lids):
+        acc.update(p, g, c, lid)
     return acc.result()
 
 
@@ -43,7 +44,7 @@ def test_camera_and_lidar_miou15_is_occnerfs_number():
 
 
 def test_plain_mean_is_undefined_where_a_class_is_absent_but_nanmean_is_not():
-    preds, gts, cams, lids = frames(1, classes=10)          # classes 10-16 occur nowhere
+    preds, gts, cams, lids = frames(1, classes=10)  # classes 10-16 occur nowhere
     result = accumulate(preds, gts, cams, lids)
     values = {r["key"]: r["value"] for r in convention_values(result)}
     assert np.isnan(values["miou15_camera_lidar"]) and np.isnan(occnerf_style(preds, gts, cams, lids))
@@ -69,7 +70,7 @@ def test_every_convention_is_in_each_table_with_its_value():
     assert md.splitlines()[0] == "| metric | mask | mean | labels | model | reported by |"
     assert len(md.splitlines()) == 2 + len(CONVENTIONS)
     rayiou_row = [line for line in md.splitlines() if line.startswith("| RayIoU | rays |")][0]
-    assert "| 25.00 | - |" in rayiou_row     # the model column has no RayIoU: not computed, not zero
+    assert "| 25.00 | - |" in rayiou_row  # the model column has no RayIoU: not computed, not zero
 
 
 def test_nothing_scored_gives_no_values():

@@ -27,8 +27,12 @@ def reference_scores(preds, gts, masks):
     valid17 = [c for c in range(17) if not np.isnan(iou[c])]
     valid15 = [c for c in MIOU15_CLASSES if not np.isnan(iou[c])]
     d = occ["tp"] + occ["fp"] + occ["fn"]
-    return {"iou": iou, "miou17": np.mean(iou[valid17]) if valid17 else np.nan,
-            "miou15": np.mean(iou[valid15]) if valid15 else np.nan, "geo": occ["tp"] / d if d else np.nan}
+    return {
+        "iou": iou,
+        "miou17": np.mean(iou[valid17]) if valid17 else np.nan,
+        "miou15": np.mean(iou[valid15]) if valid15 else np.nan,
+        "geo": occ["tp"] / d if d else np.nan,
+    }
 
 
 def random_frames(rng, n, shape=SHAPE, classes=18):
@@ -44,17 +48,20 @@ def test_matches_reference_for_every_mask(seed):
     rng = np.random.default_rng(seed)
     preds, gts, cams, lids = random_frames(rng, 3, classes=int(rng.integers(3, 19)))
     acc = Occ3DAccumulator()
-    for p, g, c, l in zip(preds, gts, cams, lids):
-        acc.update(p, g, c, l.astype(np.uint8))
+    for p, g, c, lid in zip(preds, gts, cams, lids):
+        acc.update(p, g, c, lid.astype(np.uint8))
     res = acc.result()
     assert res["frames"] == 3
-    mask_sets = {"camera": cams, "camera&lidar": [c & l for c, l in zip(cams, lids)], "none": [None] * 3}
+    mask_sets = {"camera": cams, "camera&lidar": [c & lid for c, lid in zip(cams, lids)], "none": [None] * 3}
     for m in MASKS:
         ref = reference_scores(preds, gts, mask_sets[m])
         got = res["masks"][m]
         np.testing.assert_allclose([got["per_class"][n] for n in CLASS_NAMES], ref["iou"], equal_nan=True)
-        np.testing.assert_allclose([got["miou17"], got["miou15"], got["geometric_iou"]],
-                                   [ref["miou17"], ref["miou15"], ref["geo"]], equal_nan=True)
+        np.testing.assert_allclose(
+            [got["miou17"], got["miou15"], got["geometric_iou"]],
+            [ref["miou17"], ref["miou15"], ref["geo"]],
+            equal_nan=True,
+        )
 
 
 def test_perfect_prediction_scores_one():
@@ -112,11 +119,14 @@ def test_masks_accept_uint8_and_bool_alike():
         np.testing.assert_array_equal(a[m], b[m])
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((3, 3, 3), np.uint8), "shape"),
-    (np.zeros(SHAPE, np.int64), "dtype"),
-    (np.full(SHAPE, 255, np.uint8), "class ids"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((3, 3, 3), np.uint8), "shape"),
+        (np.zeros(SHAPE, np.int64), "dtype"),
+        (np.full(SHAPE, 255, np.uint8), "class ids"),
+    ],
+)
 def test_bad_prediction_is_rejected_with_where(bad, message):
     g = np.zeros(SHAPE, np.uint8)
     with pytest.raises(ValueError, match=message) as err:

@@ -1,6 +1,7 @@
 """RayIoU (ops/evaluation/rayiou.py) on volumes with known answers, and its ray walk against a plain
 reference written independently (fine steps along each ray, then the hit voxel's exit by the slab
 rule), on random volumes."""
+
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from ops.evaluation.rayiou import RayIoU, cast, lidar_directions, query_origins
 from ops.occ3d import FREE, GRID
 
-CENTRE = np.array([[0.0, 0.0, 1.0]])       # metres, ego frame
+CENTRE = np.array([[0.0, 0.0, 1.0]])  # metres, ego frame
 
 
 def wall_world(x_index: int, cls: int = 15) -> np.ndarray:
@@ -59,7 +60,7 @@ def test_the_walk_equals_a_plain_reference_on_random_volumes():
     vol = np.where(rng.random(GRID.shape) < 0.02, rng.integers(0, 17, GRID.shape), FREE).astype(np.uint8)
     origins = np.concatenate([rng.uniform([-38, -38, -0.9], [38, 38, 5.3], (60, 3)), [[0, 0, -3.0], [0, 0, 9.0]]])
     dirs = rng.normal(size=(len(origins), 3))
-    dirs[:5, 2] = 0                                 # some rays parallel to a plane
+    dirs[:5, 2] = 0  # some rays parallel to a plane
     labels, depths = cast(vol, origins, dirs)
     for o, d, lab, dep in zip(origins, dirs, labels, depths):
         want_l, want_d = reference_cast(vol, o, d)
@@ -69,9 +70,9 @@ def test_the_walk_equals_a_plain_reference_on_random_volumes():
 
 def test_identical_volumes_score_one_and_an_empty_prediction_zero():
     gt = np.full(GRID.shape, FREE, np.uint8)
-    gt[:, :, 0] = 11                                        # road
-    gt[120:126, 90:96, 1:5] = 4                             # a car
-    gt[60] = 15                                             # a wall behind
+    gt[:, :, 0] = 11  # road
+    gt[120:126, 90:96, 1:5] = 4  # a car
+    gt[60] = 15  # a wall behind
     acc = RayIoU()
     acc.update(gt, gt, CENTRE)
     res = acc.result()
@@ -83,7 +84,7 @@ def test_identical_volumes_score_one_and_an_empty_prediction_zero():
 
 
 def test_a_wall_one_voxel_off_is_within_every_threshold_three_voxels_only_within_two_and_four_metres():
-    dirs = horizontal_rays(np.arange(-30, 31, 2))           # |azimuth| <= 30 deg: every ray meets the wall
+    dirs = horizontal_rays(np.arange(-30, 31, 2))  # |azimuth| <= 30 deg: every ray meets the wall
     gt = wall_world(150)
     for shift, want in ((1, (1.0, 1.0, 1.0)), (3, (0.0, 1.0, 1.0))):
         acc = RayIoU(directions=dirs)
@@ -93,18 +94,18 @@ def test_a_wall_one_voxel_off_is_within_every_threshold_three_voxels_only_within
         assert (res["rayiou@1"], res["rayiou@2"], res["rayiou@4"]) == want
         assert res["rayiou"] == pytest.approx(sum(want) / 3)
     wrong_class = RayIoU(directions=dirs)
-    wrong_class.update(wall_world(150, cls=16), gt, CENTRE)   # right place, wrong class: a miss and a false hit
+    wrong_class.update(wall_world(150, cls=16), gt, CENTRE)  # right place, wrong class: a miss and a false hit
     assert wrong_class.result()["rayiou"] == 0.0
 
 
 def test_origins_are_the_lidar_at_each_keyframe_in_this_keyframes_ego_frame():
     poses = []
-    for x in np.arange(0.0, 100.0, 5.0):                    # driving along +x, 5 m a keyframe
+    for x in np.arange(0.0, 100.0, 5.0):  # driving along +x, 5 m a keyframe
         T = np.eye(4)
         T[0, 3] = x
         poses.append(T)
     mount = np.array([0.9, 0.0, 1.8])
-    o = query_origins(poses, 4, mount)                      # keyframe at x = 20: the others within 39 m
+    o = query_origins(poses, 4, mount)  # keyframe at x = 20: the others within 39 m
     assert len(o) == 8 and np.allclose(o[:, 1:], [0.0, 1.8])
     xs = o[:, 0] - 0.9
     assert xs.min() == pytest.approx(-20) and xs.max() == pytest.approx(35) and all(abs(xs) < 39)
@@ -113,6 +114,7 @@ def test_origins_are_the_lidar_at_each_keyframe_in_this_keyframes_ego_frame():
 
 def test_origins_turn_with_the_keyframes_heading():
     """A keyframe turned 90 deg left: the others' lidar positions are seen in its own axes."""
+
     def pose(x, y, yaw_deg):
         c, s = np.cos(np.deg2rad(yaw_deg)), np.sin(np.deg2rad(yaw_deg))
         T = np.eye(4)
@@ -121,7 +123,7 @@ def test_origins_turn_with_the_keyframes_heading():
         return T
 
     mount = np.array([1.0, 0.5, 1.8])
-    poses = [pose(0, 0, 0), pose(10, 0, 90)]                # the second keyframe faces +y of the first
+    poses = [pose(0, 0, 0), pose(10, 0, 90)]  # the second keyframe faces +y of the first
     o = query_origins(poses, 1, mount)
     # the first keyframe's lidar, at (1, 0.5) in the world, is 9 m behind the second's right hand
     np.testing.assert_allclose(o[0], [0.5, 9.0, 1.8], atol=1e-12)
@@ -135,14 +137,14 @@ def test_ties_at_voxel_edges_step_as_sparseoccs_walk():
     three tie: z first), the walk visits the voxel the tie rule names: a single occupied voxel there is
     hit, its neighbour on the other order is not reached first."""
     lower, vs = np.asarray(GRID.lower), GRID.voxel_size
-    corner = lower + np.array([100, 100, 8]) * vs           # a voxel corner, in metres
+    corner = lower + np.array([100, 100, 8]) * vs  # a voxel corner, in metres
     vol = np.full(GRID.shape, FREE, np.uint8)
-    vol[100, 101, 8] = 4                                    # y stepped first from (100, 100, 8)
-    vol[101, 100, 8] = 9                                    # x stepped first: must not be the hit
+    vol[100, 101, 8] = 4  # y stepped first from (100, 100, 8)
+    vol[101, 100, 8] = 9  # x stepped first: must not be the hit
     lab, dep = cast(vol, corner[None], np.array([[1.0, 1.0, 0.0]]))
     assert lab[0] == 4 and dep[0] == pytest.approx(np.sqrt(2) * vs)
     vol = np.full(GRID.shape, FREE, np.uint8)
-    vol[100, 100, 9] = 13                                   # z first on a three-way tie
+    vol[100, 100, 9] = 13  # z first on a three-way tie
     vol[100, 101, 8] = 4
     vol[101, 100, 8] = 9
     lab, dep = cast(vol, corner[None], np.array([[1.0, 1.0, 1.0]]))

@@ -1,5 +1,6 @@
 """Scoring label volumes: two Occ3D-layout directories frame by frame, and the store's labels against a
 truth directory, each equal to accumulating the same volumes by hand."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,11 @@ def truth_and_labels(rng, n):
     out = []
     for _ in range(n):
         sem = rng.integers(0, 18, GRID.shape).astype(np.uint8)
-        gt = {"semantics": sem, "mask_camera": (rng.random(GRID.shape) < 0.6).astype(np.uint8),
-              "mask_lidar": (rng.random(GRID.shape) < 0.5).astype(np.uint8)}
+        gt = {
+            "semantics": sem,
+            "mask_camera": (rng.random(GRID.shape) < 0.6).astype(np.uint8),
+            "mask_lidar": (rng.random(GRID.shape) < 0.5).astype(np.uint8),
+        }
         label = np.where(rng.random(GRID.shape) < 0.8, sem, rng.integers(0, 18, GRID.shape)).astype(np.uint8)
         label[rng.random(GRID.shape) < 0.1] = UNOBSERVED
         out.append((gt, label))
@@ -48,9 +52,17 @@ def test_directories_score_frame_by_frame_and_name_missing_frames(tmp_path):
 def test_store_labels_score_against_truth_per_scene_and_over_all(tmp_path):
     rng = np.random.default_rng(1)
     store = SceneStore(tmp_path / "s.zarr")
-    pairs = {"scene-a": truth_and_labels(rng, 2), "scene-b": truth_and_labels(rng, 1), "scene-c": truth_and_labels(rng, 2)}
-    expected = {"all": Occ3DAccumulator(), "scene-a": Occ3DAccumulator(), "scene-b": Occ3DAccumulator(),
-                "scene-c": Occ3DAccumulator()}
+    pairs = {
+        "scene-a": truth_and_labels(rng, 2),
+        "scene-b": truth_and_labels(rng, 1),
+        "scene-c": truth_and_labels(rng, 2),
+    }
+    expected = {
+        "all": Occ3DAccumulator(),
+        "scene-a": Occ3DAccumulator(),
+        "scene-b": Occ3DAccumulator(),
+        "scene-c": Occ3DAccumulator(),
+    }
     for scene, frames in pairs.items():
         with store.writer(scene, OCC_LABELS) as w:
             w.create("semantics", (len(frames),) + GRID.shape, np.uint8, fill_value=UNOBSERVED)
@@ -58,15 +70,19 @@ def test_store_labels_score_against_truth_per_scene_and_over_all(tmp_path):
             for i, (gt, label) in enumerate(frames):
                 w.write("semantics", i, label)
                 w.write("mask_camera", i, label != UNOBSERVED)
-                if (scene, i) != ("scene-b", 0):          # one frame without truth
+                if (scene, i) != ("scene-b", 0):  # one frame without truth
                     save_npz(FrameRef(scene, f"{scene}-{i}").path(tmp_path / "gts"), **gt)
                     for key in ("all", scene):
-                        expected[key].update(as_occ3d_semantics(label), gt["semantics"], gt["mask_camera"],
-                                             gt["mask_lidar"])
+                        expected[key].update(
+                            as_occ3d_semantics(label), gt["semantics"], gt["mask_camera"], gt["mask_lidar"]
+                        )
             w.commit({"fingerprint": "f", "tokens": [f"{scene}-{i}" for i in range(len(frames))]})
     got = score_store_labels(store, ["scene-c", "scene-b", "scene-a"], tmp_path / "gts")
     assert got["frames_without_truth"] == 1 and sorted(got["scenes"]) == ["scene-a", "scene-c"]
     assert got["all"] == expected["all"].result()
-    assert got["scenes"]["scene-a"] == expected["scene-a"].result() and got["scenes"]["scene-c"] == expected["scene-c"].result()
+    assert (
+        got["scenes"]["scene-a"] == expected["scene-a"].result()
+        and got["scenes"]["scene-c"] == expected["scene-c"].result()
+    )
     overall = score_store_labels(store, ["scene-c", "scene-b", "scene-a"], tmp_path / "gts", per_scene=False)
     assert overall["scenes"] == {} and overall["all"] == got["all"]

@@ -1,9 +1,9 @@
 """Cross-view depth consistency (ops/fusion/consistency.py): images with known scale errors get them back
 from what the other views of the window see, and an image without overlap falls back and says so."""
+
 from dataclasses import replace
 
 import numpy as np
-import pytest
 import torch
 
 from ops.fusion.config import FusionConfig
@@ -31,7 +31,9 @@ def test_a_drifting_scale_and_a_systematic_offset_come_back_within_1_percent():
     kfs, perception = biased_street(biases)
     # One wall, each keyframe seeing it at one range: a range curve cannot be told from the scales here (the
     # synthetic window below tests the curve).
-    label = SceneFuser(kfs, perception, replace(CFG, consistency_range=False)).label(N // 2)   # its window holds every keyframe
+    label = SceneFuser(kfs, perception, replace(CFG, consistency_range=False)).label(
+        N // 2
+    )  # its window holds every keyframe
     # Estimates within 1 % of no change are recorded and not applied ("negligible").
     assert {s[0].fit for s in label.view_scales} <= {"applied", "negligible"}
     assert all((s[0].fit == "applied") == (abs(np.log(s[0].estimate)) >= 0.01) for s in label.view_scales)
@@ -47,7 +49,7 @@ def test_a_drifting_scale_and_a_systematic_offset_come_back_within_1_percent():
 
 def test_without_overlap_the_image_falls_back_and_says_why():
     kfs, perception = biased_street(np.ones(N))
-    label = SceneFuser(kfs[:1], perception, CFG).label(0)     # one image: no other view to agree with
+    label = SceneFuser(kfs[:1], perception, CFG).label(0)  # one image: no other view to agree with
     assert label.stats["view_fits"] == ["few_points"] and label.stats["view_scales"] == [1.0]
     assert label.stats["view_scales_applied"] == 0
 
@@ -68,18 +70,31 @@ def test_rescaling_moves_points_along_their_rays_and_divides_the_depth():
     out = rescaled(frame, [ViewScale(1.1, 1.1, 100, "applied")])
     torch.testing.assert_close(out.points, truth.points, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(out.views[0].depth, truth.views[0].depth, atol=1e-5, rtol=1e-5)
-    assert frame.points is not out.points                     # the cached frame is unchanged
+    assert frame.points is not out.points  # the cached frame is unchanged
     assert rescaled(frame, [ViewScale(1.0, float("nan"), 0, "few_points")]) is frame
     curve = RangeCurve((10.0, 20.0), (0.0, -0.1))
     d = torch.tensor([10.0, 20.0, 40.0])
-    torch.testing.assert_close(ViewScale(1.1, 1.1, 100, "applied", curve).factor(d), 1.1 * torch.tensor([1.0, 1.0, 2.0 ** -0.1]))
+    torch.testing.assert_close(
+        ViewScale(1.1, 1.1, 100, "applied", curve).factor(d), 1.1 * torch.tensor([1.0, 1.0, 2.0**-0.1])
+    )
     # The window's curve applies to an image whose own scale fell back, and only its curve then.
-    torch.testing.assert_close(ViewScale(1.0, float("nan"), 3, "few_points", curve).factor(d), torch.tensor([1.0, 1.0, 2.0 ** -0.1]))
+    torch.testing.assert_close(
+        ViewScale(1.0, float("nan"), 3, "few_points", curve).factor(d), torch.tensor([1.0, 1.0, 2.0**-0.1])
+    )
     assert rescaled(frame, [ViewScale(1.0, float("nan"), 3, "few_points", curve)]) is not frame
 
 
-def synthetic_window(seed=0, cameras=6, keyframes=10, voxels=3000, log_scales=None, curve=(0.0, -0.08, 0.0),
-                     noise=0.02, outliers=0.05, gradients=None):
+def synthetic_window(
+    seed=0,
+    cameras=6,
+    keyframes=10,
+    voxels=3000,
+    log_scales=None,
+    curve=(0.0, -0.08, 0.0),
+    noise=0.02,
+    outliers=0.05,
+    gradients=None,
+):
     """Observations of a window of `keyframes` x `cameras` images: each consensus voxel seen by 8 images at
     ranges 5-70 m; e = a_voxel + z * (s_image + g(z)) + noise (metres, relative to z) and a share of gross
     outliers (occlusions)."""
@@ -98,7 +113,7 @@ def synthetic_window(seed=0, cameras=6, keyframes=10, voxels=3000, log_scales=No
     bad = rng.random(len(z)) < outliers
     e[bad] += rng.uniform(-5, 5, int(bad.sum()))
     t = lambda x, dt=torch.float64: torch.as_tensor(x, dtype=dt)  # noqa: E731
-    obs = _Observations(t(img, torch.int64), t(vox, torch.int64), t(z), t(e), t(1 / sigma ** 2), t(u), t(v))
+    obs = _Observations(t(img, torch.int64), t(vox, torch.int64), t(z), t(e), t(1 / sigma**2), t(u), t(v))
     return obs, n_img, voxels, s
 
 
@@ -115,7 +130,7 @@ def test_the_fit_recovers_a_systematic_camera_scale_and_the_range_curve():
     scales, curve = fit_consistency(obs, n_img, n_vox, grounded)
     found = np.log([v.estimate for v in scales])
     print("camera 2 true", np.exp(s[2::6]).round(4), "found", np.exp(found[2::6]).round(4))
-    assert np.abs(found - s).max() < 0.01                      # every image within 1 %
+    assert np.abs(found - s).max() < 0.01  # every image within 1 %
     # Applied where the estimate changes the depth by 1 % or more; smaller estimates are recorded, not applied.
     assert all(v.fit == ("applied" if abs(f) >= 0.01 else "negligible") for v, f in zip(scales, found))
     assert all(v.scale == (v.estimate if v.fit == "applied" else 1.0) for v in scales)
@@ -161,8 +176,9 @@ def test_the_fit_recovers_a_scale_varying_across_each_image():
     rng = np.random.default_rng(5)
     grads = rng.normal(0, 0.03, (60, 2))
     obs, n_img, n_vox, s = synthetic_window(gradients=grads)
-    scales, _ = fit_consistency(obs, n_img, n_vox, torch.ones(n_img, dtype=torch.bool),
-                                ConsistencyRule(gradient=True, min_change=0.0))
+    scales, _ = fit_consistency(
+        obs, n_img, n_vox, torch.ones(n_img, dtype=torch.bool), ConsistencyRule(gradient=True, min_change=0.0)
+    )
     found = np.array([v.gradient for v in scales])
     print("largest gradient error", np.abs(found - grads).max().round(4))
     assert all(v.fit == "applied" for v in scales) and np.abs(found - grads).max() < 0.01
@@ -176,7 +192,7 @@ def test_a_gradient_rescales_points_and_depth_maps_at_their_pixels():
     kfs, perception = biased_street(np.ones(N))
     cfg = replace(CFG, fill_step=None)
     frame = lift_keyframe(kfs[3], perception(kfs[3]), np.eye(4), cfg)
-    (depth, sem), = perception(kfs[3])
+    ((depth, sem),) = perception(kfs[3])
     H, W = depth.shape
     u = 2 * np.arange(W) / W - 1
     truth_depth = (depth / np.exp(0.05 * u)[None, :]).astype(np.float32)

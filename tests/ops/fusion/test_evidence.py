@@ -1,25 +1,26 @@
 """The evidence rule on hand-built streets with known answers (tests/support/scenes.py): what history
 must and must not remove, the ego car, the ground scale, and projection against the ray walk."""
+
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from ops.fusion.config import EGO_BOX, FusionConfig
+from ops.fusion.config import EGO_BOX, FusionConfig, resolve_backend
 from ops.fusion.evidence import ray_evidence
 from ops.fusion.ground import GroundRule, ground_scale
 from ops.fusion.lift import lift_keyframe
 from ops.fusion.projection import Margin, frame_projection, voxel_centres
-from ops.fusion.config import resolve_backend
 from ops.fusion.scene import SceneFuser
 from ops.geometry import in_box, make_transform
 from ops.occ3d import CLASS_ID, FREE, GRID, MOVABLE_CLASSES, OccGrid
 from tests.support.scenes import R_EGO_CAM, render_street, street_keyframes
 
 NEW = FusionConfig(evidence="log_odds", free_space="projection", p_miss=0.3, ground_scale=True, compile_cpu=False)
-OLD = FusionConfig(evidence="votes", free_space="raycast", ground_scale=False, ego_box=None, surface="none",
-                  compile_cpu=False)
+OLD = FusionConfig(
+    evidence="votes", free_space="raycast", ground_scale=False, ego_box=None, surface="none", compile_cpu=False
+)
 EGO_X = 13.0  # the labelled (last of 14) keyframe's ego position in the street's frame
 
 
@@ -37,10 +38,10 @@ def index(x, y, z):
 def row_in_front_of_wall(sem, y=0.0, z=2.0):
     """Occupied voxels on the row at (y, z) wholly in front of the wall's face (street x = 30)."""
     i_face, j, k = index(30.0, y, z)
-    return sem[:i_face, j, k], sem[i_face:i_face + 3, j, k]
+    return sem[:i_face, j, k], sem[i_face : i_face + 3, j, k]
 
 
-BIASES = np.exp(np.random.default_rng(0).normal(0, 0.05, 14))   # 5 % per-image scale errors
+BIASES = np.exp(np.random.default_rng(0).normal(0, 0.05, 14))  # 5 % per-image scale errors
 
 
 @pytest.mark.parametrize("free_space", ["projection", "raycast"])
@@ -49,8 +50,8 @@ def test_wall_seen_with_depth_biases_stays_thin(free_space):
     new = last_label(replace(NEW, free_space=free_space), biases=BIASES).semantics
     in_front_old, _ = row_in_front_of_wall(old)
     in_front_new, wall_new = row_in_front_of_wall(new)
-    assert smear(in_front_old) >= 4      # every frame's copy of the wall wins its voxels
-    assert smear(in_front_new) <= 1      # the ground fixes each image's scale, misses clear the rest
+    assert smear(in_front_old) >= 4  # every frame's copy of the wall wins its voxels
+    assert smear(in_front_new) <= 1  # the ground fixes each image's scale, misses clear the rest
     assert (wall_new == CLASS_ID["manmade"]).any()
 
 
@@ -64,7 +65,7 @@ def test_spurious_points_in_front_of_a_surface_are_carved_by_other_frames():
     kfs, _, maps = street_keyframes()
     depth, sem = maps["street5"][0]
     bad = depth.copy()
-    bad[30:40, 90:110] *= 0.5              # "flying" pixels: half way to the wall, in mid-air
+    bad[30:40, 90:110] *= 0.5  # "flying" pixels: half way to the wall, in mid-air
     maps["street5"] = [(bad, sem)]
     perception = lambda kf: maps[kf.token]  # noqa: E731
     # Where those points land in the last label: the middle pixel of the patch, lifted.
@@ -88,13 +89,13 @@ def test_confidence_weighs_the_evidence():
     ray = np.array([(100 - img.K[0, 2]) / img.K[0, 0], (35 - img.K[1, 2]) / img.K[1, 1], 1.0]) * bad[35, 100]
     i, j, k = index(*(kfs[5].T_global_ego @ img.T_ego_cam @ np.append(ray, 1))[:3])
 
-    def label(others):   # frame 5 is sure of its (wrong) points; the others' confidence is `others`
+    def label(others):  # frame 5 is sure of its (wrong) points; the others' confidence is `others`
         conf = {t: np.full(d.shape, 1.0 if t == "street5" else others, np.float32) for t, [(d, _)] in maps.items()}
         m = {t: [(bad if t == "street5" else d, s, conf[t])] for t, [(d, s)] in maps.items()}
         return SceneFuser(kfs, lambda kf: m[kf.token], NEW).label(13).semantics
 
-    assert label(1.0)[i, j, k] == FREE                    # sure misses carve the copy
-    assert label(0.0)[i, j, k] == CLASS_ID["manmade"]     # misses of zero confidence say nothing
+    assert label(1.0)[i, j, k] == FREE  # sure misses carve the copy
+    assert label(0.0)[i, j, k] == CLASS_ID["manmade"]  # misses of zero confidence say nothing
 
 
 @pytest.mark.parametrize("free_space", ["projection", "raycast"])
@@ -109,7 +110,7 @@ def test_the_ego_car_body_is_never_labelled():
     kfs, _, maps = street_keyframes()
     for token, [(depth, sem)] in list(maps.items()):
         d, s = depth.copy(), sem.copy()
-        d[90:, :], s[90:, :] = 1.0, CLASS_ID["car"]   # the hood fills the bottom rows, 1 m ahead
+        d[90:, :], s[90:, :] = 1.0, CLASS_ID["car"]  # the hood fills the bottom rows, 1 m ahead
         maps[token] = [(d, s)]
     perception = lambda kf: maps[kf.token]  # noqa: E731
     with_box = SceneFuser(kfs, perception, NEW).label(13)
@@ -125,8 +126,13 @@ def test_a_moving_object_of_the_labelled_frame_is_kept():
     # A car in the last frame only (it drove in): the other frames saw the road through that place.
     kfs, _, maps = street_keyframes()
     img = kfs[13].images[0]
-    depth, sem = render_street(kfs[13].T_global_ego @ img.T_ego_cam, img.K, img.height, img.width,
-                               {(19.0, 23.0, -1.0, 1.0, 0.0, 1.5): CLASS_ID["car"]})
+    depth, sem = render_street(
+        kfs[13].T_global_ego @ img.T_ego_cam,
+        img.K,
+        img.height,
+        img.width,
+        {(19.0, 23.0, -1.0, 1.0, 0.0, 1.5): CLASS_ID["car"]},
+    )
     maps["street13"] = [(depth, sem)]
     label = SceneFuser(kfs, lambda kf: maps[kf.token], NEW).label(13)
     assert CLASS_ID["car"] in MOVABLE_CLASSES
@@ -144,8 +150,10 @@ def test_ground_scale_recovers_each_images_scale_and_falls_back_on_slopes():
         g = ground_scale(depth * bias, sem, img.K, img.T_ego_cam, rule)
         assert g.fit == "applied" and abs(g.scale * bias - 1) < 1e-3
     # A road rising at 4 % ahead: the near and the far ground disagree, so no correction.
-    v, u = np.mgrid[0:img.height, 0:img.width].astype(np.float64)
-    ray = np.stack([(u - img.K[0, 2]) / img.K[0, 0], (v - img.K[1, 2]) / img.K[1, 1], np.ones_like(u)], -1) @ R_EGO_CAM.T
+    v, u = np.mgrid[0 : img.height, 0 : img.width].astype(np.float64)
+    ray = (
+        np.stack([(u - img.K[0, 2]) / img.K[0, 0], (v - img.K[1, 2]) / img.K[1, 1], np.ones_like(u)], -1) @ R_EGO_CAM.T
+    )
     with np.errstate(divide="ignore"):
         t = np.where(ray[..., 2] - 0.04 * ray[..., 0] < 0, -1.5 / (ray[..., 2] - 0.04 * ray[..., 0]), 0)
     slope = np.where((t > 0) & (t < 80), t, 0).astype(np.float32)
@@ -167,6 +175,7 @@ def test_projection_equals_the_ray_walk_where_both_are_exact():
     depth = np.full((H, W), 10.0, np.float32)
     sem = np.full((H, W), CLASS_ID["manmade"], np.uint8)
     from ops.data.keyframes import ImageRecord, KeyframeRecord
+
     img = ImageRecord("CAM_FRONT", "w.jpg", 0, W, H, K, T_ego_cam, np.eye(4))
     kf = KeyframeRecord("s", "t", 0, np.eye(4), [img])
     cfg = replace(NEW, fill_step=None, ground_scale=False, ego_box=None)
@@ -180,7 +189,7 @@ def test_projection_equals_the_ray_walk_where_both_are_exact():
     # Voxels whose eight corners all project inside the image, 1 m or more from the camera.
     c = voxel_centres(grid).numpy()
     corners = c[:, None, :] + 0.2 * np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
-    cam = (corners - [0, 0, 1.5]) @ R_EGO_CAM   # ego -> camera (R is orthonormal)
+    cam = (corners - [0, 0, 1.5]) @ R_EGO_CAM  # ego -> camera (R is orthonormal)
     u = f * cam[..., 0] / cam[..., 2] + K[0, 2]
     v = f * cam[..., 1] / cam[..., 2] + K[1, 2]
     inside = ((cam[..., 2] > 1) & (u >= 0) & (u <= W - 1) & (v >= 0) & (v <= H - 1)).all(1)

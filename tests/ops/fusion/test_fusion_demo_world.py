@@ -1,18 +1,18 @@
 """Fusion with perfect (truth) perception on the small demo world, scored against its Occ3D truth."""
+
 import numpy as np
 import pytest
 
 from ops.data.keyframes import scene_keyframes
 from ops.evaluation.metrics import Occ3DAccumulator
-from ops.fusion.config import FusionConfig
-from ops.fusion.scene import SceneFuser
-from ops.fusion.config import EGO_BOX
+from ops.fusion.config import EGO_BOX, FusionConfig
 from ops.fusion.projection import voxel_centres
+from ops.fusion.scene import SceneFuser
 from ops.geometry import in_box
 from ops.occ3d import FREE, GRID, UNOBSERVED, as_occ3d_semantics
 from ops.perception.runner import simulated_perception
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 
 def score(nusc, root, cfg, preset="perfect"):

@@ -64,13 +64,16 @@ def test_fill_joins_a_grazing_surface_but_not_a_depth_edge():
     assert ((zs > 5.5) & (zs < 19.5)).sum() == 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(depth=np.zeros((4, 5)), semantics=np.zeros((4, 6), np.uint8)), "same"),
-    (dict(semantics=np.zeros((4, 5), np.int32)), "uint8"),
-    (dict(K=np.zeros((3, 3))), "not invertible"),
-    (dict(K=np.eye(2)), "3x3"),
-    (dict(T_frame_cam=np.diag([2.0, 1, 1, 1])), "not a rigid"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(depth=np.zeros((4, 5)), semantics=np.zeros((4, 6), np.uint8)), "same"),
+        (dict(semantics=np.zeros((4, 5), np.int32)), "uint8"),
+        (dict(K=np.zeros((3, 3))), "not invertible"),
+        (dict(K=np.eye(2)), "3x3"),
+        (dict(T_frame_cam=np.diag([2.0, 1, 1, 1])), "not a rigid"),
+    ],
+)
 def test_bad_input_names_the_image(kwargs, message):
     args = dict(depth=np.ones((4, 5), np.float32), semantics=np.ones((4, 5), np.uint8), K=K, T_frame_cam=np.eye(4))
     args.update(kwargs)
@@ -81,9 +84,9 @@ def test_bad_input_names_the_image(kwargs, message):
 
 def test_confidence_follows_the_points_and_fill_takes_the_lower():
     depth = np.full((6, 8), 10.0, np.float32)
-    depth[:, 4:] = 10.5                          # a small step: still one surface, filled between
+    depth[:, 4:] = 10.5  # a small step: still one surface, filled between
     sem = np.full((6, 8), 15, np.uint8)
-    sem[0, 0] = FREE                             # a dropped pixel drops its confidence too
+    sem[0, 0] = FREE  # a dropped pixel drops its confidence too
     conf = np.tile(np.linspace(0.2, 0.9, 8, dtype=np.float32), (6, 1))
     lp = lift_image(depth, sem, K, np.eye(4), fill_step=0.01, confidence=conf)
     n_px = int(lp.is_ray.sum())
@@ -91,17 +94,21 @@ def test_confidence_follows_the_points_and_fill_takes_the_lower():
     torch.testing.assert_close(lp.confidence[:n_px], torch.as_tensor(conf.ravel()[1:]))
     # One row: only horizontal pairs are filled; each pair's points take the lower (left) confidence.
     row = lift_image(depth[:1], sem[:1], K, np.eye(4), fill_step=0.01, confidence=conf[:1])
-    fill = set(np.round(row.confidence[int(row.is_ray.sum()):].numpy(), 4).tolist())
-    assert fill == set(np.round(conf[0, 1:-1], 4).tolist())   # pixel 0 was dropped, so no pair (0, 1)
+    fill = set(np.round(row.confidence[int(row.is_ray.sum()) :].numpy(), 4).tolist())
+    assert fill == set(np.round(conf[0, 1:-1], 4).tolist())  # pixel 0 was dropped, so no pair (0, 1)
     as_uint8 = lift_image(depth, sem, K, np.eye(4), confidence=np.round(conf * 255).astype(np.uint8))
     torch.testing.assert_close(as_uint8.confidence, lp.confidence[:n_px], atol=1 / 255, rtol=0)
 
 
-@pytest.mark.parametrize("conf, message", [(np.ones((3, 3), np.float32), "size of the depth map"),
-                                           (np.full((6, 8), 1.5, np.float32), r"in \[0, 1\]")])
+@pytest.mark.parametrize(
+    "conf, message",
+    [(np.ones((3, 3), np.float32), "size of the depth map"), (np.full((6, 8), 1.5, np.float32), r"in \[0, 1\]")],
+)
 def test_bad_confidence_names_the_image(conf, message):
     with pytest.raises(ValueError, match=f"cam0: confidence.*{message}|{message}"):
-        lift_image(np.ones((6, 8), np.float32), np.full((6, 8), 15, np.uint8), K, np.eye(4), confidence=conf, name="cam0")
+        lift_image(
+            np.ones((6, 8), np.float32), np.full((6, 8), 15, np.uint8), K, np.eye(4), confidence=conf, name="cam0"
+        )
 
 
 def _car_in_front_of_a_wall(width=30, height=5):
@@ -116,22 +123,22 @@ def test_depth_edges_drop_flying_and_bled_pixels_and_keep_both_sides_of_an_edge(
     v, u = torch.meshgrid(torch.arange(20.0), torch.arange(30.0), indexing="ij")
     assert not depth_edges(1 / (0.05 + 0.002 * u + 0.003 * v), 0.15).any()
     depth, sem = _car_in_front_of_a_wall()
-    assert not depth_edges(depth, 0.15, sem).any()        # the car's outermost column and the wall's first: kept
-    for flying in (20.0, 25.0, 12.0):                       # a depth between the car's and the wall's
+    assert not depth_edges(depth, 0.15, sem).any()  # the car's outermost column and the wall's first: kept
+    for flying in (20.0, 25.0, 12.0):  # a depth between the car's and the wall's
         d = depth.clone()
         d[:, 18] = flying
         assert depth_edges(d, 0.15, sem)[2].nonzero().ravel().tolist() == [18]
     bled = depth.clone()
-    bled[:, 18] = 10.0                                      # the wall's pixel at the car's depth
+    bled[:, 18] = 10.0  # the wall's pixel at the car's depth
     assert depth_edges(bled, 0.15, sem)[2].nonzero().ravel().tolist() == [18]
-    assert not depth_edges(bled, 0.15).any()                # without classes it continues the car's plane
-    assert depth_edges(d, 0.15)[2].nonzero().ravel().tolist() == [18]   # a flying pixel needs no classes
+    assert not depth_edges(bled, 0.15).any()  # without classes it continues the car's plane
+    assert depth_edges(d, 0.15)[2].nonzero().ravel().tolist() == [18]  # a flying pixel needs no classes
     unusable = depth.clone()
     unusable[:, 18] = 0
     assert not depth_edges(unusable, 0.15, sem)[:, 18].any()
-    for width in (1, 2):                                    # a pole one or two pixels wide: nearer than both sides
+    for width in (1, 2):  # a pole one or two pixels wide: nearer than both sides
         pole, pole_sem = depth.clone(), sem.clone()
-        pole[:, 22:22 + width], pole_sem[:, 22:22 + width] = 12.0, 15
+        pole[:, 22 : 22 + width], pole_sem[:, 22 : 22 + width] = 12.0, 15
         assert not depth_edges(pole, 0.15, pole_sem).any()
 
 

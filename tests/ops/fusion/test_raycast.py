@@ -49,8 +49,12 @@ def test_random_segments_match_brute_force(dtype, include_end):
         # Start inside or outside, end anywhere near the grid.
         o = lower - 0.3 * span + rng.random(3) * 1.6 * span
         e = lower - 0.3 * span + rng.random(3) * 1.6 * span
-        got = ids_to_set(ray_voxel_ids(torch.tensor(o[None], dtype=dtype), torch.tensor(e[None], dtype=dtype), GRID,
-                                       include_end=include_end), GRID)
+        got = ids_to_set(
+            ray_voxel_ids(
+                torch.tensor(o[None], dtype=dtype), torch.tensor(e[None], dtype=dtype), GRID, include_end=include_end
+            ),
+            GRID,
+        )
         expected = reference_crossed(o, e, GRID)
         if not include_end:  # the voxel holding the end point is left out entirely
             expected.discard(tuple(np.floor((e - np.asarray(GRID.lower)) / GRID.voxel_size).astype(int)))

@@ -1,6 +1,7 @@
 """A scene's labels from the store: `fuse_scene` reads the stored maps, writes occ_labels (the labels the
 streaming fuser gives for the same maps, with tokens, grid, config and stats) and commits nothing when a
 keyframe's perception is missing."""
+
 import numpy as np
 import pytest
 
@@ -68,13 +69,28 @@ def test_maps_rewritten_by_another_run_fail_the_scene_instead_of_mislabelling_it
     kfs, maps = keyframes(2)
     store = SceneStore(tmp_path / "s.zarr")
     store_maps(store, "scene-t", kfs, maps)
-    with pytest.raises(ValueError, match="scene-t: its stored semantic_maps changed since this run planned its labels "
-                                         r"\(fingerprint f, planned planned\)"):
-        fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp",
-                   maps_fingerprints={SEMANTIC_MAPS: "planned", METRIC_DEPTH: "f"})
+    with pytest.raises(
+        ValueError,
+        match="scene-t: its stored semantic_maps changed since this run planned its labels "
+        r"\(fingerprint f, planned planned\)",
+    ):
+        fuse_scene(
+            str(store.path),
+            "scene-t",
+            kfs,
+            FusionConfig(history=1),
+            "fp",
+            maps_fingerprints={SEMANTIC_MAPS: "planned", METRIC_DEPTH: "f"},
+        )
     assert store.attrs("scene-t", OCC_LABELS) is None
-    fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp",
-               maps_fingerprints={SEMANTIC_MAPS: "f", METRIC_DEPTH: "f"})
+    fuse_scene(
+        str(store.path),
+        "scene-t",
+        kfs,
+        FusionConfig(history=1),
+        "fp",
+        maps_fingerprints={SEMANTIC_MAPS: "f", METRIC_DEPTH: "f"},
+    )
     assert store.is_current("scene-t", OCC_LABELS, "fp")
     again = fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1), "fp", skip_if_current=True)
     assert again.skipped and len(again.stats) == 2
@@ -90,7 +106,7 @@ def test_compact_depth_is_decoded_and_a_fusion_stride_it_cannot_serve_fails_the_
     store = SceneStore(tmp_path / "s.zarr")
     store_maps(store, "scene-t", kfs, (depth, sem))
     stored = enc.encode(depth)
-    with store.writer("scene-t", METRIC_DEPTH) as w:      # the depth stage again, in its compact form
+    with store.writer("scene-t", METRIC_DEPTH) as w:  # the depth stage again, in its compact form
         w.create("depth", (2, 1) + stored.shape, stored.dtype, chunks=(1, 1) + stored.shape)
         for i in range(2):
             w.write("depth", (i, 0), stored)
@@ -103,7 +119,7 @@ def test_compact_depth_is_decoded_and_a_fusion_stride_it_cannot_serve_fails_the_
         np.testing.assert_array_equal(g["semantics"][i], label.semantics)
     with pytest.raises(ValueError, match="the fusion lifts at stride 1, but metric_depth holds depth at stride 2"):
         fuse_scene(str(store.path), "scene-t", kfs, FusionConfig(history=1, stride=1), "fp-2")
-    assert store.attrs("scene-t", OCC_LABELS)["fingerprint"] == "fp"        # the stored labels stay
+    assert store.attrs("scene-t", OCC_LABELS)["fingerprint"] == "fp"  # the stored labels stay
 
 
 def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
@@ -116,11 +132,18 @@ def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
     h, w = depth.shape
     rng = np.random.default_rng(0)
     sem_conf = rng.integers(0, 256, (h, w), dtype=np.uint8)
-    dep_conf = rng.integers(0, 256, (-(-h // 2), -(-w // 2)), dtype=np.uint8)   # stored at stride 2
+    dep_conf = rng.integers(0, 256, (-(-h // 2), -(-w // 2)), dtype=np.uint8)  # stored at stride 2
     store = SceneStore(tmp_path / "s.zarr")
     for stage, array, value, conf, attrs in (
-            (SEMANTIC_MAPS, "semantics", sem, sem_conf, {}),
-            (METRIC_DEPTH, "depth", depth[::2, ::2], dep_conf, {"encoding": {"dtype": "float32", "step_m": 0.0, "stride": 2}})):
+        (SEMANTIC_MAPS, "semantics", sem, sem_conf, {}),
+        (
+            METRIC_DEPTH,
+            "depth",
+            depth[::2, ::2],
+            dep_conf,
+            {"encoding": {"dtype": "float32", "step_m": 0.0, "stride": 2}},
+        ),
+    ):
         with store.writer("scene-t", stage) as wr:
             for name, v in ((array, value), ("confidence", conf)):
                 wr.create(name, (2, 1) + v.shape, v.dtype, chunks=(1, 1) + v.shape)
@@ -128,17 +151,25 @@ def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
                     wr.write(name, (i, 0), v)
             wr.commit({"fingerprint": "f", "tokens": [kf.token for kf in kfs], **attrs})
     full_dep_conf = np.repeat(np.repeat(dep_conf, 2, 0), 2, 1)[:h, :w]
-    expected = {"none": None, "segmenter": sem_conf / 255, "depth": full_dep_conf / 255,
-                "both": (sem_conf / 255) * (full_dep_conf / 255)}
+    expected = {
+        "none": None,
+        "segmenter": sem_conf / 255,
+        "depth": full_dep_conf / 255,
+        "both": (sem_conf / 255) * (full_dep_conf / 255),
+    }
     stored = {}
     for source, weight in expected.items():
         cfg = FusionConfig(history=1, stride=2, confidence=source)
-        read = StoredPerception(store.open("scene-t", SEMANTIC_MAPS), store.open("scene-t", METRIC_DEPTH), "scene-t", source)
+        read = StoredPerception(
+            store.open("scene-t", SEMANTIC_MAPS), store.open("scene-t", METRIC_DEPTH), "scene-t", source
+        )
         got = pixel_weight(read(kfs[0])[0], cfg)
         if weight is None:
             assert got is None
-        else:   # one source as stored (uint8, read as 0-255 by the lift), both as their product
-            np.testing.assert_allclose(np.asarray(got, np.float32) / (255 if got.dtype == np.uint8 else 1), weight, rtol=1e-6)
+        else:  # one source as stored (uint8, read as 0-255 by the lift), both as their product
+            np.testing.assert_allclose(
+                np.asarray(got, np.float32) / (255 if got.dtype == np.uint8 else 1), weight, rtol=1e-6
+            )
         fuse_scene(str(store.path), "scene-t", kfs, cfg, f"fp-{source}")
         full_depth = np.repeat(np.repeat(depth[::2, ::2], 2, 0), 2, 1)[:h, :w]
         reference = SceneFuser(kfs, lambda kf: [(full_depth, sem, sem_conf, full_dep_conf)], cfg)
@@ -146,8 +177,8 @@ def test_stored_confidences_weigh_the_evidence_as_the_config_picks(tmp_path):
         for i, label in enumerate(reference):
             np.testing.assert_array_equal(labels["semantics"][i], label.semantics)
         stored[source] = labels["semantics"][:]
-    assert (stored["both"] != stored["none"]).any()          # the weights change decisions
-    assert pixel_weight((depth, sem, None, None), FusionConfig(confidence="both")) is None   # no backend gave one
+    assert (stored["both"] != stored["none"]).any()  # the weights change decisions
+    assert pixel_weight((depth, sem, None, None), FusionConfig(confidence="both")) is None  # no backend gave one
     assert pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="depth")) is None
     np.testing.assert_array_equal(pixel_weight((depth, sem, sem_conf, None), FusionConfig(confidence="both")), sem_conf)
     with pytest.raises(ValueError, match="confidence must be one of"):

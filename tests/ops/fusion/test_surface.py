@@ -1,5 +1,6 @@
 """The surface rule (ops/fusion/surface.py): a surface seen by many views with independent depth errors
 comes out one to two voxels thick, and the rule's decisions on hand-made signed distance fields."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -21,17 +22,17 @@ CFG = FusionConfig(ground_scale=False, compile_cpu=False)
 def wall_rows(sem):
     """Per (y, z) row crossing the wall's middle: the occupied voxels in the 4 m in front of its face, and in
     the 4 m behind its two true voxels (its face at x = 30 is a voxel boundary; it is 0.6 m deep, 2 voxels)."""
-    i_face = int((30.0 - EGO_X - GRID.lower[0]) / GRID.voxel_size)   # the voxel of x = 30 (10.8-11.2 m ahead)
+    i_face = int((30.0 - EGO_X - GRID.lower[0]) / GRID.voxel_size)  # the voxel of x = 30 (10.8-11.2 m ahead)
     front, behind = [], []
     for y in np.arange(-6.0, 6.0, 0.4):
         j = int((y - GRID.lower[1]) / GRID.voxel_size)
-        if abs(y - 3.1) < 1.0 or abs(y + 2.0) < 1.0:     # leave out the rows behind the pole and the cone
+        if abs(y - 3.1) < 1.0 or abs(y + 2.0) < 1.0:  # leave out the rows behind the pole and the cone
             continue
         for z in (1.0, 2.0, 3.0):
             k = int((z - GRID.lower[2]) / GRID.voxel_size)
             occupied = (sem[:, j, k] != FREE) & (sem[:, j, k] != UNOBSERVED)
-            front.append(int(occupied[i_face - 10:i_face].sum()))
-            behind.append(int(occupied[i_face + 2:i_face + 12].sum()))   # the wall holds i_face and i_face + 1
+            front.append(int(occupied[i_face - 10 : i_face].sum()))
+            behind.append(int(occupied[i_face + 2 : i_face + 12].sum()))  # the wall holds i_face and i_face + 1
     return np.array(front), np.array(behind)
 
 
@@ -54,12 +55,19 @@ def test_a_wall_seen_by_20_views_with_independent_errors_keeps_no_copies_in_fron
     none = SceneFuser(kfs, perception, replace(CFG, surface="none")).label(N - 1)
     tsdf = SceneFuser(kfs, perception, CFG).label(N - 1)
     (front_none, behind_none), (front, behind) = wall_rows(none.semantics), wall_rows(tsdf.semantics)
-    print(kind, "voxels in front of the face per row, without / with the rule:", np.bincount(front_none),
-          np.bincount(front), "; behind:", np.bincount(behind_none), np.bincount(behind))
+    print(
+        kind,
+        "voxels in front of the face per row, without / with the rule:",
+        np.bincount(front_none),
+        np.bincount(front),
+        "; behind:",
+        np.bincount(behind_none),
+        np.bincount(behind),
+    )
     assert np.mean(front <= 1) >= 0.9 and front.max() <= 2 and (front <= front_none).all()
-    if kind == "pixel":                                   # each pixel's copy: several voxels deep without the rule
+    if kind == "pixel":  # each pixel's copy: several voxels deep without the rule
         assert front_none.mean() >= 2.5 and front.mean() <= 0.5 * front_none.mean()
-    assert (behind == behind_none).all()                  # one-sided: what lies behind the surface stays
+    assert (behind == behind_none).all()  # one-sided: what lies behind the surface stays
 
 
 def test_perfect_depth_keeps_nearly_every_voxel_the_surface_passes_through():
@@ -72,7 +80,7 @@ def test_perfect_depth_keeps_nearly_every_voxel_the_surface_passes_through():
     lost = occupied(none.semantics) & ~occupied(tsdf.semantics)
     assert lost.sum() <= 0.04 * occupied(none.semantics).sum(), lost.sum()
     assert tsdf.stats["voxels_thinned"] == int(lost.sum())
-    for cls in ("traffic_cone", "manmade"):                 # the cone and the thin pole survive
+    for cls in ("traffic_cone", "manmade"):  # the cone and the thin pole survive
         assert (tsdf.semantics == CLASS_ID[cls]).any()
 
 
@@ -88,9 +96,9 @@ def test_the_rule_keeps_the_crossing_and_what_lies_behind_and_drops_what_lies_in
     band = field([float("nan"), 1.5, 1.1, 0.7, 0.3, -0.1, -0.5, -0.9, float("nan"), float("nan")])
     clamped = field([2.0, 1.5, 1.1, 0.7, 0.3, -0.1, -0.5, -0.9, float("nan"), float("nan")])
     keep = surface_voxels(band, clamped, GRID_1D, 0.2)
-    assert keep.tolist() == [False] * 5 + [True] * 3 + [False] * 2   # behind: kept (one-sided); in front: gone
+    assert keep.tolist() == [False] * 5 + [True] * 3 + [False] * 2  # behind: kept (one-sided); in front: gone
     keep = surface_voxels(band, clamped, GRID_1D, torch.full((10,), 0.35))
-    assert keep[4] and not keep[3]                                   # a tolerance per voxel
+    assert keep[4] and not keep[3]  # a tolerance per voxel
 
 
 def test_a_sign_change_of_the_truncated_average_marks_the_nearer_voxel():
@@ -100,10 +108,10 @@ def test_a_sign_change_of_the_truncated_average_marks_the_nearer_voxel():
     band = field([nan, -1.0, 0.6, nan, nan, nan, nan, nan, nan, nan])
     clamped = field([nan, -1.0, 0.6, 2.5, 2.5, nan, nan, nan, nan, nan])
     keep = surface_voxels(band, clamped, GRID_1D, 0.2)
-    assert keep.tolist() == [False, True, True] + [False] * 7        # 2 by the crossing (|0.6| < |-1.0|)
+    assert keep.tolist() == [False, True, True] + [False] * 7  # 2 by the crossing (|0.6| < |-1.0|)
     band[1] = clamped[1] = -0.3
     keep = surface_voxels(band, clamped, GRID_1D, 0.2)
-    assert keep.tolist() == [False, True] + [False] * 8              # now 1 is nearer: 2 is in front
+    assert keep.tolist() == [False, True] + [False] * 8  # now 1 is nearer: 2 is in front
 
 
 def test_signed_distance_is_nan_without_weight():

@@ -54,11 +54,13 @@ def test_single_frame_label_geometry(free_space, evidence):
     assert (sem[wall_x, 100, 3:12] == CLASS_ID["manmade"]).all()  # wall from z 0.2 to 3.8 m ahead
     assert (sem[110:140, 100, 2] == CLASS_ID["driveable_surface"]).all()  # ground 4-16 m ahead, no gaps (filled)
     assert (sem[110:140, 100, 6] == FREE).all()  # air above the ground was crossed
-    assert (sem[wall_x + 3:, 100] == UNOBSERVED).all()  # behind the wall: never seen
+    assert (sem[wall_x + 3 :, 100] == UNOBSERVED).all()  # behind the wall: never seen
     assert (sem[:95, 100] == UNOBSERVED).all()  # behind the camera
     assert (mask == (sem != UNOBSERVED)).all()
     assert label.stats["voxels_occupied"] > 0 and (label.stats["rays"] > 0) == (free_space == "raycast")
-    assert set(label.seconds) == {"read", "lift", "vote", "free_space", "label"} | ({"consistency"} if cfg.corrects_views else set())
+    assert set(label.seconds) == {"read", "lift", "vote", "free_space", "label"} | (
+        {"consistency"} if cfg.corrects_views else set()
+    )
     assert all(v >= 0 for v in label.seconds.values())
 
 
@@ -89,7 +91,7 @@ def test_scene_fuser_streams_and_lifts_each_frame_once():
     calls = []
     fuser = SceneFuser(kfs, lambda kf: calls.append(kf.token) or [maps], FusionConfig(history=2, future=0))
     labels = list(fuser)
-    assert [l.token for l in labels] == [k.token for k in kfs]
+    assert [label.token for label in labels] == [k.token for k in kfs]
     assert calls == [k.token for k in kfs]
     assert len(fuser._cache) <= 3
 
@@ -114,9 +116,22 @@ def test_empty_frame_is_all_unobserved_not_an_error():
     assert label.stats["points"] == 0
 
 
-@pytest.mark.parametrize("kwargs", [dict(free_space="carve"), dict(history=-1), dict(stride=0), dict(min_depth=5, max_depth=1),
-                                    dict(evidence="bayes"), dict(p_miss=0.6), dict(p_hit=0.5), dict(margin_k=-1),
-                                    dict(free_over_votes=2.0), dict(ego_box=(1, 0, 0, 1, 0, 1)), dict(ego_box=(0, 1))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(free_space="carve"),
+        dict(history=-1),
+        dict(stride=0),
+        dict(min_depth=5, max_depth=1),
+        dict(evidence="bayes"),
+        dict(p_miss=0.6),
+        dict(p_hit=0.5),
+        dict(margin_k=-1),
+        dict(free_over_votes=2.0),
+        dict(ego_box=(1, 0, 0, 1, 0, 1)),
+        dict(ego_box=(0, 1)),
+    ],
+)
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         FusionConfig(**kwargs)
@@ -136,9 +151,9 @@ def test_triton_backend_gives_the_same_labels():
 
 def test_thing_share_lets_small_objects_keep_their_voxel():
     counts = torch.zeros((3, 18), dtype=torch.int64)
-    counts[0, 11], counts[0, 8] = 8, 2   # road 8, cone 2: a cone's base voxel
+    counts[0, 11], counts[0, 8] = 8, 2  # road 8, cone 2: a cone's base voxel
     counts[1, 11], counts[1, 8] = 9, 1
-    counts[2, 15] = 4                    # manmade only
+    counts[2, 15] = 4  # manmade only
     best, voted = majority(counts)
     assert best.tolist() == [11, 11, 15] and voted.all()
     best, _ = majority(counts, thing_share=0.2)

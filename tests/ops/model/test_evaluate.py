@@ -1,6 +1,7 @@
 """Evaluation of a model on keyframes: every scored frame goes into the model's, the labels' and the
 baseline's accumulators against the truth, frames without truth or label are counted, and the
 per-height baseline takes each layer's most common labelled class."""
+
 import shutil
 
 import numpy as np
@@ -22,7 +23,9 @@ class ConstantModel(torch.nn.Module):
 
     def __init__(self, volume: np.ndarray):
         super().__init__()
-        self.logits = torch.nn.functional.one_hot(torch.from_numpy(volume).long(), NUM_CLASSES).permute(3, 0, 1, 2)[None].float()
+        self.logits = (
+            torch.nn.functional.one_hot(torch.from_numpy(volume).long(), NUM_CLASSES).permute(3, 0, 1, 2)[None].float()
+        )
         self.calls = 0
 
     def forward(self, images, projection):
@@ -47,13 +50,13 @@ def test_height_baseline_takes_the_most_common_class_of_each_layer():
     base = HeightBaseline.fit(labels, keyframes(2)[0])
     pred = base.predict()
     assert pred.shape == GRID.shape and pred[0, 0, 0] == CLASS_ID["driveable_surface"]
-    assert pred[7, 3, 5] == CLASS_ID["manmade"] and pred[0, 0, 9] == FREE      # a layer never labelled: free
+    assert pred[7, 3, 5] == CLASS_ID["manmade"] and pred[0, 0, 9] == FREE  # a layer never labelled: free
 
 
 def test_every_frame_is_scored_for_the_model_labels_and_baseline(small_world, small_nusc):
     root, _ = small_world
     kfs = scene_keyframes(small_nusc, "scene-0103")[:3]
-    labels = PseudoLabels.from_occ3d(root / "gts")                       # the truth under its camera mask
+    labels = PseudoLabels.from_occ3d(root / "gts")  # the truth under its camera mask
     baseline = HeightBaseline(np.full(GRID.shape[2], FREE, np.uint8))
     model = ConstantModel(road_volume())
     seen = []
@@ -69,7 +72,7 @@ def test_every_frame_is_scored_for_the_model_labels_and_baseline(small_world, sm
     for key in want:
         assert res[key]["frames"] == 3
         np.testing.assert_equal(res[key]["masks"], want[key].result()["masks"])
-    assert res["labels"]["masks"]["camera"]["geometric_iou"] == 1.0      # the truth itself, under its own mask
+    assert res["labels"]["masks"]["camera"]["geometric_iou"] == 1.0  # the truth itself, under its own mask
 
 
 def test_frames_without_truth_or_label_are_counted(small_world, small_nusc, tmp_path):
@@ -98,6 +101,6 @@ def test_truth_in_a_folder_of_another_name_is_read_where_it_is_said_to_be(small_
     shutil.copytree(root / "gts", world / "occ3d_gts")
     kfs = scene_keyframes(small_nusc, "scene-0103")[:2]
     model = ConstantModel(road_volume())
-    assert evaluate(model, world, kfs)["no_truth"] == 2                  # not under the default gts/
+    assert evaluate(model, world, kfs)["no_truth"] == 2  # not under the default gts/
     res = evaluate(model, world, kfs, gts_dir=world / "occ3d_gts")
     assert res["no_truth"] == 0 and res["model"]["frames"] == 2

@@ -1,5 +1,6 @@
 """Training's label source over the store: each volume is read under the stage's read lock, and a
 scene rebuilt by another run while training reads it is seen whole, with its new keyframes."""
+
 import threading
 import time
 
@@ -27,11 +28,11 @@ def test_a_rebuild_during_training_is_read_whole(tmp_path):
     labels, other = PseudoLabels.from_store(store.path), PseudoLabels.from_store(store.path)
     assert labels._has("scene-1", "t1") and int(labels._read("scene-1", "t1")[0, 0, 0]) == 11
     assert other._has("scene-1", "t0")
-    store_labels(store, ["t1", "t2"], 20, "b")      # rebuilt: other keyframes, other classes
+    store_labels(store, ["t1", "t2"], 20, "b")  # rebuilt: other keyframes, other classes
     assert int(labels._read("scene-1", "t1")[0, 0, 0]) == 20 and int(labels._read("scene-1", "t2")[0, 0, 0]) == 21
     assert not labels._has("scene-1", "t0")
     with pytest.raises(KeyError, match="no label for keyframe scene-1/t0"):
-        other._read("scene-1", "t0")                # planned with the old keyframes
+        other._read("scene-1", "t0")  # planned with the old keyframes
     # A read while a commit swaps the stage waits for it, then sees the new result.
     commit = store.lock("scene-1", OCC_LABELS, "read")
     commit.acquire(exclusive=True, timeout=1)
@@ -46,5 +47,5 @@ def test_a_rebuild_during_training_is_read_whole(tmp_path):
     fresh = PseudoLabels.from_store(store.path)
     assert fresh._has("scene-1", "t1")
     store_labels(store, ["t2", "t3"], 30, "c")
-    assert int(fresh._read("scene-1", "t3")[0, 0, 0]) == 31     # a keyframe only the rebuild has
+    assert int(fresh._read("scene-1", "t3")[0, 0, 0]) == 31  # a keyframe only the rebuild has
     assert fresh._has("scene-1", "t2") and not fresh._has("scene-1", "t1")

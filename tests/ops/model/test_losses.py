@@ -1,5 +1,6 @@
 """The 3D losses: Lovasz-softmax equals the Jaccard loss at hard predictions, 255 is ignored everywhere,
 class weights favour rare classes."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,9 @@ def test_lovasz_equals_one_minus_iou_for_hard_predictions():
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 5, (2, 6, 7, 3), generator=g)
     labels[0, 0] = 255
-    pred = torch.where(torch.rand(labels.shape, generator=g) < 0.7, labels.clamp(max=4), torch.randint(0, 5, labels.shape, generator=g))
+    pred = torch.where(
+        torch.rand(labels.shape, generator=g) < 0.7, labels.clamp(max=4), torch.randint(0, 5, labels.shape, generator=g)
+    )
     probs = torch.nn.functional.one_hot(pred, 5).movedim(-1, 1).float()
     keep = labels != 255
     ious = []
@@ -29,12 +32,12 @@ def test_perfect_prediction_has_zero_lovasz_and_ignored_voxels_do_not_count():
     out = loss(logits, labels)
     assert out["lovasz"].item() == pytest.approx(0, abs=1e-6) and out["ce"].item() < 1e-6
     noisy = logits.clone()
-    noisy[0, :, :2] = torch.randn_like(noisy[0, :, :2]) * 50     # only where the label is 255
+    noisy[0, :, :2] = torch.randn_like(noisy[0, :, :2]) * 50  # only where the label is 255
     assert loss(noisy, labels)["loss"].item() == pytest.approx(out["loss"].item(), abs=1e-6)
     everything_ignored = torch.full_like(labels, 255)
     zero = loss(torch.randn(1, 18, 8, 8, 4, requires_grad=True), everything_ignored)["loss"]
     assert zero.item() == 0.0
-    zero.backward()   # still differentiable
+    zero.backward()  # still differentiable
 
 
 def test_gradients_flow_and_bad_labels_are_errors():

@@ -1,5 +1,6 @@
 """EasyOcc's network: shapes, the projection geometry against what the demo world renders, bilinear
 lifting at the projected pixel, and that it can fit one fixed batch."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ def test_shapes_and_parameter_groups():
     model = EasyOcc(micro())
     out = model(torch.rand(2, 6, 3, 64, 128), torch.randn(2, 6, 3, 4))
     assert out.shape == (2, 18, 32, 32, 8) and torch.isfinite(out).all()
-    coarse = EasyOcc(micro(volume_stride=2))    # CNN at 16 x 16 x 4, logits upsampled to the grid
+    coarse = EasyOcc(micro(volume_stride=2))  # CNN at 16 x 16 x 4, logits upsampled to the grid
     assert coarse(torch.rand(1, 6, 3, 64, 128), torch.randn(1, 6, 3, 4)).shape == (1, 18, 32, 32, 8)
     assert coarse.pos[0].shape == (8, 16)
     n_back = sum(p.numel() for p in model.backbone_parameters())
@@ -50,11 +51,13 @@ def test_a_voxel_projects_onto_the_pixel_the_demo_world_renders_it_at(small_worl
     with np.load(root / "gts" / kf.scene / kf.token / "labels.npz") as g:
         sem, mask = g["semantics"], g["mask_camera"]
     occ = np.argwhere((sem != FREE) & mask)
-    centres = torch.tensor(GRID.lower, dtype=torch.float32) + (torch.tensor(occ, dtype=torch.float32) + 0.5) * GRID.voxel_size
+    centres = (
+        torch.tensor(GRID.lower, dtype=torch.float32) + (torch.tensor(occ, dtype=torch.float32) + 0.5) * GRID.voxel_size
+    )
     size = (cfg.image_height, cfg.image_width)
     proj = torch.from_numpy(camera_projections(kf, size))[None]
     uv, visible = project(centres, proj, size)
-    z = (proj[..., 2:3, :3] @ centres.T + proj[..., 2:3, 3:])[0, :, 0]       # (N, V) depth along the optical axis
+    z = (proj[..., 2:3, :3] @ centres.T + proj[..., 2:3, 3:])[0, :, 0]  # (N, V) depth along the optical axis
     agree = total = 0
     for c, im in enumerate(kf.images):
         with np.load(root / "truth" / (im.filename.rsplit(".", 1)[0] + ".npz")) as t:
@@ -73,16 +76,21 @@ def test_lift_samples_features_at_the_projected_pixel():
     """Features that are the pixel coordinates themselves come back as the projected coordinates."""
     h, w = 64, 128
     v, u = torch.meshgrid(torch.arange(h // 8) * 8 + 3.5, torch.arange(w // 8) * 8 + 3.5, indexing="ij")
-    feats = torch.stack([u, v])[None, None]          # stride-8 map: cell (i, j) centred on input pixel (8j+3.5, 8i+3.5)
+    feats = torch.stack([u, v])[None, None]  # stride-8 map: cell (i, j) centred on input pixel (8j+3.5, 8i+3.5)
     uv = torch.tensor([[[[20.0, 30.0], [64.25, 11.5], [200.0, 10.0]]]])
     visible = torch.tensor([[[True, True, False]]])
     out = lift(feats, uv, visible, (h, w))
     assert torch.allclose(out[0, :, 0], torch.tensor([20.0, 30.0]), atol=1e-4)
     assert torch.allclose(out[0, :, 1], torch.tensor([64.25, 11.5]), atol=1e-4)
-    assert (out[0, :, 2] == 0).all()                  # seen by no camera: zeros
-    two = lift(torch.cat([feats, feats + 10], 1), uv.repeat(1, 2, 1, 1), torch.tensor([[[True] * 3, [False, True, True]]]), (h, w))
-    assert torch.allclose(two[0, :, 0], torch.tensor([20.0, 30.0]), atol=1e-4)              # only camera 0 sees it
-    assert torch.allclose(two[0, :, 1], torch.tensor([69.25, 16.5]), atol=1e-4)              # mean of both cameras
+    assert (out[0, :, 2] == 0).all()  # seen by no camera: zeros
+    two = lift(
+        torch.cat([feats, feats + 10], 1),
+        uv.repeat(1, 2, 1, 1),
+        torch.tensor([[[True] * 3, [False, True, True]]]),
+        (h, w),
+    )
+    assert torch.allclose(two[0, :, 0], torch.tensor([20.0, 30.0]), atol=1e-4)  # only camera 0 sees it
+    assert torch.allclose(two[0, :, 1], torch.tensor([69.25, 16.5]), atol=1e-4)  # mean of both cameras
 
 
 def test_overfits_one_fixed_batch(small_world, small_nusc):
@@ -101,7 +109,7 @@ def test_overfits_one_fixed_batch(small_world, small_nusc):
         loss.backward()
         optim.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] / 4, losses[::5]   # CE + Lovasz: 3.5 -> 0.6 when written
+    assert losses[-1] < losses[0] / 4, losses[::5]  # CE + Lovasz: 3.5 -> 0.6 when written
 
 
 def test_geometry_stays_fp32_under_autocast():
@@ -109,7 +117,7 @@ def test_geometry_stays_fp32_under_autocast():
     volume under bf16 autocast is the fp32 one."""
     torch.manual_seed(0)
     model = EasyOcc(micro()).eval()
-    fixed = torch.randn(6, 8, 8, 16).to(torch.bfloat16).float()     # exact in bf16 too
+    fixed = torch.randn(6, 8, 8, 16).to(torch.bfloat16).float()  # exact in bf16 too
     model.encoder.forward = lambda images: fixed.to(torch.bfloat16) if torch.is_autocast_cpu_enabled() else fixed
     K = torch.tensor([[60.0, 0, 63.5], [0, 60.0, 31.5], [0, 0, 1]])
     R = torch.tensor([[0.0, -1, 0], [0, 0, -1], [1, 0, 0]])
@@ -120,4 +128,4 @@ def test_geometry_stays_fp32_under_autocast():
         mixed = model.volume(images, proj)
     assert mixed.dtype == torch.float32
     assert torch.allclose(mixed, ref, rtol=0, atol=1e-6)
-    assert (mixed != 0).sum() == (ref != 0).sum()       # the same voxels are seen
+    assert (mixed != 0).sum() == (ref != 0).sum()  # the same voxels are seen

@@ -1,5 +1,6 @@
 """Training: a resumed run repeats the uninterrupted one exactly; bad input and mismatched checkpoints
 are clear errors."""
+
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ from ops.model.data import OccDataset, PseudoLabels, camera_projections
 from ops.model.train import latest_checkpoint, load_model, train_loop
 from tests.support.micro_model import Cropped, micro
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]   # slow: make test-fast leaves it out
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_down")]  # slow: make test-fast leaves it out
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +26,16 @@ def dataset(small_world, small_nusc):
 def test_a_resumed_run_takes_the_identical_next_steps(dataset, tmp_path):
     cfg = TrainConfig(epochs=2, checkpoint_every=3, decay_epochs=(1,), lr_head=3e-3, log_every=100)
     full = train_loop(micro(), cfg, dataset, tmp_path / "full", label_counts=np.arange(1, 19), log=lambda m: None)
-    assert len(full.history) == 8 and full.history[-1]["lr_head"] == pytest.approx(3e-4)   # 4 steps per epoch, decayed
+    assert len(full.history) == 8 and full.history[-1]["lr_head"] == pytest.approx(3e-4)  # 4 steps per epoch, decayed
     # "killed" after step 3: only the step-3 checkpoint survives, then a new process resumes
-    train_loop(micro(), TrainConfig(**{**cfg.__dict__, "max_steps": 3}), dataset, tmp_path / "cut", np.arange(1, 19),
-               log=lambda m: None)
+    train_loop(
+        micro(),
+        TrainConfig(**{**cfg.__dict__, "max_steps": 3}),
+        dataset,
+        tmp_path / "cut",
+        np.arange(1, 19),
+        log=lambda m: None,
+    )
     assert latest_checkpoint(tmp_path / "cut").name == "step-00000003.pt"
     logs = []
     resumed = train_loop(micro(), cfg, dataset, tmp_path / "cut", np.arange(1, 19), log=logs.append)
@@ -58,7 +65,7 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(dataset, tmp_path
     whole = train_loop(micro(), cfg, dataset, tmp_path / "a", log=lambda m: None)
     train_loop(micro(), cfg, dataset, tmp_path / "b", log=lambda m: None)
     newest = latest_checkpoint(tmp_path / "b")
-    newest.write_bytes(newest.read_bytes()[:1000])    # a crash in the middle of writing it
+    newest.write_bytes(newest.read_bytes()[:1000])  # a crash in the middle of writing it
     logs = []
     again = train_loop(micro(), cfg, dataset, tmp_path / "b", log=logs.append)
     assert any("skipping unreadable checkpoint" in m for m in logs) and any("at step 1" in m for m in logs)
@@ -72,8 +79,9 @@ def test_a_pretrained_backbone_loads_and_a_checkpoint_needs_no_hub(tmp_path):
     from ops.model.network import EasyOcc
 
     torch.manual_seed(1)
-    saved = ResNetModel(ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],
-                                     layer_type="basic"))
+    saved = ResNetModel(
+        ResNetConfig(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic")
+    )
     saved.save_pretrained(tmp_path / "resnet18")
     cfg = micro(depth=18, pretrained=str(tmp_path / "resnet18"), widths=(), blocks=())
     model = EasyOcc(cfg)
@@ -86,7 +94,9 @@ def test_a_pretrained_backbone_loads_and_a_checkpoint_needs_no_hub(tmp_path):
     # a checkpoint of it loads with the weights gone from disk (no hub, no folder needed)
     import json
 
-    torch.save({"model": model.state_dict(), "config": json.loads(cfg.to_json()), "step": 0}, tmp_path / "step-00000000.pt")
+    torch.save(
+        {"model": model.state_dict(), "config": json.loads(cfg.to_json()), "step": 0}, tmp_path / "step-00000000.pt"
+    )
     shutil.rmtree(tmp_path / "resnet18")
     loaded, _ = load_model(tmp_path / "step-00000000.pt")
     for a, b in zip(loaded.state_dict().values(), model.state_dict().values()):
@@ -103,7 +113,9 @@ def test_bad_input_is_named(small_world, small_nusc, tmp_path):
     with pytest.raises(KeyError, match=f"1 of {len(kfs)} keyframes have no label.*scene-0061/{kfs[1].token}"):
         OccDataset(root, kfs, (64, 128), PseudoLabels.from_occ3d(gts))
     labels = PseudoLabels.from_occ3d(gts)
-    assert labels.missing([("scene-0061", kfs[1].token), ("scene-0061", kfs[0].token)]) == [f"scene-0061/{kfs[1].token}"]
+    assert labels.missing([("scene-0061", kfs[1].token), ("scene-0061", kfs[0].token)]) == [
+        f"scene-0061/{kfs[1].token}"
+    ]
     assert labels.counts([("scene-0061", kfs[0].token)]).sum() == labels.counts(kfs[:1]).sum() > 0
     # labels missing for a whole scene in the Zarr store
     with pytest.raises(KeyError, match="no label"):
@@ -129,10 +141,16 @@ def test_ray_train_with_two_workers_matches_its_checkpoints(dataset, tmp_path):
 
     cfg = TrainConfig(max_steps=2, checkpoint_every=1, workers=2, log_every=1)
     state = train(micro(), cfg, lambda: dataset, tmp_path, np.arange(1, 19), log=lambda m: None)
-    assert state.step == 2 and len(state.history) == 2     # 4 samples, 2 per step: 2 steps per epoch
+    assert state.step == 2 and len(state.history) == 2  # 4 samples, 2 per step: 2 steps per epoch
     assert [p.name for p in sorted(tmp_path.glob("step-*.pt"))] == ["step-00000001.pt", "step-00000002.pt"]
-    more = train(micro(), TrainConfig(**{**cfg.__dict__, "max_steps": 3}), lambda: dataset, tmp_path, np.arange(1, 19),
-                 log=lambda m: None)
+    more = train(
+        micro(),
+        TrainConfig(**{**cfg.__dict__, "max_steps": 3}),
+        lambda: dataset,
+        tmp_path,
+        np.arange(1, 19),
+        log=lambda m: None,
+    )
     assert more.step == 3 and [h["loss"] for h in more.history[:2]] == [h["loss"] for h in state.history]
 
 

@@ -1,9 +1,20 @@
 """The perception interfaces: input checks with errors naming the image, output checks, the registry."""
+
 import numpy as np
 import pytest
 
-from ops.perception import (DepthEstimator, ImageBatch, PerceptionError, Segmenter, build_depth, build_segmenter,
-                            depth_names, register_depth, register_segmenter, segmenter_names)
+from ops.perception import (
+    DepthEstimator,
+    ImageBatch,
+    PerceptionError,
+    Segmenter,
+    build_depth,
+    build_segmenter,
+    depth_names,
+    register_depth,
+    register_segmenter,
+    segmenter_names,
+)
 
 K = np.array([[100.0, 0, 40], [0, 100.0, 30], [0, 0, 1]])
 
@@ -17,13 +28,16 @@ def test_batch_takes_sizes_from_images():
     assert b.sizes == [(60, 80), (60, 80)] and len(b) == 2
 
 
-@pytest.mark.parametrize("img, what", [
-    (np.zeros((60, 80), np.uint8), "grayscale"),
-    (np.zeros((60, 80, 1), np.uint8), "grayscale"),
-    (np.zeros((60, 80, 4), np.uint8), "not RGB"),
-    (np.zeros((60, 80, 3), np.float32), "dtype float32"),
-    ([[0]], "numpy array"),
-])
+@pytest.mark.parametrize(
+    "img, what",
+    [
+        (np.zeros((60, 80), np.uint8), "grayscale"),
+        (np.zeros((60, 80, 1), np.uint8), "grayscale"),
+        (np.zeros((60, 80, 4), np.uint8), "not RGB"),
+        (np.zeros((60, 80, 3), np.float32), "dtype float32"),
+        ([[0]], "numpy array"),
+    ],
+)
 def test_bad_images_name_the_file(img, what):
     with pytest.raises(PerceptionError, match=rf"cam/x\.jpg.*{what}"):
         ImageBatch(["cam/x.jpg"], [K], [img])
@@ -95,18 +109,22 @@ def test_registry_builds_by_name_and_lists_names():
         build_depth("test_wrong")
 
 
-@pytest.mark.parametrize("kind,name", [("segmenter", n) for n in segmenter_names()] + [("depth", n) for n in depth_names()])
+@pytest.mark.parametrize(
+    "kind,name", [("segmenter", n) for n in segmenter_names()] + [("depth", n) for n in depth_names()]
+)
 def test_every_backend_rejects_an_unknown_option_naming_it_and_the_accepted_ones(kind, name):
     """Checked before anything is built (no weights needed): a typo in EASYOCC_*_OPTIONS fails at once."""
     from ops.perception.base import accepted_options, build_depth, build_segmenter, check_options
 
     build = build_segmenter if kind == "segmenter" else build_depth
-    with pytest.raises(ValueError, match=rf"{kind} backend '{name}': unknown option\(s\) batch_szie; it accepts ") as err:
+    with pytest.raises(
+        ValueError, match=rf"{kind} backend '{name}': unknown option\(s\) batch_szie; it accepts "
+    ) as err:
         build(name, batch_szie=2)
     accepted = accepted_options(_builder(kind, name))
     assert str(err.value).endswith(", ".join(accepted))
     assert accepted and "device" in accepted or name == "simulated"
-    check_options(kind, name, {accepted[0]: None})      # an accepted one passes the check
+    check_options(kind, name, {accepted[0]: None})  # an accepted one passes the check
 
 
 def _builder(kind, name):
@@ -139,4 +157,4 @@ def test_a_user_backend_without_declared_options_takes_any(tmp_path):
         return Target(None, **options)
 
     assert accepted_options(open_builder) is None
-    assert accepted_options(declared) == ["a", "threshold"]    # the target's keyword-only ones, not `model`
+    assert accepted_options(declared) == ["a", "threshold"]  # the target's keyword-only ones, not `model`

@@ -2,6 +2,7 @@
 CAM_BACK intrinsics (fx about 1266 and 809 px at 1600 x 900, here at a tenth of that). A backend that
 uses the focal length (Metric3D, DepthPro, and Depth Anything V2 / ZoeDepth with `focal_reference`)
 must return depths in the ratio of the two focal lengths; one that does not, the same depth twice."""
+
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ from tests.ops.perception.test_metric3d import HUBCONF
 from tests.support.random_models import depth_model
 
 H, W = 90, 160
-FX_FRONT, FX_BACK = 1266.4 / 10, 809.2 / 10        # nuScenes' CAM_FRONT and CAM_BACK, at 160 x 90
+FX_FRONT, FX_BACK = 1266.4 / 10, 809.2 / 10  # nuScenes' CAM_FRONT and CAM_BACK, at 160 x 90
 
 
 def K(fx):
@@ -39,7 +40,7 @@ def test_metric3d_scales_by_each_cameras_focal_length(metric3d):
 
 def test_depth_pro_scales_by_each_cameras_focal_length():
     front, back = two_cameras(HFDepth(depth_model("depth_pro"), "depth_pro", input_size=SMALL_INPUT["depth_pro"]))
-    free = (front < 0.999e4) & (back < 0.999e4) & (back > 1.001e-4)      # the random network's far pixels clamp
+    free = (front < 0.999e4) & (back < 0.999e4) & (back > 1.001e-4)  # the random network's far pixels clamp
     assert free.mean() > 0.9
     np.testing.assert_allclose(back[free] / front[free], FX_BACK / FX_FRONT, rtol=1e-3)
     with pytest.raises(ValueError, match="does not apply to depth_pro"):
@@ -50,7 +51,7 @@ def test_depth_pro_scales_by_each_cameras_focal_length():
 def test_appearance_only_models_follow_the_focal_length_only_when_asked(kind):
     plain = HFDepth(depth_model(kind), kind, input_size=SMALL_INPUT[kind])
     front, back = two_cameras(plain)
-    np.testing.assert_allclose(back, front, rtol=1e-6)            # blind to the intrinsics
+    np.testing.assert_allclose(back, front, rtol=1e-6)  # blind to the intrinsics
     corrected = HFDepth(plain.model, kind, input_size=SMALL_INPUT[kind], focal_reference=50.0)
     c_front, c_back = two_cameras(corrected)
     np.testing.assert_allclose(c_back / c_front, FX_BACK / FX_FRONT, rtol=1e-5)
@@ -63,7 +64,7 @@ def test_the_correction_is_the_focal_length_at_the_input_over_the_reference():
     scale = size[1] / W
     est = HFDepth(net, "depth_anything_v2", input_size=126, focal_reference=FX_FRONT * scale)
     front, back = two_cameras(est)
-    np.testing.assert_allclose(front, 17.0, rtol=1e-5)               # the reference camera itself: unchanged
+    np.testing.assert_allclose(front, 17.0, rtol=1e-5)  # the reference camera itself: unchanged
     np.testing.assert_allclose(back, 17.0 * FX_BACK / FX_FRONT, rtol=1e-5)
     named = HFDepth(net, "depth_anything_v2", focal_reference="vkitti2")
     f_in = FX_FRONT * da_input_size(H, W)[1] / W
@@ -90,7 +91,7 @@ def test_depth_pro_clamps_after_scaling():
     """Its own post-processing clamps the metric inverse depth to [1e-4, 1e4], after scaling by W / fx."""
     far = HFDepth(Constant(1e-6), "depth_pro", input_size=64)
     d = far(ImageBatch(["far.jpg"], [K(FX_FRONT)], [np.zeros((H, W, 3), np.uint8)]))[0]
-    np.testing.assert_allclose(d, 1e4, rtol=1e-5)     # clamping the canonical value first gave fx / (W 1e-4) = 7,915 m
+    np.testing.assert_allclose(d, 1e4, rtol=1e-5)  # clamping the canonical value first gave fx / (W 1e-4) = 7,915 m
     near = HFDepth(Constant(0.5), "depth_pro", input_size=64)
     d = near(ImageBatch(["near.jpg"], [K(FX_FRONT)], [np.zeros((H, W, 3), np.uint8)]))[0]
     np.testing.assert_allclose(d, FX_FRONT / (W * 0.5), rtol=1e-5)

@@ -1,4 +1,5 @@
 """The adapters in half precision on a GPU (runs where torch sees CUDA; skipped elsewhere)."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,9 @@ K = np.array([[100.0, 0, 80], [0, 100, 45], [0, 0, 1]])
 
 def batch(n=2):
     rng = np.random.default_rng(0)
-    return ImageBatch([f"i{j}" for j in range(n)], [K] * n, [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(n)])
+    return ImageBatch(
+        [f"i{j}" for j in range(n)], [K] * n, [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(n)]
+    )
 
 
 def test_grounded_sam_fp16_on_the_gpu():

@@ -1,5 +1,6 @@
 """Grounded-SAM adapter end to end with tiny random GroundingDINO and SAM (offline), and its detection
 rules on hand-made detector outputs."""
+
 import types
 
 import numpy as np
@@ -33,14 +34,14 @@ def batch(imgs):
 def test_end_to_end_shapes_classes_and_batching(models):
     (d, dp), (s, sp) = models
     seg = GroundedSAM(d, dp, s, sp, box_threshold=0.0, text_threshold=0.0, batch_size=3)
-    assert len(seg.chunks) == 1                                  # 41 phrases, one query
+    assert len(seg.chunks) == 1  # 41 phrases, one query
     imgs = images(3)
     out = seg(batch(imgs))
     allowed = set(Vocabulary.default().classes) | {UNOBSERVED}
     for o in out:
         assert o.shape == (90, 160) and o.dtype == np.uint8
         assert set(np.unique(o).tolist()) <= allowed
-    assert len(np.unique(np.concatenate(out))) > 2               # masks of several classes were painted
+    assert len(np.unique(np.concatenate(out))) > 2  # masks of several classes were painted
     singles = GroundedSAM(d, dp, s, sp, box_threshold=0.0, text_threshold=0.0, batch_size=1)
     for img, o in zip(imgs, out):
         np.testing.assert_array_equal(singles(batch([img]))[0], o)  # a batch of N equals N singles
@@ -62,7 +63,7 @@ def test_long_vocabularies_are_split_into_as_few_queries_as_fit(models):
         assert len(ids) <= 24
         assert [tok.decode(ids[a:b]) for a, b in spans] == [seg.vocab.phrases[i] for i in chunk]
     out = seg(batch(images(2)))
-    assert len(calls) == len(seg.chunks)                         # one pass per query, all images together
+    assert len(calls) == len(seg.chunks)  # one pass per query, all images together
     assert all(o.shape == (90, 160) for o in out)
 
 
@@ -87,20 +88,23 @@ def test_detection_rules_on_hand_made_logits(models):
     assert text == "car . traffic light . sky ." and spans == [(1, 2), (3, 5), (6, 7)]
     big, low = 10.0, -10.0
     logits = torch.full((1, 5, 16), low)
-    logits[0, 0, 1] = big                      # query 0: car, p = 1
-    logits[0, 1, 3] = logits[0, 1, 4] = 2.0    # query 1: traffic light, both words agree (p = 0.88)
-    logits[0, 2, 3] = 2.0                      # query 2: only "traffic": score 0.88 but mean 0.44 < text threshold 0.5
-    logits[0, 3, 6] = 0.0                      # query 3: sky at p = 0.5, below the box threshold 0.6
-    logits[0, 4, 1] = 1.0                      # query 4: car again, p = 0.73, overlaps query 0 -> suppressed
-    boxes = torch.tensor([[[0.25, 0.5, 0.5, 1.0], [0.75, 0.5, 0.5, 1.0], [0.5, 0.5, 1, 1], [0.5, 0.5, 1, 1],
-                           [0.26, 0.5, 0.5, 1.0]]])
+    logits[0, 0, 1] = big  # query 0: car, p = 1
+    logits[0, 1, 3] = logits[0, 1, 4] = 2.0  # query 1: traffic light, both words agree (p = 0.88)
+    logits[0, 2, 3] = 2.0  # query 2: only "traffic": score 0.88 but mean 0.44 < text threshold 0.5
+    logits[0, 3, 6] = 0.0  # query 3: sky at p = 0.5, below the box threshold 0.6
+    logits[0, 4, 1] = 1.0  # query 4: car again, p = 0.73, overlaps query 0 -> suppressed
+    boxes = torch.tensor(
+        [[[0.25, 0.5, 0.5, 1.0], [0.75, 0.5, 0.5, 1.0], [0.5, 0.5, 1, 1], [0.5, 0.5, 1, 1], [0.26, 0.5, 0.5, 1.0]]]
+    )
     seg = GroundedSAM(FakeDetector(logits, boxes), dp, s, sp, vocab, box_threshold=0.6, text_threshold=0.5, nms_iou=0.5)
-    (scores, classes, xyxy), = seg.detect(images(1))
+    ((scores, classes, xyxy),) = seg.detect(images(1))
     assert classes.tolist() == [CLASS_ID["car"], CLASS_ID["manmade"]]
     np.testing.assert_allclose(scores.numpy(), torch.sigmoid(torch.tensor([big, 2.0])).numpy(), rtol=1e-6)
     np.testing.assert_allclose(xyxy.numpy(), [[0, 0, 80, 90], [80, 0, 160, 90]], atol=1e-4)
     # without suppression the second car stays, listed after the better one
-    seg2 = GroundedSAM(FakeDetector(logits, boxes), dp, s, sp, vocab, box_threshold=0.6, text_threshold=0.5, nms_iou=None)
+    seg2 = GroundedSAM(
+        FakeDetector(logits, boxes), dp, s, sp, vocab, box_threshold=0.6, text_threshold=0.5, nms_iou=None
+    )
     assert seg2.detect(images(1))[0][1].tolist() == [CLASS_ID["car"], CLASS_ID["manmade"], CLASS_ID["car"]]
     # a sky detection maps to free
     logits[0, 3, 6] = big
@@ -121,9 +125,14 @@ def test_loads_saved_checkpoints_and_names_missing_ones(models, tmp_path):
     dp.save_pretrained(tmp_path / "gd")
     s.save_pretrained(tmp_path / "sam")
     sp.save_pretrained(tmp_path / "sam")
-    seg = build_segmenter("grounded_sam", detector=str(tmp_path / "gd"), sam=str(tmp_path / "sam"),
-                          vocabulary={"car": ["car", "sedan"], "driveable_surface": "road"}, box_threshold=0.0,
-                          text_threshold=0.0)
+    seg = build_segmenter(
+        "grounded_sam",
+        detector=str(tmp_path / "gd"),
+        sam=str(tmp_path / "sam"),
+        vocabulary={"car": ["car", "sedan"], "driveable_surface": "road"},
+        box_threshold=0.0,
+        text_threshold=0.0,
+    )
     out = seg(batch(images(1)))[0]
     assert set(np.unique(out).tolist()) <= {CLASS_ID["car"], CLASS_ID["driveable_surface"], UNOBSERVED}
     with pytest.raises(CheckpointError, match="no checkpoint at .*nowhere"):

@@ -1,5 +1,6 @@
 """The perception stages of the store: a scene's fingerprint follows its inputs, the backend and its
 options; the stats of a run summarise the maps it stored (class histogram or depth coverage)."""
+
 import numpy as np
 
 from ops.perception.maps import DEPTH, SEMANTICS, MapStats, map_fingerprint
@@ -12,7 +13,7 @@ def test_fingerprint_follows_inputs_backend_and_options():
     assert map_fingerprint(SEMANTICS, sim, "inputs-1") == base
     assert map_fingerprint(SEMANTICS, sim, "inputs-2") != base
     assert map_fingerprint(SEMANTICS, BackendSpec("simulated", {"preset": "perfect"}), "inputs-1") != base
-    assert map_fingerprint(DEPTH, sim, "inputs-1") != base          # another dtype and role
+    assert map_fingerprint(DEPTH, sim, "inputs-1") != base  # another dtype and role
 
 
 def test_the_class_maps_fingerprint_does_not_cover_the_depth_storage_code():
@@ -50,7 +51,13 @@ class _Cluster:
 
 
 def test_the_served_backlog_is_a_few_batches_per_actor_never_the_scene_count():
-    from ops.perception.maps import SERVED_BACKLOG_FLOOR, SERVED_BATCHES_AHEAD, MapStage, image_bytes, served_backlog_bytes
+    from ops.perception.maps import (
+        SERVED_BACKLOG_FLOOR,
+        SERVED_BATCHES_AHEAD,
+        MapStage,
+        image_bytes,
+        served_backlog_bytes,
+    )
     from ops.perception.serving import BackendSpec, RaySettings
     from ops.storage.map_encoding import DepthEncoding
 
@@ -61,7 +68,7 @@ def test_the_served_backlog_is_a_few_batches_per_actor_never_the_scene_count():
     assert image_bytes([sem], (900, 1600)) == 2 * one
     assert image_bytes([dep], (900, 1600)) == 450 * 800 * 3
     assert image_bytes([sem, dep], (900, 1600)) == 2 * one + 450 * 800 * 3
-    assert image_bytes([MapStage(DEPTH, None, BackendSpec("x"))], (900, 1600)) == 5 * one   # float32 at full size
+    assert image_bytes([MapStage(DEPTH, None, BackendSpec("x"))], (900, 1600)) == 5 * one  # float32 at full size
     # small maps: the floor, whatever the number of scenes
     small = image_bytes([sem, dep], (90, 160))
     assert served_backlog_bytes(small, RaySettings(), cpus, 10) == SERVED_BACKLOG_FLOOR
@@ -89,11 +96,11 @@ def test_the_backlog_bound_applies_to_the_pass_made_under_it_and_is_put_back(tmp
     im = ImageRecord("CAM_FRONT", "samples/CAM_FRONT/a.jpg", 0, 1600, 900, np.eye(3), np.eye(4), np.eye(4))
     path = tmp_path / "scene.json"
     write_keyframes(path, [KeyframeRecord("scene-1", "tok", 0, np.eye(4), [im])])
-    stages = [MapStage(DEPTH, None, BackendSpec("x"))]          # float32 at full size: 5 bytes a pixel with its confidence
+    stages = [MapStage(DEPTH, None, BackendSpec("x"))]  # float32 at full size: 5 bytes a pixel with its confidence
     options = ray.data.DataContext.get_current().execution_options
     before = options.resource_limits
     unlimited = before.object_store_memory
-    assert _bound_backlog(stages, RaySettings(), [])() is None                      # nothing served: nothing set
+    assert _bound_backlog(stages, RaySettings(), [])() is None  # nothing served: nothing set
     assert options.resource_limits.object_store_memory == unlimited
     restore = _bound_backlog(stages, RaySettings(), [str(path)] * 5)
     want = SERVED_BATCHES_AHEAD * 2 * 6 * 900 * 1600 * 5

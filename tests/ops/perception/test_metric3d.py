@@ -1,5 +1,6 @@
 """Metric3D's canonical-camera transform, checked exactly with a stand-in torch.hub repository whose
 network returns a known canonical depth (20 m inside the image, 999 m in the padding)."""
+
 import urllib.error
 
 import numpy as np
@@ -61,16 +62,16 @@ def test_canonical_transform_exactly(hub):
         scale = min(616 / h, 1064 / w)
         assert o.shape == (h, w) and o.dtype == np.float32
         np.testing.assert_allclose(o, min(20 * k[0, 0] * scale / 1000, 300.0), rtol=1e-6)  # no padding leaks in
-    assert out[2].max() == 300.0                                   # clamped to 300 m
-    for c, img in zip(conf, imgs):                                 # the network's confidence, cut and resized alike
-        assert c.shape == img.shape[:2] and c.dtype == np.uint8 and (c == 153).all()   # 0.6 x 255
+    assert out[2].max() == 300.0  # clamped to 300 m
+    for c, img in zip(conf, imgs):  # the network's confidence, cut and resized alike
+        assert c.shape == img.shape[:2] and c.dtype == np.uint8 and (c == 153).all()  # 0.6 x 255
     seen = est.model.seen
     assert [tuple(x.shape) for x in seen] == [(2, 3, 616, 1064), (1, 3, 616, 1064)]
     x = seen[0][0]
-    assert (x[:, :9] == 0).all() and (x[:, 9 + 598:] == 0).all()    # mean-colour padding normalises to 0
+    assert (x[:, :9] == 0).all() and (x[:, 9 + 598 :] == 0).all()  # mean-colour padding normalises to 0
     np.testing.assert_allclose(x[:, 9:607, :].mean(dim=(1, 2)), -np.array(MEAN) / np.array(STD), rtol=1e-5)
     y = seen[0][1]
-    assert (y[:, :, :309] == 0).all() and (y[:, :, 309 + 445:] == 0).all() and (y[:, :, 309:754] != 0).all()
+    assert (y[:, :, :309] == 0).all() and (y[:, :, 309 + 445 :] == 0).all() and (y[:, :, 309:754] != 0).all()
 
 
 def test_canonical_input_of_a_real_size_image():
@@ -105,8 +106,12 @@ def test_missing_code_weights_or_hub_are_clear_errors(hub, tmp_path, monkeypatch
 
     def offline(*args, **kwargs):  # what torch.hub does without a network
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(torch.hub, "load", offline)
-    with pytest.raises(CheckpointError, match="could not load metric3d_vit_giant2 from 'yvanyin/metric3d'.*URLError.*repo=DIR weights=FILE"):
+    with pytest.raises(
+        CheckpointError,
+        match="could not load metric3d_vit_giant2 from 'yvanyin/metric3d'.*URLError.*repo=DIR weights=FILE",
+    ):
         build_depth("metric3d")
 
 
@@ -128,10 +133,10 @@ def test_a_weights_file_that_would_run_code_is_refused(hub, tmp_path, capsys):
 def test_a_network_without_confidence_gives_none(hub):
     est = build_depth("metric3d", repo=str(hub), variant="vit_small")
     inference = est.model.inference
-    est.model.inference = lambda data: inference(data)[0]          # depth alone, no tuple
+    est.model.inference = lambda data: inference(data)[0]  # depth alone, no tuple
     img = np.zeros((45, 80, 3), np.uint8)
     depth, conf = est.scored(ImageBatch(["a.jpg"], [K(60.0, 80, 45)], [img]))
     assert conf is None and depth[0].shape == (45, 80)
-    est.model.inference = lambda data: (inference(data)[0], torch.ones(1, 1, 3, 3), {})   # a confidence of another size
+    est.model.inference = lambda data: (inference(data)[0], torch.ones(1, 1, 3, 3), {})  # a confidence of another size
     with pytest.raises(RuntimeError, match="confidence of .*beside depth of"):
         est.scored(ImageBatch(["a.jpg"], [K(60.0, 80, 45)], [img]))

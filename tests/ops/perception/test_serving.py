@@ -1,5 +1,6 @@
 """Perception served by a local Ray (Ray Data actor pool): the same maps as in-process, for the simulated
 backends and for real adapters (tiny random Grounded-SAM, Metric3D through a stand-in hub repo)."""
+
 import re
 import shutil
 
@@ -10,7 +11,7 @@ from ops.data.keyframes import scene_keyframes
 from ops.perception.runner import KeyframePerception, simulated_perception
 from ops.perception.serving import BackendSpec, PerceptionServingError, RaySettings, run_perception, serve
 
-pytestmark = pytest.mark.slow   # make test-fast leaves it out; make test and CI run it
+pytestmark = pytest.mark.slow  # make test-fast leaves it out; make test and CI run it
 
 SETTINGS = RaySettings(local_cpus=2, num_actors=2, batch_size=4)
 
@@ -53,9 +54,13 @@ def real_specs(tmp_path_factory):
         obj.save_pretrained(path / where)
     (path / "metric3d").mkdir()
     (path / "metric3d" / "hubconf.py").write_text(HUBCONF)
-    return (BackendSpec("grounded_sam", dict(detector=str(path / "gd"), sam=str(path / "sam"), box_threshold=0.0,
-                                             text_threshold=0.0)),
-            BackendSpec("metric3d", dict(repo=str(path / "metric3d"), variant="vit_small")))
+    return (
+        BackendSpec(
+            "grounded_sam",
+            dict(detector=str(path / "gd"), sam=str(path / "sam"), box_threshold=0.0, text_threshold=0.0),
+        ),
+        BackendSpec("metric3d", dict(repo=str(path / "metric3d"), variant="vit_small")),
+    )
 
 
 def test_real_adapters_on_ray(ray_local, small_world, keyframes, real_specs):
@@ -65,11 +70,13 @@ def test_real_adapters_on_ray(ray_local, small_world, keyframes, real_specs):
     seg, dep = real_specs
     images = keyframes[0].images
     res = run_perception(root, images, seg, dep, SETTINGS)
-    local = KeyframePerception(build_segmenter(seg.name, **seg.options), build_depth(dep.name, **dep.options), root)(keyframes[0])
+    local = KeyframePerception(build_segmenter(seg.name, **seg.options), build_depth(dep.name, **dep.options), root)(
+        keyframes[0]
+    )
     for im, (depth, sem, *_) in zip(images, local):
         r = res[im.filename]
         assert r["semantics"].dtype == np.uint8 and r["semantics"].shape == (im.height, im.width)
-        assert (r["semantics"] == sem).mean() > 0.99       # same models, other threads: ties may break otherwise
+        assert (r["semantics"] == sem).mean() > 0.99  # same models, other threads: ties may break otherwise
         np.testing.assert_allclose(r["depth"], depth, rtol=1e-5)
 
 
@@ -79,15 +86,20 @@ def test_a_missing_image_fails_naming_it(ray_local, small_world, keyframes, real
     shutil.copytree(root, copy)
     im = keyframes[0].images[2]
     (copy / im.filename).unlink()
-    with pytest.raises(PerceptionServingError, match=f"failed for 1 of 6 images: {re.escape(im.filename)}: "
-                                                     f"FileNotFoundError: image .* is missing"):
+    with pytest.raises(
+        PerceptionServingError,
+        match=f"failed for 1 of 6 images: {re.escape(im.filename)}: FileNotFoundError: image .* is missing",
+    ):
         run_perception(copy, keyframes[0].images, None, real_specs[1], SETTINGS)
     rows = {r["name"]: r for r in serve(copy, keyframes[0].images, None, real_specs[1], SETTINGS)}
-    assert [n for n, r in rows.items() if r["error"]] == [im.filename]          # the other five went through
+    assert [n for n, r in rows.items() if r["error"]] == [im.filename]  # the other five went through
     assert all(r["depth"].shape == (90, 160) and r["depth"].max() > 0 for n, r in rows.items() if n != im.filename)
     broken = BackendSpec("metric3d", {"repo": str(tmp_path / "nowhere")})
-    with pytest.raises(PerceptionServingError, match="failed for 6 of 6 images: .*building the depth backend "
-                                                     "'metric3d' failed: CheckpointError: metric3d: no hubconf.py"):
+    with pytest.raises(
+        PerceptionServingError,
+        match="failed for 6 of 6 images: .*building the depth backend "
+        "'metric3d' failed: CheckpointError: metric3d: no hubconf.py",
+    ):
         run_perception(root, keyframes[0].images, None, broken, SETTINGS)
 
 
@@ -102,15 +114,22 @@ def test_an_error_in_one_image_of_a_batch_lands_on_that_image(small_world, keyfr
     shutil.copytree(root, copy)
     images = keyframes[0].images
     by_channel = {im.channel: im for im in images}
-    nan_file, cut_file = truth_file(copy, by_channel["CAM_FRONT_LEFT"].filename), truth_file(copy, by_channel["CAM_BACK"].filename)
+    nan_file, cut_file = (
+        truth_file(copy, by_channel["CAM_FRONT_LEFT"].filename),
+        truth_file(copy, by_channel["CAM_BACK"].filename),
+    )
     with np.load(nan_file) as f:
         depth, sem = f["depth"].copy(), f["semantics"]
     depth[5, 7] = np.nan
     np.savez(nan_file, depth=depth, semantics=sem)
     cut_file.write_bytes(cut_file.read_bytes()[:64])
     actor = PerceptionActor(str(copy), BackendSpec("simulated"), BackendSpec("simulated"))
-    rows = {"name": np.array([im.filename for im in images]), "height": np.array([im.height for im in images]),
-            "width": np.array([im.width for im in images]), "K": np.stack([np.asarray(im.K).reshape(9) for im in images])}
+    rows = {
+        "name": np.array([im.filename for im in images]),
+        "height": np.array([im.height for im in images]),
+        "width": np.array([im.width for im in images]),
+        "K": np.stack([np.asarray(im.K).reshape(9) for im in images]),
+    }
     out = actor(rows)
     errors = dict(zip(out["name"], out["error"]))
     assert str(nan_file) in errors[by_channel["CAM_FRONT_LEFT"].filename]
@@ -164,22 +183,29 @@ def test_one_read_serves_both_backends_and_each_fails_on_its_own(small_world, ke
     actor = PerceptionActor(str(root), seg, dep)
     bad = images[2].filename
     segment = actor.backends["segmenter"].segment_scored
-    monkeypatch.setattr(actor.backends["segmenter"], "segment_scored",
-                        lambda b: (_ for _ in ()).throw(RuntimeError("segmenter broke")) if bad in b.names else segment(b))
-    rows = {"name": np.array([im.filename for im in images]), "height": np.array([im.height for im in images]),
-            "width": np.array([im.width for im in images]), "K": np.stack([np.asarray(im.K).reshape(9) for im in images])}
+    monkeypatch.setattr(
+        actor.backends["segmenter"],
+        "segment_scored",
+        lambda b: (_ for _ in ()).throw(RuntimeError("segmenter broke")) if bad in b.names else segment(b),
+    )
+    rows = {
+        "name": np.array([im.filename for im in images]),
+        "height": np.array([im.height for im in images]),
+        "width": np.array([im.width for im in images]),
+        "K": np.stack([np.asarray(im.K).reshape(9) for im in images]),
+    }
     out = actor(rows)
-    assert sorted(reads) == sorted(im.filename for im in images)           # each image decoded once, for both
+    assert sorted(reads) == sorted(im.filename for im in images)  # each image decoded once, for both
     i = [im.filename for im in images].index(bad)
     assert out["semantics_error"][i] == "RuntimeError: segmenter broke" and out["semantics"][i].size == 0
-    assert out["depth_error"][i] == "" and out["depth"][i].shape == (90, 160)     # its depth stands
+    assert out["depth_error"][i] == "" and out["depth"][i].shape == (90, 160)  # its depth stands
     assert out["error"][i] == "segmenter: RuntimeError: segmenter broke"
     local = simulated_perception(root, "realistic")(keyframes[0])
     for k, (d, s, sc, dc) in enumerate(local):
         if k != i:
             np.testing.assert_array_equal(out["semantics"][k], s)
             np.testing.assert_array_equal(out["semantics_confidence"][k], sc)
-            assert out["error"][k] == "" and out["depth_confidence"][k].size == 0   # Depth Anything gives none
+            assert out["error"][k] == "" and out["depth_confidence"][k].size == 0  # Depth Anything gives none
 
 
 def _tiny_depth_anything(tmp_path) -> dict:
@@ -214,7 +240,7 @@ def test_scenes_ask_only_for_the_maps_they_need_and_depth_comes_stored(ray_local
             np.testing.assert_array_equal(r["depth"], cm2.encode(d))
             np.testing.assert_array_equal(r["depth_confidence"], cm2.keep(dc))
             assert r["depth"].shape == (45, 80) and r["depth"].dtype == np.uint16
-            if scene == a:                                   # depth only: no class map made
+            if scene == a:  # depth only: no class map made
                 assert "semantics" not in r and "semantics_confidence" not in r
             else:
                 np.testing.assert_array_equal(r["semantics"], s)
@@ -224,7 +250,11 @@ def test_scenes_ask_only_for_the_maps_they_need_and_depth_comes_stored(ray_local
 def test_which_backends_share_a_pass():
     from ops.perception.serving import share_a_pass
 
-    sim, gpu, cpu = BackendSpec("simulated"), BackendSpec("metric3d", {"device": "cuda:1"}), BackendSpec("x", {"device": "cpu"})
+    sim, gpu, cpu = (
+        BackendSpec("simulated"),
+        BackendSpec("metric3d", {"device": "cuda:1"}),
+        BackendSpec("x", {"device": "cpu"}),
+    )
     assert share_a_pass(sim, gpu) and share_a_pass(gpu, BackendSpec("y", {"device": "cuda"}))
     assert share_a_pass(BackendSpec("y", {"device": "auto"}), cpu)
     assert not share_a_pass(cpu, gpu)
@@ -237,10 +267,17 @@ def test_a_backend_that_cannot_be_built_fails_its_own_maps_only(small_world, key
 
     root, _ = small_world
     images = keyframes[0].images
-    actor = PerceptionActor(str(root), BackendSpec("grounded_sam", {"detector": str(tmp_path / "nothing")}),
-                            BackendSpec("simulated"))
-    rows = {"name": np.array([im.filename for im in images]), "height": np.array([im.height for im in images]),
-            "width": np.array([im.width for im in images]), "K": np.stack([np.asarray(im.K).reshape(9) for im in images])}
+    actor = PerceptionActor(
+        str(root), BackendSpec("grounded_sam", {"detector": str(tmp_path / "nothing")}), BackendSpec("simulated")
+    )
+    rows = {
+        "name": np.array([im.filename for im in images]),
+        "height": np.array([im.height for im in images]),
+        "width": np.array([im.width for im in images]),
+        "K": np.stack([np.asarray(im.K).reshape(9) for im in images]),
+    }
     out = actor(rows)
-    assert all("building the segmenter backend 'grounded_sam' failed: CheckpointError" in e for e in out["semantics_error"])
+    assert all(
+        "building the segmenter backend 'grounded_sam' failed: CheckpointError" in e for e in out["semantics_error"]
+    )
     assert all(e == "" for e in out["depth_error"]) and all(d.shape == (90, 160) for d in out["depth"])

@@ -1,4 +1,5 @@
 """The segmenter's vocabulary, prompt packing and score-ordered mask merging, on hand-made detections."""
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,7 @@ def test_default_vocabulary_covers_every_named_class_and_sky():
 
 def test_packing_fills_queries_in_order_and_respects_the_limit():
     v = Vocabulary.default()
-    assert v.pack(words, 256) == [list(range(41))]          # the default fits one GroundingDINO query
+    assert v.pack(words, 256) == [list(range(41))]  # the default fits one GroundingDINO query
     for limit in (8, 13, 40):
         chunks = v.pack(words, limit)
         assert [i for c in chunks for i in c] == list(range(41))
@@ -52,16 +53,20 @@ def test_vocabulary_from_mapping_and_bad_vocabularies():
 def test_highest_score_wins_each_pixel_ties_go_to_the_first_listed():
     h, w = 4, 6
     m = np.zeros((4, h, w), bool)
-    m[0, :, :4] = True          # road, score 0.3
-    m[1, 1:3, 2:5] = True       # car, score 0.8: wins its overlap with the road
-    m[2, 0, :] = True           # sky, score 0.5
-    m[3, 0, 0] = True           # truck, score 0.5: ties with sky at (0, 0), listed later: loses
+    m[0, :, :4] = True  # road, score 0.3
+    m[1, 1:3, 2:5] = True  # car, score 0.8: wins its overlap with the road
+    m[2, 0, :] = True  # sky, score 0.5
+    m[3, 0, 0] = True  # truck, score 0.5: ties with sky at (0, 0), listed later: loses
     sem = merge_masks(m, [0.3, 0.8, 0.5, 0.5], [11, 4, FREE, 10], (h, w))
-    expect = np.array([
-        [17, 17, 17, 17, 17, 17],
-        [11, 11, 4, 4, 4, UNOBSERVED],
-        [11, 11, 4, 4, 4, UNOBSERVED],
-        [11, 11, 11, 11, UNOBSERVED, UNOBSERVED]], np.uint8)
+    expect = np.array(
+        [
+            [17, 17, 17, 17, 17, 17],
+            [11, 11, 4, 4, 4, UNOBSERVED],
+            [11, 11, 4, 4, 4, UNOBSERVED],
+            [11, 11, 11, 11, UNOBSERVED, UNOBSERVED],
+        ],
+        np.uint8,
+    )
     np.testing.assert_array_equal(sem, expect)
     # order of the detections does not matter beyond the tie rule
     perm = [1, 0, 2, 3]

@@ -1,5 +1,6 @@
 """Typed values as JSON: dataclasses with keyframe records and arrays come back equal, bit for bit,
 NaN included; what cannot be stored, or a field that does not exist, is a clear error."""
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ def test_frames_and_their_keyframe_files_round_trip_with_their_arrays(tmp_path):
     assert isinstance(got, list) and len(got) == 3 and len(back.keyframes(["scene-t"])) == 3
     before = path.stat()
     os.utime(path, (before.st_atime - 100, before.st_mtime - 100))
-    write_keyframes(path, kfs)          # the same records: the file is not rewritten, only touched (current)
+    write_keyframes(path, kfs)  # the same records: the file is not rewritten, only touched (current)
     after = path.stat()
     assert after.st_ino == before.st_ino and after.st_mtime > before.st_mtime - 100
     assert path.name == "scene-t-abcabcabcabcabca.json"
@@ -46,8 +47,8 @@ def test_stale_keyframe_files_of_a_scene_are_removed_and_nothing_else(tmp_path):
 
     kfs, _ = keyframes(1)
     current, stale, recent = (keyframes_path(tmp_path, "scene-a", fp * 16) for fp in "abc")
-    other_scene = keyframes_path(tmp_path, "scene-a-b", "d" * 16)     # a longer name sharing the prefix
-    untracked = keyframes_path(tmp_path, "scene-z", "e" * 16)         # a scene not in this walk
+    other_scene = keyframes_path(tmp_path, "scene-a-b", "d" * 16)  # a longer name sharing the prefix
+    untracked = keyframes_path(tmp_path, "scene-z", "e" * 16)  # a scene not in this walk
     for p in (current, stale, recent, other_scene, untracked):
         write_keyframes(p, kfs)
     old = time.time() - STALE_AFTER_S - 60

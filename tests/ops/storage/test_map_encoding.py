@@ -1,5 +1,6 @@
 """The stored forms of depth maps: each reads back within its step, a stride keeps exactly the pixels
 the fusion lifts at that stride, what cannot be stored becomes "no depth", and bad settings are named."""
+
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from ops.storage.map_encoding import DEPTH_ENCODINGS, DepthEncoding, decode_dept
 def depth_map(shape=(45, 81), seed=0):
     rng = np.random.default_rng(seed)
     d = rng.uniform(0.5, 90.0, shape).astype(np.float32)
-    d[0, :5] = 0.0           # sky
+    d[0, :5] = 0.0  # sky
     d[1, 0], d[1, 1], d[1, 2] = np.nan, np.inf, -3.0
     return d
 
@@ -27,7 +28,7 @@ def test_each_form_reads_back_within_its_step(name, tolerance):
     ok = np.isfinite(d) & (d > 0) & (d < 65.5 if name == "mm" else True)
     assert np.abs(back[ok] - d[ok]).max() <= tolerance + 1e-5 * 90
     if name != "float32":
-        assert (back[~ok] == 0).all()             # sky, NaN, inf, negative, beyond mm's range: no depth
+        assert (back[~ok] == 0).all()  # sky, NaN, inf, negative, beyond mm's range: no depth
 
 
 def test_float16_keeps_a_relative_step():
@@ -53,12 +54,12 @@ def test_a_stride_keeps_exactly_the_pixels_lifted_at_it(k):
     assert stored.shape == (-(-46 // k), -(-83 // k)) == enc.stored_shape(46, 83)
     back = decode_depth(stored, enc.attrs(83), d.shape)
     assert back.shape == d.shape
-    np.testing.assert_array_equal(back[::k, ::k], d[::k, ::k])               # what lift_image(stride=k) reads
+    np.testing.assert_array_equal(back[::k, ::k], d[::k, ::k])  # what lift_image(stride=k) reads
     np.testing.assert_array_equal(back[1::k, 1::k], d[::k, ::k][: back[1::k].shape[0], : back[:, 1::k].shape[1]])
 
 
 def test_auto_stride_follows_the_image_width():
-    cm = DepthEncoding("cm")                     # stride 0: auto
+    cm = DepthEncoding("cm")  # stride 0: auto
     assert cm.stride_for(320) == 1 and cm.stride_for(800) == 1 and cm.stride_for(1600) == 2
     assert cm.attrs(1600) == {"dtype": "uint16", "step_m": 0.01, "stride": 2}
     assert cm.stored_shape(900, 1600) == (450, 800)
@@ -87,4 +88,4 @@ def test_the_stored_form_is_in_the_fingerprint_and_float32_keeps_the_old_one():
     old = map_fingerprint(DEPTH, sim, "inputs")
     assert map_fingerprint(DEPTH, sim, "inputs", DepthEncoding("float32", 1)) == old
     forms = {map_fingerprint(DEPTH, sim, "inputs", DepthEncoding(n, k)) for n in DEPTH_ENCODINGS for k in (0, 1, 2)}
-    assert len(forms) == 3 * len(DEPTH_ENCODINGS) and old in forms       # each its own; float32:1 is the old one
+    assert len(forms) == 3 * len(DEPTH_ENCODINGS) and old in forms  # each its own; float32:1 is the old one

@@ -1,5 +1,6 @@
 """Occ3D-layout directories: frames listed in order, label files read with checks that name the file,
 our labels written in Occ3D's values (and not rewritten when unchanged)."""
+
 import numpy as np
 import pytest
 
@@ -53,12 +54,12 @@ def test_write_labels_in_occ3d_values_and_only_when_changed(tmp_path):
     path = FrameRef("scene-a", "tok").path(tmp_path)
     first = path.read_bytes()
     with np.load(path) as f:
-        assert sorted(f.files) == ["mask_camera", "mask_lidar", "semantics"]      # Occ3D's keys
+        assert sorted(f.files) == ["mask_camera", "mask_lidar", "semantics"]  # Occ3D's keys
         assert all(f[k].dtype == np.uint8 and f[k].shape == GRID.shape for k in f.files)
         assert f["semantics"][10, 10, 2] == 11 and (f["semantics"] != UNOBSERVED).all()
         assert f["semantics"][0, 0, 0] == FREE and f["mask_camera"].sum() == 3 and f["mask_camera"].max() == 1
-        np.testing.assert_array_equal(f["mask_lidar"], f["mask_camera"])    # no lidar: what the cameras saw
-    assert not write_labels(tmp_path, "scene-a", "tok", sem, mask)          # same bytes: not written again
+        np.testing.assert_array_equal(f["mask_lidar"], f["mask_camera"])  # no lidar: what the cameras saw
+    assert not write_labels(tmp_path, "scene-a", "tok", sem, mask)  # same bytes: not written again
     assert path.read_bytes() == first
     sem[10, 10, 2] = 13
     assert write_labels(tmp_path, "scene-a", "tok", sem, mask) and path.read_bytes() != first

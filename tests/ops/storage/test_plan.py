@@ -1,5 +1,6 @@
 """The incremental plan of a stage: current scenes are skipped, changed ones and `force` recompute,
 upstream failures stay failed, and the result table says which is which."""
+
 import numpy as np
 
 from ops.storage.plan import SceneOutcome, StagePlan, StageResult
@@ -32,13 +33,20 @@ def test_recorded_outcomes_make_the_result_and_its_table(tmp_path):
     plan.stored("b", 12, 1.234)
     plan.fail("c", "c/img.jpg: corrupt")
     result = plan.result()
-    assert result == StageResult("maps", str(store.path), {"a": SceneOutcome("fp-a", 6, True),
-                                                            "b": SceneOutcome("fp-b", 12, False, 1.23)},
-                                 {"c": "c/img.jpg: corrupt"})
+    assert result == StageResult(
+        "maps",
+        str(store.path),
+        {"a": SceneOutcome("fp-a", 6, True), "b": SceneOutcome("fp-b", 12, False, 1.23)},
+        {"c": "c/img.jpg: corrupt"},
+    )
     lines = result.table("images", ["points"], lambda s: [f"{len(s)} pt"]).splitlines()
-    assert lines == ["| scene | images | seconds | points | result |", "|---|---|---|---|---|",
-                     "| a | 6 |  | 1 pt | unchanged, skipped |", "| b | 12 | 1.23 | 1 pt | stored |",
-                     "| c |  |  |  | failed: c/img.jpg: corrupt |"]
+    assert lines == [
+        "| scene | images | seconds | points | result |",
+        "|---|---|---|---|---|",
+        "| a | 6 |  | 1 pt | unchanged, skipped |",
+        "| b | 12 | 1.23 | 1 pt | stored |",
+        "| c |  |  |  | failed: c/img.jpg: corrupt |",
+    ]
 
 
 def test_a_damaged_scene_is_rebuilt_and_reported(tmp_path):
@@ -57,7 +65,7 @@ def test_a_scene_another_run_stored_meanwhile_becomes_unchanged(tmp_path):
     store = SceneStore(tmp_path / "s.zarr")
     plan = StagePlan.make(store, "maps", ["a"], lambda s: f"fp-{s}", lambda s: 6)
     assert plan.todo == {"a": "fp-a"} and not plan.became_current("a")
-    commit(store, "a", "fp-a")                      # the other run's commit
+    commit(store, "a", "fp-a")  # the other run's commit
     assert plan.became_current("a") and plan.result().scenes["a"].skipped
     forced = StagePlan.make(store, "maps", ["a"], lambda s: f"fp-{s}", lambda s: 6, force=True)
     assert not forced.became_current("a")

@@ -1,4 +1,5 @@
 """The Zarr scene store: atomic commits, recovery after a crash at any point, same inputs same bytes."""
+
 import hashlib
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_same_inputs_same_bytes(tmp_path):
     a, b = SceneStore(tmp_path / "a.zarr"), SceneStore(tmp_path / "b.zarr")
     write(a, "scene-1", 3)
     write(b, "scene-1", 3)
-    write(b, "scene-1", 3)            # rewritten in place
+    write(b, "scene-1", 3)  # rewritten in place
     assert digest(a.stage_dir("scene-1", "labels")) == digest(b.stage_dir("scene-1", "labels"))
 
 
@@ -87,15 +88,17 @@ def test_a_second_writer_waits_then_gives_up_without_touching_the_first(tmp_path
     first.write("semantics", 0, np.full((4, 5), 99, np.uint8))
     heard = []
     impatient = SceneStore(store.path, lock_timeout=0.5, on_wait=heard.append)
-    with pytest.raises(StageBusy, match=r"labels of scene scene-1 .* is held by host .* pid \d+ since .* for more than 0 s"):
+    with pytest.raises(
+        StageBusy, match=r"labels of scene scene-1 .* is held by host .* pid \d+ since .* for more than 0 s"
+    ):
         impatient.writer("scene-1", "labels")
     assert heard and "waiting for host" in heard[0]
-    assert first.partial.is_dir() and digest(store.stage_dir("scene-1", "labels")) == before   # nothing touched
+    assert first.partial.is_dir() and digest(store.stage_dir("scene-1", "labels")) == before  # nothing touched
     for i in (1, 2):
         first.write("semantics", i, np.full((4, 5), 99, np.uint8))
     first.commit({"fingerprint": "b", "tokens": ["t0", "t1", "t2"]})
     assert store.open("scene-1", "labels")["semantics"][2, 0, 0] == 99
-    write(impatient, "scene-1", 10)       # free again: the next writer goes ahead at once
+    write(impatient, "scene-1", 10)  # free again: the next writer goes ahead at once
     assert digest(store.stage_dir("scene-1", "labels")) == before
 
 
@@ -116,7 +119,7 @@ def test_a_commit_waits_for_the_readers_of_the_old_result(tmp_path):
         t.start()
         time.sleep(1.0)
         assert not committed.is_set()
-        assert [int(g["semantics"][i, 0, 0]) for i in range(3)] == [10, 11, 12]   # the old result, whole
+        assert [int(g["semantics"][i, 0, 0]) for i in range(3)] == [10, 11, 12]  # the old result, whole
     t.join(timeout=30)
     assert committed.is_set() and store.open("scene-1", "labels")["semantics"][0, 0, 0] == 50
 
@@ -132,7 +135,7 @@ def test_a_damaged_result_is_not_current(tmp_path):
     chunk.write_bytes(chunk.read_bytes()[:-1])
     assert "has" in store.damage("scene-1", "labels") and not store.is_current("scene-1", "labels", "a")
     write(store, "scene-1", 10)
-    (stage / "semantics" / "zarr.json").unlink()        # the reported loss: group attributes intact, array gone
+    (stage / "semantics" / "zarr.json").unlink()  # the reported loss: group attributes intact, array gone
     assert store.attrs("scene-1", "labels")["fingerprint"] == "a"
     assert store.damage("scene-1", "labels") == "semantics/zarr.json is missing"
     assert not store.is_current("scene-1", "labels", "a")
@@ -160,7 +163,7 @@ def test_planning_and_labels_wait_for_a_commit_in_flight(tmp_path):
     from ops.storage.scene_store import label_volumes
 
     store = SceneStore(tmp_path / "s.zarr", on_wait=lambda msg: None)
-    with store.writer("scene-1", OCC_LABELS) as w:     # the shape label_volumes reads
+    with store.writer("scene-1", OCC_LABELS) as w:  # the shape label_volumes reads
         w.create("semantics", (2, 4, 5, 3), np.uint8)
         w.create("mask_camera", (2, 4, 5, 3), bool)
         w.write("semantics", 1, np.full((4, 5, 3), 7, np.uint8))
@@ -225,7 +228,7 @@ def test_overlapping_readers_do_not_hold_a_commit_off(tmp_path):
             try:
                 with store.reading("scene-1", "labels") as g:
                     seen.add(g.attrs["fingerprint"])
-                    time.sleep(0.3)          # held 0.3 s, the other reader starts 0.15 s later: always one inside
+                    time.sleep(0.3)  # held 0.3 s, the other reader starts 0.15 s later: always one inside
             except Exception as exc:  # noqa: BLE001 - reported by the assert below
                 errors.append(exc)
                 return
@@ -236,7 +239,7 @@ def test_overlapping_readers_do_not_hold_a_commit_off(tmp_path):
     time.sleep(0.5)
     committer = threading.Thread(target=write, args=(store, "scene-1", 50), kwargs={"fp": "b"}, daemon=True)
     committer.start()
-    committer.join(timeout=60)     # a bound on hanging: starved, it would never finish
+    committer.join(timeout=60)  # a bound on hanging: starved, it would never finish
     deadline = time.monotonic() + 10
     while "b" not in seen and not errors and time.monotonic() < deadline:
         time.sleep(0.05)
