@@ -5,7 +5,7 @@ export DAGSTER_HOME ?= $(EASYOCC_DATA_DIR)/dagster_home
 # dg (Dagster's CLI) runs in the project's own environment.
 DG := VIRTUAL_ENV=$(CURDIR)/.venv PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/dg
 
-.PHONY: install demo test test-fast ui
+.PHONY: install demo test test-fast lint ui
 
 install: .venv/.installed
 
@@ -32,6 +32,10 @@ test: install
 # Dagster, Ray, CLI and demo-world runs; `make test` (and CI) runs everything.
 test-fast: install
 	HF_HUB_OFFLINE=1 TRITON_INTERPRET=1 .venv/bin/python -m pytest -m "not slow"
+
+# Lint and format check (ruff, configured in pyproject.toml); CI fails on either. `ruff format .` fixes the format.
+lint: install
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 # The Dagster UI on http://127.0.0.1:$(UI_PORT); Ctrl-C stops it (exec: the signal reaches dg, not a shell).
 UI_PORT ?= 3000
