@@ -1,15 +1,17 @@
 """The label of one keyframe from a window of lifted keyframes (docs/method.md, "Fusion"), torch on the
-CPU or GPU: votes and free-space crossings accumulate frame by frame, then each voxel is decided.
+CPU or GPU: votes and free-space evidence accumulate frame by frame, then each voxel is decided.
 
 For keyframe T: its own labelled points plus those of the other keyframes of the window (movable
 classes dropped from every frame but T's), moved into the ego frame of T's LIDAR_TOP, voted per voxel
-(majority class, ties to the lowest id: objects before stuff), then free space:
-  - ``empty_is_free`` (the paper's): every voxel without votes is free (17); the mask is all True;
-  - ``raycast`` (default, beyond the paper): each pixel's ray is walked from its camera to its point;
-    crossed voxels are observed free, voxels never crossed nor voted are unobserved (255), and
-    ``mask_camera`` marks the observed ones. A voxel with votes and free crossings keeps its votes
-    unless free crossings outnumber votes by ``free_over_votes`` (default None: votes always win,
-    since a ray grazing a surface crosses the voxel that holds that surface).
+(majority class, ties to the lowest id: objects before stuff), then free space (FusionConfig.free_space):
+  - ``projection`` (the default): each voxel centre projected into each image and compared with the
+    depth there (projection.py): seen, missed (free-space evidence) or nothing, and the surface band;
+  - ``raycast``: the same evidence by walking each pixel's ray through the grid (raycast.py);
+  - ``empty_is_free`` (the paper's): every voxel without votes is free (17); the mask is all True.
+With log-odds evidence (evidence.py) the hits and misses of the keyframes decide each voxel; the
+surface rule (surface.py) thins what they keep; with the consistency (consistency.py) a first pass
+estimates each image's depth scale and the window's range curve, and a second pass fuses the window
+with the depth corrected. Voxels nothing saw are unobserved (255); ``mask_camera`` marks the observed.
 """
 
 from __future__ import annotations
