@@ -117,13 +117,13 @@ def ablation_rows(presets: list[str], full: set[str]) -> list[tuple[str, str, Fu
             (
                 p,
                 "2026-12-01 default: no surface rule, p_miss 0.3, no consistency",
-                replace(new, surface="none", p_miss=0.3, consistency=False),
+                replace(new, surface="none", p_miss=0.3, consistency=False, edge_jump=None),
                 False,
             ),
             (
                 p,
                 "previous default (2026-12-07, first part): surface tsdf, p_miss 0.3, no consistency",
-                replace(new, p_miss=0.3, consistency=False),
+                replace(new, p_miss=0.3, consistency=False, edge_jump=None),
                 False,
             ),
             (p, f"new default: {describe(new)}", new, False),

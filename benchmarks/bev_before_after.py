@@ -5,7 +5,8 @@
 
 Panels: the Occ3D truth under its camera mask (unobserved grey), the 2026-12-01 default (no surface
 rule, p_miss 0.3, no consistency), the first part of 2026-12-07 (the surface rule), and the current
-default (the surface rule, the cross-view consistency and p_miss 0.1), each with its camera-mask IoU;
+default (the surface rule, the cross-view consistency, p_miss 0.1 and the edge filter), each with its
+camera-mask IoU;
 a colour key on the right. The simulated perception of the preset is the same for every panel.
 """
 
@@ -26,8 +27,8 @@ from ops.report import bev_image, legend_image, png_bytes, side_by_side, titled
 
 NEW = FusionConfig()
 CONFIGS = {
-    "2026-12-01 default": replace(NEW, surface="none", p_miss=0.3, consistency=False),
-    "+ surface rule (12-07 first part)": replace(NEW, p_miss=0.3, consistency=False),
+    "2026-12-01 default": replace(NEW, surface="none", p_miss=0.3, consistency=False, edge_jump=None),
+    "+ surface rule (12-07 first part)": replace(NEW, p_miss=0.3, consistency=False, edge_jump=None),
     "current default": NEW,
 }
 

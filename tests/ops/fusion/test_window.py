@@ -137,6 +137,7 @@ def test_bad_config(kwargs):
         FusionConfig(**kwargs)
 
 
+@pytest.mark.slow  # a whole label through Triton's interpreter (over a minute on 2 cores)
 def test_triton_backend_gives_the_same_labels():
     pytest.importorskip("triton")
     kfs, maps = keyframes(3)
