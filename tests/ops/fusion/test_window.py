@@ -141,9 +141,8 @@ def test_bad_config(kwargs):
 def test_triton_backend_gives_the_same_labels():
     pytest.importorskip("triton")
     kfs, maps = keyframes(3)
-    base = FusionConfig(history=2)
-    from dataclasses import replace
-
+    # The consistency's own arithmetic is torch on every backend; its second pass runs the same kernels again.
+    base = FusionConfig(history=2, consistency=False)
     a = list(SceneFuser(kfs, lambda kf: [maps], replace(base, backend="torch")))
     b = list(SceneFuser(kfs, lambda kf: [maps], replace(base, backend="triton")))
     for la, lb in zip(a, b):
