@@ -300,6 +300,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _yes_no(text: str) -> bool:
+    """A command-line boolean: true/false, yes/no, 1/0 (bool("false") would be True)."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="easyocc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -324,7 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     from ops.demo_world.generate import DemoWorldConfig
 
     for f in fields(DemoWorldConfig):
-        d.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None)
+        kind = _yes_no if isinstance(f.default, bool) else type(f.default)
+        d.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (default: {f.default})",
+        )
     d.set_defaults(func=cmd_demo_world)
     q = sub.add_parser("perceive", help="run perception backends over a scene's camera images (maps + previews)")
     q.add_argument(

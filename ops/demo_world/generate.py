@@ -56,18 +56,27 @@ LOCATIONS = ("boston-seaport", "singapore-onenorth", "singapore-queenstown", "si
 class DemoWorldConfig:
     """Everything that shapes the demo world; equal configs give byte-identical datasets."""
 
-    seed: int = 0  # fixes the layout, trajectories, poses and tokens
-    version: str = "v1.0-mini"  # table folder; scene names come from the devkit's split for it
-    train_scenes: int = 1  # scenes drawn from the version's training split
-    val_scenes: int = 1  # scenes drawn from its validation split
-    keyframes: int = 20  # keyframes per scene at 2 Hz (>= 14 for a 13-keyframe history)
-    image_width: int = 320  # camera resolution (a fifth of 1600 x 900 by default)
-    image_height: int = 180
-    lidar_azimuth_steps: int = 1080  # lidar rays per beam and revolution (32 beams)
-    lidar_mask_views: int = 3  # lidar positions (keyframes around T) cast into the world at T for mask_lidar
-    ego_speed: float = 6.0  # m/s
-    jpeg_quality: int = 92
-    ego_body: bool = True  # the ego car's rear hatch seen by CAM_BACK (render.py, EGO_BODY)
+    seed: int = field(default=0, metadata={"help": "fixes the layout, trajectories, poses and tokens"})
+    version: str = field(
+        default="v1.0-mini", metadata={"help": "table folder; scene names come from the devkit's split for it"}
+    )
+    train_scenes: int = field(default=1, metadata={"help": "scenes drawn from the version's training split"})
+    val_scenes: int = field(default=1, metadata={"help": "scenes drawn from its validation split"})
+    keyframes: int = field(
+        default=20, metadata={"help": "keyframes per scene at 2 Hz (>= 14 for a 13-keyframe history)"}
+    )
+    image_width: int = field(default=320, metadata={"help": "camera image width in pixels (nuScenes: 1600)"})
+    image_height: int = field(default=180, metadata={"help": "camera image height in pixels (nuScenes: 900)"})
+    lidar_azimuth_steps: int = field(default=1080, metadata={"help": "lidar rays per beam and revolution (32 beams)"})
+    lidar_mask_views: int = field(
+        default=3, metadata={"help": "lidar positions (keyframes around T) cast into the world at T for mask_lidar"}
+    )
+    ego_speed: float = field(default=6.0, metadata={"help": "the ego car's speed, m/s"})
+    jpeg_quality: int = field(default=92, metadata={"help": "JPEG quality of the camera images (1-95)"})
+    ego_body: bool = field(
+        default=True,
+        metadata={"help": "the ego car's rear hatch seen by CAM_BACK (render.py, EGO_BODY); true or false"},
+    )
 
     def __post_init__(self):
         if self.keyframes < 2:

@@ -47,7 +47,8 @@ def score_directories(
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         raise FileNotFoundError(
             f"{len(skipped)} frame(s) missing from {pred_dir}: {names}{more} "
-            f"(expected {pred_dir}/<scene>/<token>/{LABELS_FILE}; allow_missing skips them)"
+            f"(expected {pred_dir}/<scene>/<token>/{LABELS_FILE}; `easyocc score --allow-missing`, or "
+            "allow_missing=True, skips them)"
         )
 
     def load(f: FrameRef):
