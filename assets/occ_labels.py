@@ -227,8 +227,9 @@ def _scale_chart(stats: dict, scales_key: str, fits_key: str, source: str) -> st
 def _camera_table(stats: dict) -> str | None:
     """Per camera, over every label's own images (stats: cameras, ground_scales / ground_fits, view_scales /
     view_fits): how many images each correction rescaled and the median, 10th and 90th percentile of the
-    scales applied, and a chart of each camera's median change of depth from the other views: a camera
-    whose depth model is off in every keyframe (one with another focal length) stands out here."""
+    scales applied, and a chart of each camera's median scale from the other views (each image's depth is
+    divided by its scale): a camera whose depth model is off in every keyframe (one with another focal
+    length) stands out here."""
     import numpy as np
 
     from ops.report import Markdown, bar_image, markdown_image, markdown_table
@@ -259,7 +260,8 @@ def _camera_table(stats: dict) -> str | None:
         f"{table}\n\n"
         + markdown_image(
             chart,
-            "median change of depth per camera from the window's other views, % (+: depth lengthened, -: shortened)",
+            "each camera's median scale from the window's other views, % off 1 (+: its depth read long and was "
+            "shortened, -: read short and was lengthened)",
         )
     )
 

@@ -31,6 +31,7 @@ from ops.fusion.config import FusionConfig
 from ops.fusion.scene import SceneFuser
 from ops.geometry import make_transform, rot_z
 from ops.occ3d import CLASS_ID, FREE
+from ops.perception.simulated import compress_far
 
 
 def street_maps(cam, T_ego_cam):
@@ -123,9 +124,8 @@ def main():
     points, steps = 0, {}
     read = []
     if args.far_compression:
-        for ch, (depth, cls) in list(maps.items()):
-            far = np.maximum(depth / 20.0, 1.0) ** np.float32(-args.far_compression)
-            maps[ch] = ((depth * far).astype(np.float32), cls)
+        for depth, _ in maps.values():
+            compress_far(depth, args.far_compression, 20.0)
 
     def perception(kf):
         read.append(kf.token)

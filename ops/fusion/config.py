@@ -66,7 +66,8 @@ class FusionConfig:
         "pixel's own inverse depth, unless the pixel continues the plane of a "
         "neighbour of its own class: flying pixels between a foreground and its "
         "background, a foreground's depth bled into the background; an object's "
-        "outermost pixel and the background's first are kept (0.15: about 4 "
+        "outermost pixel, the background's first and objects one or two pixels "
+        "wide (nearer than both neighbours) are kept (0.15: about 4 "
         "standard deviations of that difference under 1.5 % per-pixel depth "
         "noise; None: off, the default until 2026-12-07)",
     )

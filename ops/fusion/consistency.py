@@ -332,16 +332,19 @@ def fit_consistency(
                 fits[i], changed = why, True
         if r >= 2 and not changed:
             break
-    c, b = theta[: n_images * J].reshape(n_images, J).cpu(), theta[n_images * J :]
+    c, coefficients = (
+        theta[: n_images * J].reshape(n_images, J).cpu(),
+        tuple(float(v) for v in theta[n_images * J :].cpu()),
+    )
     # Changes smaller than the fit's own bias on exact depth (sampling the surface at voxel centres) are not made.
     if curve_fit == "applied":
         reach = torch.linspace(knots[0], max(knots[0], float(z.max())), 64, dtype=torch.float64, device=dev)
-        if float(RangeCurve(knots, tuple(float(v) for v in b.cpu())).log_factor(reach).abs().max()) < rule.min_change:
+        if float(RangeCurve(knots, coefficients).log_factor(reach).abs().max()) < rule.min_change:
             curve_fit = "negligible"
     for i in range(n_images):
         if fits[i] == "applied" and float(c[i].abs().max()) < rule.min_change:
             fits[i] = "negligible"
-    curve = RangeCurve(knots, tuple(float(v) for v in b.cpu()), curve_points[0] if K else 0, curve_fit)
+    curve = RangeCurve(knots, coefficients, curve_points[0] if K else 0, curve_fit)
     counts = torch.zeros(n_images, dtype=torch.int64, device=dev).index_add_(0, img, (keep > 0).long()).tolist()
     scales = []
     for i in range(n_images):

@@ -336,8 +336,7 @@ def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator, na
         hit = edge & (rng.random(d.shape) < m.flying_pixels)
         d[hit] = lo[hit] + rng.random(int(hit.sum()), np.float32) * (hi[hit] - lo[hit])
     if m.far_compression > 0:
-        far = d > m.far_compression_start_m
-        d[far] *= (d[far] / m.far_compression_start_m) ** np.float32(-m.far_compression)
+        compress_far(d, m.far_compression, m.far_compression_start_m)
     factor = np.full(d.shape, np.exp(m.depth_scale_std * rng.standard_normal()) * correlated_scale(m, name), np.float32)
     if m.depth_smooth_noise > 0:
         factor *= 1 + smooth_field(rng, d.shape, m.depth_smooth_noise)
@@ -351,6 +350,13 @@ def degrade_depth(depth: np.ndarray, m: NoiseModel, rng: np.random.Generator, na
         d[valid & (rng.random(d.shape) < p)] = 0
     if m.sky_depth_m > 0:
         d[~valid] = m.sky_depth_m
+    return d
+
+
+def compress_far(d: np.ndarray, c: float, start_m: float) -> np.ndarray:
+    """Far depth compressed in place and returned: beyond start_m, d *= (d / start_m)^-c (float32 maps)."""
+    far = d > start_m
+    d[far] *= (d[far] / start_m) ** np.float32(-c)
     return d
 
 
